@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build where one lies on local disk; a plain PyPI install gives a CUDA build on GPU machines.
+TORCH ?= torch==2.13.0
+DEMO_OUTDIR ?= results/demo
+
+.PHONY: install demo test lint format test-slurm clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/snakemake --cores all --config model=tiny outdir=$(DEMO_OUTDIR) \
+		'drops=["example/drop1.fasta","example/drop2.fasta.gz"]'
+	$(BIN)/atlas stats --outdir $(DEMO_OUTDIR)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakemake --lint --cores 1
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest -q -ra
+
+test-slurm: install
+	ATLAS_SLURM_TEST=1 $(BIN)/python -m pytest -q -ra -m slurm
+
+clean:
+	rm -rf results .snakemake

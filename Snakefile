@@ -1,0 +1,22 @@
+# Metagenomic protein structure atlas: drops -> chunks -> ESMFold -> novelty -> DuckDB index.
+# The product contract (config keys, outputs) is SPEC.md; the logic lives in the `atlas` package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/fold.smk"
+include: "workflow/rules/novelty.smk"
+include: "workflow/rules/index.smk"
+
+
+rule all:
+    input:
+        f"{OUTDIR}/atlas/index.parquet",
+        f"{OUTDIR}/atlas/atlas.duckdb",
+    default_target: True

@@ -1,0 +1,44 @@
+"""The `atlas` command: user subcommands (query, export, stats, report) and the workflow steps the rules call.
+
+Each subcommand lives in the module that does its job and is imported only when used, so `atlas query`
+never pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module, function taking argv, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "query": ("atlas.query", "query_main", "read-only SQL over atlas/atlas.duckdb"),
+    "export": ("atlas.query", "export_main", "write structures as mmCIF files"),
+    "stats": ("atlas.query", "stats_main", "counts per stage"),
+    "report": ("atlas.report", "report_main", "summary.json, plots and index.html under report/"),
+    "split": ("atlas.chunking", "split_main", "workflow step: split a drop into length-bucketed chunks"),
+    "fold": ("atlas.fold", "fold_main", "workflow step: fold one chunk with ESMFold"),
+    "reference-db": ("atlas.novelty", "reference_db_main", "workflow step: build the MMseqs2 reference"),
+    "novelty": ("atlas.novelty", "novelty_main", "workflow step: search one chunk against the reference"),
+    "index": ("atlas.index", "index_main", "workflow step: build the atlas index and DuckDB views"),
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: atlas COMMAND [options]   (atlas COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"atlas: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module_name, function_name, _ = COMMANDS[command]
+    function = getattr(importlib.import_module(module_name), function_name)
+    return int(function(rest) or 0)

@@ -1,0 +1,82 @@
+import os
+import re
+from shlex import quote as shlex_quote
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+OUTDIR = config["outdir"].rstrip("/") or "."
+DROP_FILES = config["drops"]
+DROP_SUFFIXES = (".fasta.gz", ".faa.gz", ".fa.gz", ".fasta", ".faa", ".fa")
+
+
+def drop_name(path):
+    """A drop's name is its file name without .fa/.faa/.fasta[.gz] (SPEC.md)."""
+    name = os.path.basename(path)
+    for suffix in DROP_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    raise ValueError(f"drop file {path!r} does not end in one of {', '.join(DROP_SUFFIXES)}")
+
+
+DROPS = [drop_name(path) for path in DROP_FILES]
+if len(set(DROPS)) != len(DROPS):
+    raise ValueError(f"two drops in config 'drops' share a name: {DROPS}")
+DROP_FILE = dict(zip(DROPS, DROP_FILES))
+
+# Rules call the package from this checkout, so conda-deployed rule environments need no install of it.
+ATLAS = f"PYTHONPATH={shlex_quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}} python -m atlas"
+
+NOVELTY_REFERENCE = config["novelty"]["reference"]
+REFERENCE_DB = f"{OUTDIR}/reference/reference.json"
+
+
+wildcard_constraints:
+    drop="|".join(re.escape(drop) for drop in DROPS),
+    chunk=r"[A-Za-z0-9_.-]+",
+
+
+def fold_uses_gpu():
+    """Whether fold jobs ask the scheduler for a GPU: `cuda*` always, `auto` when this host has one."""
+    device = config["device"]
+    if device.startswith("cuda"):
+        return True
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def drop_fasta(wildcards):
+    return DROP_FILE[wildcards.drop]
+
+
+def earlier_manifests(wildcards):
+    """Dedup is against every drop that arrived before this one, so adding a drop never touches earlier ones."""
+    position = DROPS.index(wildcards.drop)
+    return [f"{OUTDIR}/chunks/{drop}/manifest.parquet" for drop in DROPS[:position]]
+
+
+def drop_chunks(drop):
+    """Chunk names of a drop, known once its split checkpoint has run."""
+    manifest = checkpoints.split_drop.get(drop=drop).output.manifest
+    chunk_dir = Path(manifest).parent
+    return sorted(path.name[: -len(".fasta")] for path in chunk_dir.glob("*.fasta"))
+
+
+def all_predictions(wildcards):
+    return [f"{OUTDIR}/predictions/{drop}/{chunk}.parquet" for drop in DROPS for chunk in drop_chunks(drop)]
+
+
+def all_novelty(wildcards):
+    if not NOVELTY_REFERENCE:
+        return []
+    return [f"{OUTDIR}/novelty/{drop}/{chunk}.parquet" for drop in DROPS for chunk in drop_chunks(drop)]
+
+
+def all_manifests(wildcards):
+    return [f"{OUTDIR}/chunks/{drop}/manifest.parquet" for drop in DROPS]

@@ -1,0 +1,22 @@
+rule atlas_index:
+    input:
+        manifests=all_manifests,
+        predictions=all_predictions,
+        novelty=all_novelty,
+    output:
+        index=f"{OUTDIR}/atlas/index.parquet",
+        database=f"{OUTDIR}/atlas/atlas.duckdb",
+    params:
+        min_plddt=config["min_plddt"],
+        min_ptm=config["min_ptm"],
+        novelty="--novelty" if NOVELTY_REFERENCE else "--no-novelty",
+        drops=" ".join(DROPS),
+    log:
+        f"{OUTDIR}/logs/atlas_index.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/atlas_index.tsv"
+    conda:
+        "../../envs/atlas.yaml"
+    shell:
+        "{ATLAS} index --outdir {OUTDIR:q} --drops {params.drops} --min-plddt {params.min_plddt}"
+        " --min-ptm {params.min_ptm} {params.novelty} > {log:q} 2>&1"

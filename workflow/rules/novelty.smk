@@ -1,0 +1,38 @@
+rule reference_db:
+    input:
+        reference=NOVELTY_REFERENCE or [],
+    output:
+        db=REFERENCE_DB,
+    threads: config["novelty"]["threads"]
+    log:
+        f"{OUTDIR}/logs/reference_db.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/reference_db.tsv"
+    conda:
+        "../../envs/atlas.yaml"
+    shell:
+        "{ATLAS} reference-db --reference {input.reference:q} --output {output.db:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+rule novelty_chunk:
+    input:
+        fasta=f"{OUTDIR}/chunks/{{drop}}/{{chunk}}.fasta",
+        db=REFERENCE_DB,
+    output:
+        novelty=f"{OUTDIR}/novelty/{{drop}}/{{chunk}}.parquet",
+    params:
+        max_identity=config["novelty"]["max_identity"],
+        min_coverage=config["novelty"]["min_coverage"],
+        sensitivity=config["novelty"]["sensitivity"],
+    threads: config["novelty"]["threads"]
+    log:
+        f"{OUTDIR}/logs/novelty/{{drop}}/{{chunk}}.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/novelty/{{drop}}/{{chunk}}.tsv"
+    conda:
+        "../../envs/atlas.yaml"
+    shell:
+        "{ATLAS} novelty --fasta {input.fasta:q} --reference-db {input.db:q} --output {output.novelty:q}"
+        " --max-identity {params.max_identity} --min-coverage {params.min_coverage}"
+        " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1"

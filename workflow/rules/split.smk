@@ -1,0 +1,22 @@
+checkpoint split_drop:
+    input:
+        fasta=drop_fasta,
+        earlier=earlier_manifests,
+    output:
+        manifest=f"{OUTDIR}/chunks/{{drop}}/manifest.parquet",
+    params:
+        min_length=config["min_length"],
+        max_length=config["max_length"],
+        buckets=" ".join(str(bound) for bound in config["length_buckets"]),
+        chunk_residues=config["chunk_residues"],
+    log:
+        f"{OUTDIR}/logs/split/{{drop}}.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/split/{{drop}}.tsv"
+    conda:
+        "../../envs/atlas.yaml"
+    shell:
+        "{ATLAS} split --fasta {input.fasta:q} --drop {wildcards.drop} --manifest {output.manifest:q}"
+        " --earlier-manifests {input.earlier:q} --min-length {params.min_length}"
+        " --max-length {params.max_length} --length-buckets {params.buckets}"
+        " --chunk-residues {params.chunk_residues} > {log:q} 2>&1"
