@@ -4,7 +4,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # A CPU build where one lies on local disk; a plain PyPI install gives a CUDA build on GPU machines.
 TORCH ?= torch==2.13.0
-DEMO_OUTDIR ?= results/demo
 
 .PHONY: install demo test lint format test-slurm clean
 
@@ -18,9 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/snakemake --cores all --config model=tiny outdir=$(DEMO_OUTDIR) \
-		'drops=["example/drop1.fasta","example/drop2.fasta.gz"]'
-	$(BIN)/atlas stats --outdir $(DEMO_OUTDIR)
+	$(BIN)/snakemake --cores all --configfile example/demo.yaml
+	$(BIN)/atlas stats --outdir results/demo
 
 lint: install
 	$(BIN)/ruff check .
