@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
-OUTDIR = config["outdir"].rstrip("/") or "."
+OUTDIR = os.path.normpath(config["outdir"])
 DROP_FILES = config["drops"]
 DROP_SUFFIXES = (".fasta.gz", ".faa.gz", ".fa.gz", ".fasta", ".faa", ".fa")
 
@@ -27,8 +27,8 @@ if len(set(DROPS)) != len(DROPS):
     raise ValueError(f"two drops in config 'drops' share a name: {DROPS}")
 DROP_FILE = dict(zip(DROPS, DROP_FILES))
 
-# Rules call the package from this checkout, so conda-deployed rule environments need no install of it.
-ATLAS = f"PYTHONPATH={shlex_quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}} python -m atlas"
+# Rules run `python -m atlas` from this checkout, so conda-deployed rule environments need no install of it.
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex_quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 NOVELTY_REFERENCE = config["novelty"]["reference"]
 REFERENCE_DB = f"{OUTDIR}/reference/reference.json"

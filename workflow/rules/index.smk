@@ -11,6 +11,7 @@ rule atlas_index:
         min_ptm=config["min_ptm"],
         novelty="--novelty" if NOVELTY_REFERENCE else "--no-novelty",
         drops=" ".join(DROPS),
+        outdir=lambda wildcards, output: Path(output.index).parents[1],
     log:
         f"{OUTDIR}/logs/atlas_index.log",
     benchmark:
@@ -18,5 +19,5 @@ rule atlas_index:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "{ATLAS} index --outdir {OUTDIR:q} --drops {params.drops} --min-plddt {params.min_plddt}"
+        "python -m atlas index --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
         " --min-ptm {params.min_ptm} {params.novelty} > {log:q} 2>&1"
