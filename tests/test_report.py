@@ -1,0 +1,361 @@
+"""`atlas report`: summary.json against counts taken straight from the Parquet files, valid non-blank PNGs,
+and an index.html that a headless Chromium opens offline with every image decoded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from atlas import report
+
+AMINO = "ACDEFGHIKLMNPQRSTVWY"
+PNG_FILES = [filename for filename, _, _ in report.PLOTS.values()]
+MIN_PLDDT, MIN_PTM = 70.0, 0.7
+
+
+def md5(sequence: str) -> str:
+    return hashlib.md5(sequence.upper().encode()).hexdigest()
+
+
+def write_drop(
+    outdir: Path,
+    drop: str,
+    rng: random.Random,
+    n: int,
+    seen: set[str],
+    *,
+    novelty: bool,
+    benchmark: bool = True,
+):
+    """A realistic drop: manifest (queued, duplicate, rejected with reasons), two chunks of predictions (with
+    failed rows and the heavy mmcif/plddt columns), novelty per chunk and fold benchmark TSVs."""
+    manifest = []
+    queued = []
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.08:
+            seq = "".join(rng.choice(AMINO) for _ in range(rng.randint(3, 15)))
+            manifest.append((f"{drop}_{i}", seq, "rejected", "too_short"))
+        elif roll < 0.12:
+            seq = "".join(rng.choice(AMINO) for _ in range(rng.randint(1281, 3000)))
+            manifest.append((f"{drop}_{i}", seq, "rejected", "too_long"))
+        elif roll < 0.14:
+            seq = "ACDXZ" * 10
+            manifest.append((f"{drop}_{i}", seq, "rejected", "invalid_characters"))
+        elif roll < 0.24 and seen:
+            seq = rng.choice(sorted(seen))
+            manifest.append((f"{drop}_{i}", seq, "duplicate", "duplicate"))
+        else:
+            seq = "".join(rng.choice(AMINO) for _ in range(rng.randint(16, 700)))
+            if seq in seen:
+                continue
+            seen.add(seq)
+            queued.append((f"{drop}_{i}", seq))
+            manifest.append((f"{drop}_{i}", seq, "queued", ""))
+    chunk_of = {}
+    for rid, seq in queued:
+        chunk_of[rid] = "b0256_000" if len(seq) <= 256 else "b0768_000"
+    chunks_dir = outdir / "chunks" / drop
+    chunks_dir.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "id": [m[0] for m in manifest],
+                "drop": [drop] * len(manifest),
+                "checksum": [md5(m[1]) for m in manifest],
+                "length": pa.array([len(m[1]) for m in manifest], pa.int32()),
+                "status": [m[2] for m in manifest],
+                "reason": [m[3] or None for m in manifest],
+                "chunk": [chunk_of.get(m[0]) for m in manifest],
+            }
+        ),
+        chunks_dir / "manifest.parquet",
+    )
+    for chunk in sorted(set(chunk_of.values())):
+        rows = [(rid, seq) for rid, seq in queued if chunk_of[rid] == chunk]
+        preds = {
+            k: [] for k in ("id", "checksum", "sequence", "length", "mean_plddt", "ptm", "num_conf", "plddt")
+        }
+        preds.update({k: [] for k in ("max_pae", "mmcif", "model", "num_recycles", "status", "error")})
+        nov = {
+            k: [] for k in ("checksum", "best_hit", "identity", "query_coverage", "target_coverage", "evalue")
+        }
+        nov["novel"] = []
+        for rid, seq in rows:
+            failed = rng.random() < 0.07
+            centre = rng.choice([rng.gauss(45, 10), rng.gauss(80, 8)])
+            plddt = [] if failed else [min(100.0, max(0.0, rng.gauss(centre, 8))) for _ in range(len(seq))]
+            mean = float(np.mean(plddt)) if plddt else None
+            ptm = None if failed else min(1.0, max(0.0, (mean or 0) / 100 + rng.gauss(0, 0.12)))
+            preds["id"].append(rid)
+            preds["checksum"].append(md5(seq))
+            preds["sequence"].append(seq)
+            preds["length"].append(len(seq))
+            preds["mean_plddt"].append(mean)
+            preds["ptm"].append(ptm)
+            preds["num_conf"].append(None if failed else sum(p > 70 for p in plddt))
+            preds["plddt"].append(plddt)
+            preds["max_pae"].append(None if failed else 31.75)
+            preds["mmcif"].append(None if failed else "data_x\n" + "ATOM ...\n" * 50)
+            preds["model"].append("facebook/esmfold_v1")
+            preds["num_recycles"].append(4)
+            preds["status"].append("failed" if failed else "ok")
+            preds["error"].append("CUDA out of memory" if failed else None)
+            hit = rng.random() < 0.7
+            identity = (
+                (rng.uniform(0.85, 1.0) if rng.random() < 0.4 else rng.uniform(0.2, 0.9)) if hit else None
+            )
+            coverage = rng.uniform(0.5, 1.0) if hit else None
+            nov["checksum"].append(md5(seq))
+            nov["best_hit"].append(f"UniRef90_{rng.randint(1, 10**6)}" if hit else None)
+            nov["identity"].append(identity)
+            nov["query_coverage"].append(coverage)
+            nov["target_coverage"].append(coverage)
+            nov["evalue"].append(1e-10 if hit else None)
+            nov["novel"].append(not (hit and identity >= 0.9 and coverage >= 0.8))
+        table = pa.table(preds)
+        table = table.append_column("drop", pa.array([drop] * len(rows))).append_column(
+            "chunk", pa.array([chunk] * len(rows))
+        )
+        (outdir / "predictions" / drop).mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, outdir / "predictions" / drop / f"{chunk}.parquet")
+        if novelty:
+            (outdir / "novelty" / drop).mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.table(nov), outdir / "novelty" / drop / f"{chunk}.parquet")
+        if benchmark:
+            (outdir / "benchmarks" / "fold" / drop).mkdir(parents=True, exist_ok=True)
+            seconds = sum(len(seq) for _, seq in rows) / rng.uniform(50, 400)
+            (outdir / "benchmarks" / "fold" / drop / f"{chunk}.tsv").write_text(
+                "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                f"{seconds:.4f}\t0:00:{int(seconds):02d}\t1024.5\t2048.1\t900.2\t950.3\t1.0\t2.0\t95.0\t{seconds:.2f}\n"
+            )
+
+
+def build_outdir(tmp_path: Path, drops=("drop1", "drop2", "drop3"), *, novelty=True, seed=7, n=140) -> Path:
+    rng = random.Random(seed)
+    outdir = tmp_path / "results"
+    seen: set[str] = set()
+    for drop in drops:
+        write_drop(
+            outdir, drop, rng, n, seen, novelty=novelty, benchmark=drop != drops[-1] or len(drops) == 1
+        )
+    return outdir
+
+
+def expected_counts(outdir: Path, drops, novelty: bool) -> dict:
+    """Counts computed independently with pyarrow, straight from the files."""
+    result = {}
+    for drop in drops:
+        manifest = pq.read_table(outdir / "chunks" / drop / "manifest.parquet").to_pylist()
+        status = Counter(row["status"] for row in manifest)
+        reasons = Counter(row["reason"] for row in manifest if row["status"] == "rejected")
+        preds, nov = [], {}
+        for path in sorted((outdir / "predictions" / drop).glob("*.parquet")):
+            preds += pq.read_table(
+                path, columns=["checksum", "status", "mean_plddt", "ptm", "length"]
+            ).to_pylist()
+        if novelty:
+            for path in sorted((outdir / "novelty" / drop).glob("*.parquet")):
+                nov.update({row["checksum"]: row["novel"] for row in pq.read_table(path).to_pylist()})
+        ok = [p for p in preds if p["status"] == "ok"]
+        high = [p for p in ok if p["mean_plddt"] >= MIN_PLDDT and p["ptm"] >= MIN_PTM]
+        result[drop] = {
+            "records": len(manifest),
+            "queued": status["queued"],
+            "duplicates": status["duplicate"],
+            "rejected": status["rejected"],
+            "rejected_by_reason": dict(reasons),
+            "folded": len(ok),
+            "failed": len(preds) - len(ok),
+            "pending": status["queued"] - len(preds),
+            "high_confidence": len(high),
+            "novel": sum(bool(nov.get(p["checksum"])) for p in ok) if novelty else None,
+            "high_confidence_novel": sum(bool(nov.get(p["checksum"])) for p in high) if novelty else None,
+            "folded_residues": sum(p["length"] for p in ok),
+        }
+    return result
+
+
+def run_report(outdir: Path, drops, *extra: str) -> dict:
+    argv = [
+        "--outdir",
+        str(outdir),
+        "--drops",
+        *drops,
+        "--min-plddt",
+        str(MIN_PLDDT),
+        "--min-ptm",
+        str(MIN_PTM),
+    ]
+    assert report.report_main([*argv, "--min-length", "16", "--max-length", "1280", *extra]) == 0
+    return json.loads((outdir / "report" / "summary.json").read_text())
+
+
+def assert_png_ok(path: Path) -> None:
+    from matplotlib import image
+
+    pixels = image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.shape[1] > 300, pixels.shape
+    assert float(pixels[..., :3].std()) > 0.02, f"{path.name} looks blank"
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("full")
+    drops = ["drop1", "drop2", "drop3"]
+    outdir = build_outdir(tmp_path, drops)
+    return outdir, drops, run_report(outdir, drops, "--novelty")
+
+
+def test_summary_counts_match_parquet(full):
+    outdir, drops, summary = full
+    expected = expected_counts(outdir, drops, novelty=True)
+    for drop in drops:
+        assert summary["counts"]["per_drop"][drop] == expected[drop], drop
+    total = summary["counts"]["total"]
+    for key in ("records", "rejected", "duplicates", "folded", "failed", "high_confidence", "novel"):
+        assert total[key] == sum(expected[d][key] for d in drops), key
+    reasons = Counter()
+    for drop in drops:
+        reasons.update(expected[drop]["rejected_by_reason"])
+    assert total["rejected_by_reason"] == dict(reasons)
+    # the fixture exercises every stage
+    assert total["failed"] > 0 and total["duplicates"] > 0 and total["high_confidence"] > 0
+    assert set(reasons) == {"too_short", "too_long", "invalid_characters"}
+
+
+def test_summary_metadata(full):
+    outdir, drops, summary = full
+    assert summary["drops"] == drops
+    assert summary["thresholds"]["min_plddt"] == MIN_PLDDT and summary["thresholds"]["min_ptm"] == MIN_PTM
+    assert summary["novelty_computed"] is True
+    assert summary["model"] == "facebook/esmfold_v1"
+    software = summary["software"]
+    for name in ("atlas", "torch", "transformers", "mmseqs", "duckdb", "snakemake"):
+        assert name in software
+    assert software["duckdb"] and software["snakemake"] and software["atlas"]
+    # benchmarks exist for drop1 and drop2 only (2 chunks each): residues / benchmark seconds
+    throughput = summary["fold_throughput"]
+    assert throughput["chunks"] == 4
+    for row in throughput["per_chunk"]:
+        table = pq.read_table(
+            outdir / "predictions" / row["drop"] / f"{row['chunk']}.parquet", columns=["length"]
+        )
+        assert row["residues"] == sum(table.column("length").to_pylist())
+        assert row["residues_per_second"] == pytest.approx(row["residues"] / row["seconds"])
+
+
+def test_stage_counts_is_the_summary(full):
+    outdir, drops, summary = full
+    counts = report.stage_counts(outdir, drops, min_plddt=MIN_PLDDT, min_ptm=MIN_PTM)
+    assert counts["per_drop"] == summary["counts"]["per_drop"]
+    assert counts["total"] == summary["counts"]["total"]
+    assert "high confidence" in report.format_counts(counts)
+
+
+def test_pngs_valid_and_not_blank(full):
+    outdir, _, summary = full
+    assert sorted(summary["plots"].values()) == sorted(PNG_FILES)
+    for name in PNG_FILES:
+        assert_png_ok(outdir / "report" / name)
+
+
+def test_html_is_self_contained(full):
+    outdir, drops, summary = full
+    page = (outdir / "report" / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(PNG_FILES)
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
+    assert "<link" not in page and "<script" not in page
+    for drop in drops:
+        assert drop in page
+    assert "too_long" in page
+    assert f"{summary['counts']['total']['records']:,}" in page
+
+
+def test_empty_outdir_gives_no_data_panels(tmp_path):
+    outdir = tmp_path / "empty"
+    outdir.mkdir()
+    summary = run_report(outdir, ["nothing"], "--no-novelty")
+    assert summary["counts"]["total"]["records"] == 0
+    assert summary["counts"]["total"]["novel"] is None
+    for name in PNG_FILES:
+        assert_png_ok(outdir / "report" / name)
+
+
+def test_no_novelty_and_tiny_data(tmp_path):
+    drops = ["only"]
+    outdir = build_outdir(tmp_path, drops, novelty=False, n=3, seed=3)
+    summary = run_report(outdir, drops, "--no-novelty")
+    expected = expected_counts(outdir, drops, novelty=False)
+    assert summary["counts"]["per_drop"]["only"] == expected["only"]
+    assert summary["novelty_computed"] is False
+    assert summary["counts"]["total"]["high_confidence_novel"] is None
+    for name in PNG_FILES:
+        assert_png_ok(outdir / "report" / name)
+
+
+def test_no_novelty_ignores_stale_novelty_files(tmp_path):
+    drops = ["d1"]
+    outdir = build_outdir(tmp_path, drops, novelty=True, n=30)
+    summary = run_report(outdir, drops, "--no-novelty")
+    assert summary["counts"]["total"]["novel"] is None
+    assert "max_identity" not in summary["thresholds"]
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs a headless Chromium: apt-get install -y chromium")
+def test_html_renders_in_headless_chromium(full, tmp_path):
+    """Chromium opens the page offline; an injected script writes how many images decoded into the DOM."""
+    outdir, _, _ = full
+    page = (outdir / "report" / "index.html").read_text()
+    probe = (
+        "<script>window.addEventListener('load', function () {"
+        "var imgs = Array.from(document.images);"
+        "var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;"
+        "document.body.setAttribute('data-images', imgs.length + '/' + ok);"
+        "});</script>"
+    )
+    probed = tmp_path / "probe.html"
+    probed.write_text(page.replace("</body>", probe + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ]
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": profile}
+        )
+    assert out.returncode == 0, out.stderr[-2000:]
+    match = re.search(r'data-images="(\d+)/(\d+)"', out.stdout)
+    assert match, "the load probe did not run:\n" + out.stdout[:500] + out.stderr[-1000:]
+    assert match.group(1) == match.group(2) == str(len(PNG_FILES))
