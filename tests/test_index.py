@@ -1,0 +1,386 @@
+"""atlas index: the index equals a plain-Python recomputation of the filter over the stage Parquet files.
+
+`make_outdir` (also used by tests/test_query.py) writes manifests, chunk FASTAs, predictions and novelty
+files with the exact SPEC columns: real E. coli sequences, varied metrics, failed rows, duplicates across
+drops and a drop whose records are all duplicates or rejected (no chunk).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from atlas import index
+from atlas.cli import main as atlas_main
+from atlas.fasta import read_fasta, sequence_checksum
+
+DATA = Path("/work/shared/data")
+PDB = DATA / "mgnifams_esmfold_khalifam1_1-4587088355.pdb"
+MIN_PLDDT, MIN_PTM = 70.0, 0.7
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("drop", pa.string()),
+        ("checksum", pa.string()),
+        ("length", pa.int32()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("chunk", pa.string()),
+    ]
+)
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("checksum", pa.string()),
+        ("sequence", pa.string()),
+        ("length", pa.int32()),
+        ("mean_plddt", pa.float32()),
+        ("ptm", pa.float32()),
+        ("num_conf", pa.int32()),
+        ("plddt", pa.list_(pa.float32())),
+        ("max_pae", pa.float32()),
+        ("mmcif", pa.string()),
+        ("model", pa.string()),
+        ("num_recycles", pa.int32()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("drop", pa.string()),
+        ("chunk", pa.string()),
+    ]
+)
+NOVELTY_SCHEMA = pa.schema(
+    [
+        ("checksum", pa.string()),
+        ("best_hit", pa.string()),
+        ("identity", pa.float64()),
+        ("query_coverage", pa.float64()),
+        ("target_coverage", pa.float64()),
+        ("evalue", pa.float64()),
+        ("novel", pa.bool_()),
+    ]
+)
+
+
+@functools.cache
+def base_mmcif() -> str:
+    if PDB.exists():
+        import gemmi
+
+        structure = gemmi.read_structure(str(PDB))
+        structure.setup_entities()
+        return structure.make_mmcif_document().as_string()
+    return "data_test\n_entry.id test\n"
+
+
+@functools.cache
+def real_sequences(count: int = 60) -> list[str]:
+    source = DATA / "UP000000625_83333.fasta"
+    sequences = [r.sequence for r in read_fasta(source) if 30 <= len(r.sequence) <= 200]
+    return sequences[:count]
+
+
+def mmcif_for(checksum: str) -> str:
+    """A real mmCIF text, marked with the checksum in a trailing comment so tests can tell files apart."""
+    return f"{base_mmcif()}# checksum {checksum}\n"
+
+
+def write_drop(outdir: Path, drop: str, records: list[dict], novelty: bool = True) -> None:
+    """Write the stage files of one drop from record dicts.
+
+    A record: id, sequence, status (queued | duplicate | rejected), and for queued ones chunk, result
+    (ok | failed), mean_plddt, ptm, novel (with best_hit, identity, query_coverage when not novel).
+    """
+    chunk_dir = outdir / "chunks" / drop
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    by_chunk: dict[str, list[dict]] = {}
+    for record in records:
+        checksum = sequence_checksum(record["sequence"])
+        queued = record["status"] == "queued"
+        manifest.append(
+            {
+                "id": record["id"],
+                "drop": drop,
+                "checksum": checksum,
+                "length": len(record["sequence"]),
+                "status": record["status"],
+                "reason": record.get("reason"),
+                "chunk": record["chunk"] if queued else None,
+            }
+        )
+        if queued:
+            by_chunk.setdefault(record["chunk"], []).append({**record, "checksum": checksum})
+    pq.write_table(pa.Table.from_pylist(manifest, schema=MANIFEST_SCHEMA), chunk_dir / "manifest.parquet")
+    for chunk, chunk_records in by_chunk.items():
+        (chunk_dir / f"{chunk}.fasta").write_text(
+            "".join(f">{r['id']}\n{r['sequence']}\n" for r in chunk_records)
+        )
+        predictions, novelty_rows = [], []
+        for r in chunk_records:
+            ok = r["result"] == "ok"
+            length = len(r["sequence"])
+            plddt = [float(r["mean_plddt"])] * length if ok else None
+            predictions.append(
+                {
+                    "id": r["id"],
+                    "checksum": r["checksum"],
+                    "sequence": r["sequence"],
+                    "length": length,
+                    "mean_plddt": r["mean_plddt"] if ok else None,
+                    "ptm": r["ptm"] if ok else None,
+                    "num_conf": sum(1 for value in plddt if value > 70) if ok else None,
+                    "plddt": plddt,
+                    "max_pae": 31.75 if ok else None,
+                    "mmcif": mmcif_for(r["checksum"]) if ok else None,
+                    "model": "tiny",
+                    "num_recycles": 4,
+                    "status": r["result"],
+                    "error": None if ok else "RuntimeError: CUDA out of memory even at batch size 1",
+                    "drop": drop,
+                    "chunk": chunk,
+                }
+            )
+            novel = r.get("novel", True)
+            novelty_rows.append(
+                {
+                    "checksum": r["checksum"],
+                    "best_hit": None if novel and "best_hit" not in r else r.get("best_hit", "P00001"),
+                    "identity": r.get("identity"),
+                    "query_coverage": r.get("query_coverage"),
+                    "target_coverage": r.get("query_coverage"),
+                    "evalue": 1e-30 if r.get("identity") is not None else None,
+                    "novel": novel,
+                }
+            )
+        prediction_dir = outdir / "predictions" / drop
+        prediction_dir.mkdir(parents=True, exist_ok=True)
+        pq.write_table(
+            pa.Table.from_pylist(predictions, schema=PREDICTION_SCHEMA), prediction_dir / f"{chunk}.parquet"
+        )
+        # resume part files of the fold stage live in a sibling folder: never read
+        parts = prediction_dir / f"{chunk}.parquet.parts"
+        parts.mkdir(exist_ok=True)
+        (parts / "part-0000.parquet").write_bytes(b"not parquet")
+        if novelty:
+            novelty_dir = outdir / "novelty" / drop
+            novelty_dir.mkdir(parents=True, exist_ok=True)
+            pq.write_table(
+                pa.Table.from_pylist(novelty_rows, schema=NOVELTY_SCHEMA), novelty_dir / f"{chunk}.parquet"
+            )
+
+
+def example_drops(seed: int = 7) -> dict[str, list[dict]]:
+    """Three drops: d1 (two chunks), d2 (duplicates of d1, new sequences, a failure), d3 (no chunk)."""
+    rng = random.Random(seed)
+    sequences = real_sequences()
+    hostile_ids = ["../../x", "a/b", "a b", "é", "a_b", "A_B", "..hidden", "-dash", "x" * 300]
+
+    def queued(number: int, chunk: str, **fixed) -> dict:
+        identity = rng.choice([None, 0.35, 0.95, 1.0])
+        coverage = rng.choice([0.5, 0.9])
+        record = {
+            "id": fixed.pop("id", f"seq{number}"),
+            "sequence": sequences[number],
+            "status": "queued",
+            "chunk": chunk,
+            "result": "ok",
+            "mean_plddt": round(rng.uniform(40, 95), 2),
+            "ptm": round(rng.uniform(0.3, 0.95), 3),
+            "identity": identity,
+            "query_coverage": coverage if identity else None,
+            "best_hit": f"P{number:05d}" if identity else None,
+            "novel": not (identity is not None and identity >= 0.9 and coverage >= 0.8),
+        }
+        record.update(fixed)
+        return record
+
+    d1 = [queued(i, "b064_0000") for i in range(0, 12)] + [queued(i, "b128_0000") for i in range(12, 20)]
+    d1[0].update(mean_plddt=MIN_PLDDT, ptm=MIN_PTM, novel=True, identity=None, query_coverage=None)  # at edge
+    d1[1].update(mean_plddt=MIN_PLDDT - 0.01, ptm=0.9, novel=True)
+    d1[2].update(mean_plddt=90.0, ptm=MIN_PTM - 0.001, novel=True)
+    d1[3].update(result="failed")
+    d1[4].update(mean_plddt=92.0, ptm=0.92, novel=False, identity=0.97, query_coverage=0.95)
+    for record, hostile in zip(d1[5:], hostile_ids, strict=False):
+        record.update(id=hostile, mean_plddt=88.0, ptm=0.85, novel=True)
+    d1.append({"id": "short1", "sequence": "MKV", "status": "rejected", "reason": "shorter than 16"})
+    d1.append({"id": "seq0-again", "sequence": sequences[0], "status": "duplicate", "reason": "seq0"})
+    d2 = [queued(i, "b064_0000") for i in range(20, 30)]
+    d2[0].update(result="failed")
+    d2[1].update(mean_plddt=85.0, ptm=0.8, novel=True)
+    d2 += [
+        {"id": "d2-copy-of-seq4", "sequence": sequences[4], "status": "duplicate", "reason": "seq4 in d1"},
+        {"id": "d2-copy-of-seq5", "sequence": sequences[5], "status": "duplicate", "reason": "in d1"},
+        {"id": "bad", "sequence": "M" * 5000, "status": "rejected", "reason": "longer than 1280"},
+        # defensive: a sequence folded again in a later drop; the index keeps the earlier drop's row
+        queued(6, "b064_0000", id="seq6-refolded", mean_plddt=99.0, ptm=0.99, novel=True),
+    ]
+    d3 = [
+        {"id": "d3-copy", "sequence": sequences[21], "status": "duplicate", "reason": "in d2"},
+        {"id": "d3-short", "sequence": "MK", "status": "rejected", "reason": "shorter than 16"},
+    ]
+    return {"d1": d1, "d2": d2, "d3": d3}
+
+
+def make_outdir(root: Path, novelty: bool = True, build: bool = True, drops: dict | None = None) -> Path:
+    """An outdir with the stage files of example_drops(), and (build=True) its atlas index."""
+    outdir = root / "results"
+    drops = drops or example_drops()
+    for drop, records in drops.items():
+        write_drop(outdir, drop, records, novelty=novelty)
+    if build:
+        argv = ["index", "--outdir", str(outdir), "--drops", *drops, "--min-plddt", str(MIN_PLDDT)]
+        argv += ["--min-ptm", str(MIN_PTM), "--novelty" if novelty else "--no-novelty"]
+        assert atlas_main(argv) == 0
+    return outdir
+
+
+def expected_index(outdir: Path, drops: list[str], novelty: bool) -> list[tuple]:
+    """Plain-Python recomputation of the index from the stage Parquet files."""
+    rows, novelty_rows = [], {}
+    for position, drop in enumerate(drops):
+        for path in sorted((outdir / "predictions" / drop).glob("*.parquet")):
+            if path.is_file():
+                rows += [(position, row) for row in pq.read_table(path).to_pylist()]
+        for path in sorted((outdir / "novelty" / drop).glob("*.parquet")):
+            for row in pq.read_table(path).to_pylist():
+                novelty_rows.setdefault(row["checksum"], row)
+    chosen: dict[str, tuple] = {}
+    for position, row in sorted(rows, key=lambda item: (item[0], item[1]["chunk"], item[1]["id"])):
+        if row["status"] == "ok":
+            chosen.setdefault(row["checksum"], (position, row))
+    result = []
+    for position, row in chosen.values():
+        if row["mean_plddt"] < MIN_PLDDT - 1e-6 or row["ptm"] < MIN_PTM - 1e-6:  # float32 storage
+            continue
+        hit = novelty_rows.get(row["checksum"]) if novelty else None
+        if novelty and not (hit and hit["novel"]):
+            continue
+        result.append((position, row["chunk"], row["id"], row["checksum"], hit["best_hit"] if hit else None))
+    return sorted(result)
+
+
+def read_index(outdir: Path) -> list[tuple]:
+    order = {drop: position for position, drop in enumerate(["d1", "d2", "d3"])}
+    table = pq.read_table(outdir / "atlas" / "index.parquet").to_pylist()
+    return [(order[r["drop"]], r["chunk"], r["id"], r["checksum"], r["best_hit"]) for r in table]
+
+
+@pytest.mark.parametrize("novelty", [True, False])
+def test_index_equals_python_recomputation(tmp_path, novelty):
+    outdir = make_outdir(tmp_path, novelty=novelty)
+    expected = expected_index(outdir, ["d1", "d2", "d3"], novelty)
+    assert read_index(outdir) == expected
+    assert len(expected) >= (4 if novelty else 8)
+    table = pq.read_table(outdir / "atlas" / "index.parquet")
+    assert table.column_names == list(index.INDEX_COLUMNS)
+    rows = table.to_pylist()
+    assert len({r["checksum"] for r in rows}) == len(rows)
+    assert all(r["novelty_computed"] is novelty for r in rows)
+    if novelty:
+        assert all(r["novel"] is True for r in rows)
+    else:
+        assert all(r[name] is None for r in rows for name in index.INDEX_NOVELTY_COLUMNS)
+    ids = {r["id"] for r in rows}
+    assert "seq0" in ids and "seq1" not in ids and "seq2" not in ids and "seq3" not in ids  # >= edges, failed
+    assert "seq6-refolded" not in ids  # the earlier drop's row is kept
+    assert not list((outdir / "atlas").glob(".*")), "temporary files left behind"
+
+
+def test_views_and_info(tmp_path):
+    outdir = make_outdir(tmp_path)
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        count = lambda sql: connection.execute(sql).fetchone()[0]  # noqa: E731
+        assert count("SELECT count(*) FROM manifest") == sum(len(v) for v in example_drops().values())
+        assert count("SELECT count(*) FROM predictions") == 20 + 11
+        assert count("SELECT count(*) FROM novelty") == 31
+        assert (
+            count("SELECT count(*) FROM atlas")
+            == pq.read_metadata(outdir / "atlas" / "index.parquet").num_rows
+        )
+        # every id of a sequence in the atlas is reachable through the manifest
+        ids = connection.execute(
+            "SELECT list_sort(list(m.id)) FROM atlas a JOIN manifest m USING (checksum) WHERE a.id = 'seq0'"
+        ).fetchone()[0]
+        assert ids == ["seq0", "seq0-again"]
+        info = connection.execute(
+            "SELECT min_plddt, min_ptm, novelty_computed, drops FROM atlas_info"
+        ).fetchone()
+        assert info == (MIN_PLDDT, MIN_PTM, True, ["d1", "d2", "d3"])
+        assert count("SELECT count(*) FROM predictions WHERE mmcif LIKE 'data_%'") == 29
+
+
+def test_no_novelty_views_are_empty_with_columns(tmp_path):
+    outdir = make_outdir(tmp_path, novelty=False)
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM novelty").fetchone()[0] == 0
+        columns = [row[0] for row in connection.execute("DESCRIBE novelty").fetchall()]
+        assert columns == list(index.NOVELTY_COLUMNS)
+        assert connection.execute("SELECT novelty_computed FROM atlas_info").fetchone()[0] is False
+
+
+def test_moved_outdir_keeps_working_through_the_root_variable(tmp_path):
+    outdir = make_outdir(tmp_path / "old")
+    moved = tmp_path / "new" / "results"
+    shutil.move(str(outdir), str(moved))
+    with duckdb.connect(str(moved / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        with pytest.raises(duckdb.Error):
+            connection.execute("SELECT count(*) FROM predictions").fetchall()
+        connection.execute(f"SET VARIABLE {index.ROOT_VARIABLE} = ?", [str(moved)])
+        assert connection.execute("SELECT count(*) FROM predictions").fetchone()[0] == 31
+
+
+def test_only_drops_without_chunks(tmp_path):
+    drops = {"d3": example_drops()["d3"]}
+    outdir = make_outdir(tmp_path, drops=drops)
+    assert pq.read_table(outdir / "atlas" / "index.parquet").num_rows == 0
+    assert pq.read_schema(outdir / "atlas" / "index.parquet").names == list(index.INDEX_COLUMNS)
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
+        assert connection.execute("SELECT count(*) FROM manifest").fetchone()[0] == 2
+        assert "mmcif" in [row[0] for row in connection.execute("DESCRIBE predictions").fetchall()]
+
+
+def test_missing_prediction_file_is_an_error_and_keeps_old_outputs(tmp_path, capsys):
+    outdir = make_outdir(tmp_path)
+    before = (outdir / "atlas" / "index.parquet").read_bytes()
+    (outdir / "predictions" / "d2" / "b064_0000.parquet").unlink()
+    argv = ["index", "--outdir", str(outdir), "--drops", "d1", "d2", "--min-plddt", "70", "--min-ptm", "0.7"]
+    assert atlas_main([*argv, "--novelty"]) == 1
+    assert "predictions/d2/b064_0000.parquet" in capsys.readouterr().err
+    assert (outdir / "atlas" / "index.parquet").read_bytes() == before
+
+
+def test_only_the_given_drops_are_indexed(tmp_path):
+    outdir = make_outdir(tmp_path, build=False)
+    argv = [
+        "index",
+        "--outdir",
+        str(outdir),
+        "--drops",
+        "d1",
+        "--min-plddt",
+        "70",
+        "--min-ptm",
+        "0.7",
+        "--novelty",
+    ]
+    assert atlas_main(argv) == 0
+    assert {r["drop"] for r in pq.read_table(outdir / "atlas" / "index.parquet").to_pylist()} == {"d1"}
+    assert read_index(outdir) == expected_index(outdir, ["d1"], True)
+
+
+def test_index_query_never_reads_the_structures(tmp_path):
+    outdir = make_outdir(tmp_path)
+    drops = ["d1", "d2", "d3"]
+    query = index.index_query(index.stage_files(outdir, drops, True), drops, MIN_PLDDT, MIN_PTM, True)
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        plan = "\n".join(row[-1] for row in connection.execute(f"EXPLAIN {query}").fetchall())
+    assert "mean_plddt" in plan and "mmcif" not in plan and "sequence" not in plan
