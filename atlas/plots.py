@@ -8,6 +8,7 @@ prediction, whatever the size of the atlas) and returns a Figure. Empty input gi
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -81,7 +82,7 @@ def plddt_histogram(
         ax.set_ylim(0, 1)
     else:
         ax.stairs(counts, edges, fill=True, color="#9ecae1", label="all drops")
-        if len(per_drop) > 1:
+        if 1 < len(per_drop) <= len(DROP_CYCLE):  # per-drop outlines while they stay readable
             for i, (drop, drop_counts) in enumerate(per_drop.items()):
                 if drop_counts.sum():
                     color = DROP_CYCLE[i % len(DROP_CYCLE)]
@@ -97,7 +98,7 @@ def plddt_histogram(
             bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"},
         )
         ax.set_ylim(0, max(1, counts.max()) * 1.15)
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.88), fontsize=8, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -140,6 +141,9 @@ def plddt_ptm_density(
         coll.set_norm(LogNorm(vmin=1, vmax=max(vmax, 2.0)))
         colorbar = fig.colorbar(coll, ax=ax, pad=0.02)
         colorbar.set_label("predictions per hexagon (log scale)")
+        top = max(vmax, 2.0)
+        ticks = [m * 10**e for e in range(int(math.log10(top)) + 1) for m in (1, 2, 5) if m * 10**e <= top]
+        colorbar.set_ticks(ticks)
         colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         colorbar.ax.yaxis.set_minor_formatter(NullFormatter())
     ax.add_patch(
@@ -152,12 +156,24 @@ def plddt_ptm_density(
             edgecolor="#c0392b",
             linewidth=1.0,
             zorder=0.5,
+        )
+    )
+    ax.add_patch(  # the quadrant's outline, drawn over the hexagons
+        Rectangle(
+            (min_plddt, min_ptm),
+            100 - min_plddt,
+            1 - min_ptm,
+            facecolor="none",
+            edgecolor="#c0392b",
+            linewidth=2.0,
+            zorder=3,
+            clip_on=False,
             label=f"high confidence: {_fmt(high_confidence)} ({_pct(high_confidence, total)})",
         )
     )
     ax.axvline(min_plddt, label=f"min_plddt = {min_plddt:g}", **THRESHOLD_STYLE)
     ax.axhline(min_ptm, label=f"min_ptm = {min_ptm:g}", **{**THRESHOLD_STYLE, "linestyle": ":"})
-    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -199,11 +215,13 @@ def length_by_status(
             ax.set_ylim(0.7, peak * 2.5)
         else:
             ax.set_ylim(0, peak * 1.2)
-        ax.set_xlim(edges[0], edges[-1])
+        low = min([edges[0], *length_limits])
+        high = max([edges[-1], *length_limits])
+        ax.set_xlim(low / 1.25, high * 1.25)
     for i, limit in enumerate(length_limits):
         label = "length limits (" + ", ".join(f"{v:g}" for v in length_limits) + ")" if i == 0 else None
         ax.axvline(limit, label=label, **THRESHOLD_STYLE)
-    ax.legend(fontsize=8, loc="upper right", framealpha=0.85)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -223,7 +241,8 @@ def identity_histogram(
     ax.set_xlabel("sequence identity to the nearest reference hit (fraction, 0-1)")
     ax.set_ylabel("folded predictions per 0.01 bin")
     total = int(counts.sum()) + no_hit
-    ax.set_title(f"Nearest reference hit of folded predictions (n = {_fmt(total)})")
+    suffix = f" (n = {_fmt(total)})" if computed else ""
+    ax.set_title(f"Nearest reference hit of folded predictions{suffix}")
     if max_identity is not None:
         ax.axvline(max_identity, label=f"max_identity = {max_identity:g}", **THRESHOLD_STYLE)
     if not computed:
@@ -247,7 +266,7 @@ def identity_histogram(
             bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"},
         )
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="upper right", framealpha=0.85)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -267,8 +286,11 @@ def fold_throughput(chunks: Sequence[Mapping], overall: float | None) -> Figure:
         ax.set_ylim(0, 1)
     else:
         drops = list(dict.fromkeys(row["drop"] for row in chunks))
-        for i, drop in enumerate(drops):
-            rows = [row for row in chunks if row["drop"] == drop]
+        if len(drops) > len(DROP_CYCLE):  # too many drops to tell apart by colour
+            groups = {f"{len(drops)} drops": list(chunks)}
+        else:
+            groups = {drop: [row for row in chunks if row["drop"] == drop] for drop in drops}
+        for i, (drop, rows) in enumerate(groups.items()):
             ax.scatter(
                 [row["mean_length"] for row in rows],
                 [row["residues_per_second"] for row in rows],

@@ -33,6 +33,7 @@ import duckdb
 import numpy as np
 
 import atlas
+from atlas.index import THRESHOLD_TOLERANCE
 
 REPORT_DIR = "report"
 SUMMARY_FILE = "summary.json"
@@ -153,7 +154,9 @@ class AtlasData:
 
     Each view has `src_drop` (and `src_chunk`) taken from the file's path, plus only the columns the report
     needs; a column that no file has reads as NULL. `scored` is the ok/failed predictions with
-    `high_confidence` and the best novelty row of their checksum in their drop.
+    `high_confidence` and the novelty row of their checksum, chosen as `atlas index` does (a non-novel row
+    first). High confidence is the index's rule: status ok, mean_plddt >= min_plddt and ptm >= min_ptm, both
+    less THRESHOLD_TOLERANCE so a float32 metric equal to a threshold passes.
     """
 
     def __init__(
@@ -181,18 +184,20 @@ class AtlasData:
         self._files_view("manifest", manifests, MANIFEST_COLUMNS)
         self._files_view("predictions", predictions, PREDICTION_COLUMNS)
         self._files_view("novelty", novelty_files if self.novelty_computed else [], NOVELTY_COLUMNS)
+        min_plddt_sql = _sql_float(self.min_plddt - THRESHOLD_TOLERANCE)
+        min_ptm_sql = _sql_float(self.min_ptm - THRESHOLD_TOLERANCE)
         self.con.execute(
             f"""
             CREATE TEMP VIEW novelty_best AS
             SELECT * FROM novelty WHERE checksum IS NOT NULL
-            QUALIFY row_number() OVER (PARTITION BY src_drop, checksum ORDER BY identity DESC NULLS LAST) = 1;
+            QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY novel, identity DESC NULLS LAST) = 1;
             CREATE TEMP VIEW scored AS
             SELECT p.src_drop, p.src_chunk, p.checksum, p.length, p.mean_plddt, p.ptm, p.status,
-                   coalesce(p.status = 'ok' AND p.mean_plddt >= {_sql_float(self.min_plddt)}
-                            AND p.ptm >= {_sql_float(self.min_ptm)}, false) AS high_confidence,
+                   coalesce(p.status = 'ok' AND p.mean_plddt >= {min_plddt_sql} AND p.ptm >= {min_ptm_sql},
+                            false) AS high_confidence,
                    n.checksum IS NOT NULL AS searched, n.best_hit, n.identity, n.novel
             FROM predictions p
-            LEFT JOIN novelty_best n ON p.src_drop = n.src_drop AND p.checksum = n.checksum;
+            LEFT JOIN novelty_best n ON p.checksum = n.checksum;
             """
         )
 
@@ -599,6 +604,7 @@ body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-se
 header { background: #1f3b57; color: #fff; padding: 18px 32px; }
 header h1 { margin: 0 0 4px 0; font-size: 1.6em; }
 header p { margin: 0; opacity: .85; font-size: .92em; }
+header code { background: rgba(255, 255, 255, .15); color: #fff; }
 main { max-width: 1180px; margin: 0 auto; padding: 16px 32px 48px 32px; }
 section { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 14px 20px;
           margin: 16px 0; }

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from atlas import report
+from atlas.index import build_index
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 PNG_FILES = [filename for filename, _, _ in report.PLOTS.values()]
@@ -86,6 +87,7 @@ def write_drop(
     )
     for chunk in sorted(set(chunk_of.values())):
         rows = [(rid, seq) for rid, seq in queued if chunk_of[rid] == chunk]
+        (chunks_dir / f"{chunk}.fasta").write_text("".join(f">{rid}\n{seq}\n" for rid, seq in rows))
         preds = {
             k: [] for k in ("id", "checksum", "sequence", "length", "mean_plddt", "ptm", "num_conf", "plddt")
         }
@@ -217,6 +219,7 @@ def full(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("full")
     drops = ["drop1", "drop2", "drop3"]
     outdir = build_outdir(tmp_path, drops)
+    build_index(outdir, drops, MIN_PLDDT, MIN_PTM, True)
     return outdir, drops, run_report(outdir, drops, "--novelty")
 
 
@@ -235,6 +238,13 @@ def test_summary_counts_match_parquet(full):
     # the fixture exercises every stage
     assert total["failed"] > 0 and total["duplicates"] > 0 and total["high_confidence"] > 0
     assert set(reasons) == {"too_short", "too_long", "invalid_characters"}
+
+
+def test_summary_agrees_with_the_atlas_index(full):
+    outdir, _, summary = full
+    rows = pq.ParquetFile(outdir / "atlas" / "index.parquet").metadata.num_rows
+    assert rows > 0
+    assert summary["atlas_index_rows"] == rows == summary["counts"]["total"]["high_confidence_novel"]
 
 
 def test_summary_metadata(full):
