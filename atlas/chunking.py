@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atlas.fasta import FastaFormatError, check_sequence, iter_raw_records
+from atlas.fasta import STANDARD_RESIDUES, FastaFormatError, check_sequence, iter_raw_records
 
 MANIFEST_COLUMNS = ("id", "drop", "checksum", "length", "status", "reason", "chunk")
 CHUNK_NAME = re.compile(r"^L\d+-\d+\.fasta$")  # what a chunk FASTA of ours looks like (stale-file cleanup)
@@ -190,7 +190,7 @@ def _read_drop(fasta: Path, records: Path, min_length: int, max_length: int, pro
             ("checksum", pa.string()),
             ("length", pa.int64()),
             ("reason", pa.string()),
-            ("sequence", pa.string()),
+            ("sequence", pa.binary()),  # binary: no UTF-8 validation (the reader checked ASCII)
         ]
     )
     try:
@@ -208,10 +208,11 @@ def _read_drop(fasta: Path, records: Path, min_length: int, max_length: int, pro
         mininterval=0.5 if sys.stderr.isatty() else 30,
     )
     md5 = hashlib.md5
+    standard = STANDARD_RESIDUES.encode()
     count = 0
-    columns: tuple[list, ...] = ([], [], [], [], [], [])
-    lines, ids, checksums, lengths, reasons, sequences = columns
-    with bar, pq.ParquetWriter(records, schema, compression="lz4") as writer:
+    columns: tuple[list, ...] = tuple([] for _ in schema)
+    add_line, add_id, add_checksum, add_length, add_reason, add_sequence = (c.append for c in columns)
+    with bar, pq.ParquetWriter(records, schema, compression="snappy") as writer:
 
         def flush() -> None:
             arrays = [pa.array(column, type=kind.type) for column, kind in zip(columns, schema, strict=True)]
@@ -219,20 +220,25 @@ def _read_drop(fasta: Path, records: Path, min_length: int, max_length: int, pro
             for column in columns:
                 column.clear()
 
-        for record in iter_raw_records(fasta, progress=bar.update):
-            sequence = record.sequence
-            reason = check_sequence(sequence, min_length, max_length) if record.id else "empty id"
-            lines.append(record.line)
-            ids.append(record.id)
-            checksums.append(md5(sequence).hexdigest())
-            lengths.append(len(sequence))
-            reasons.append(reason)
-            sequences.append(None if reason else sequence)
-            if len(lines) == ROW_GROUP:
+        for name, _, sequence, line, _ in iter_raw_records(fasta, progress=bar.update):
+            length = len(sequence)
+            add_line(line)
+            add_id(name)
+            add_checksum(md5(sequence).hexdigest())
+            add_length(length)
+            # Fast path: only standard residues and a length in bounds; else the full check says why.
+            if name and min_length <= length <= max_length and not sequence.translate(None, standard):
+                add_reason(None)
+                add_sequence(sequence)
+            else:
+                reason = check_sequence(sequence, min_length, max_length) if name else "empty id"
+                add_reason(reason)
+                add_sequence(None if reason else sequence)
+            if len(columns[0]) == ROW_GROUP:
                 count += ROW_GROUP
                 flush()
-        count += len(lines)
-        if lines or not count:
+        count += len(columns[0])
+        if columns[0] or not count:
             flush()
     return count
 
@@ -280,7 +286,7 @@ def _dedupe_and_chunk(
     for path in earlier:
         _check_earlier(path)
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    con = duckdb.connect(str(temp / "split.duckdb"))
+    con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory = {_sql_string(temp / 'spill')}")
         con.execute(f"SET memory_limit = {_sql_string(memory_limit or _default_memory_limit())}")
@@ -303,17 +309,15 @@ def _dedupe_and_chunk(
             con.execute("CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR)")
 
         # Rejections (validation, then repeated ids), then duplicates (earlier drops, then within this drop).
+        # Sequences stay out of these narrow tables: they are joined back only to write the chunk FASTAs.
         con.execute(
             f"""CREATE TABLE classified AS
-            WITH ids AS (
-                SELECT *, min(line) OVER (PARTITION BY id) AS first_line
+            WITH checked AS (
+                SELECT line, id, checksum, length,
+                    coalesce(reason, CASE WHEN line <> min(line) OVER (PARTITION BY id)
+                        THEN 'repeated id: first occurrence at line ' || min(line) OVER (PARTITION BY id)
+                        END) AS reason
                 FROM read_parquet({_sql_string(records)})
-            ),
-            checked AS (
-                SELECT line, id, checksum, length, sequence,
-                    coalesce(reason, CASE WHEN line <> first_line
-                        THEN 'repeated id: first occurrence at line ' || first_line END) AS reason
-                FROM ids
             ),
             owners AS (
                 SELECT line, first_value(id) OVER same AS owner_id, first_value(line) OVER same AS owner_line
@@ -328,8 +332,6 @@ def _dedupe_and_chunk(
                      WHEN e.checksum IS NOT NULL THEN 'duplicate of ' || e.id || ' in drop ' || e.drop
                      WHEN o.owner_line <> c.line THEN 'duplicate of ' || o.owner_id || ' in drop ' || $drop
                      END AS reason,
-                CASE WHEN c.reason IS NULL AND e.checksum IS NULL AND o.owner_line = c.line
-                     THEN c.sequence END AS sequence,
                 CASE WHEN c.reason IS NOT NULL THEN regexp_extract(c.reason, '^[a-z ]*[a-z]')
                      WHEN e.checksum IS NOT NULL THEN 'of an earlier drop'
                      WHEN o.owner_line <> c.line THEN 'within the drop' END AS kind
@@ -344,28 +346,23 @@ def _dedupe_and_chunk(
             "CASE " + " ".join(f"WHEN length <= {bound} THEN {bound}" for bound in length_buckets) + " END"
         )
         con.execute(
-            f"""CREATE TABLE queued AS SELECT line, id, length, sequence, {bucket_of} AS bound
-            FROM classified WHERE status = 'queued'"""
-        )
-        totals = con.execute(
-            f"""SELECT bound, sum(length)::BIGINT AS residues, count(*) AS sequences,
+            f"""CREATE TABLE buckets AS
+            SELECT {bucket_of} AS bound, sum(length)::BIGINT AS residues,
                 (sum(length)::BIGINT + {chunk_residues} - 1) // {chunk_residues} AS chunks
-            FROM queued GROUP BY bound ORDER BY bound"""
-        ).fetchall()
+            FROM classified WHERE status = 'queued' GROUP BY ALL"""
+        )
+        most = con.execute("SELECT coalesce(max(chunks), 1) FROM buckets").fetchone()[0]
         bound_width = max(4, len(str(length_buckets[-1])))
-        chunk_width = max([5] + [len(str(chunks - 1)) for _, _, _, chunks in totals])
+        chunk_width = max(5, len(str(most - 1)))
         con.execute(
             f"""CREATE TABLE assigned AS
-            SELECT q.line, q.id, q.length, q.sequence, q.bound,
+            SELECT q.line, q.length, q.bound,
                 'L' || lpad(q.bound::VARCHAR, {bound_width}, '0') || '-' || lpad(((
                     (sum(q.length) OVER (PARTITION BY q.bound ORDER BY q.length, q.line
-                        ROWS UNBOUNDED PRECEDING) - q.length)::BIGINT * t.chunks) // t.residues)::VARCHAR,
+                        ROWS UNBOUNDED PRECEDING) - q.length)::BIGINT * b.chunks) // b.residues)::VARCHAR,
                     {chunk_width}, '0') AS chunk
-            FROM queued q JOIN (
-                SELECT bound, sum(length)::BIGINT AS residues,
-                    (sum(length)::BIGINT + {chunk_residues} - 1) // {chunk_residues} AS chunks
-                FROM queued GROUP BY bound
-            ) t USING (bound)"""
+            FROM (SELECT line, length, {bucket_of} AS bound FROM classified WHERE status = 'queued') q
+            JOIN buckets b USING (bound)"""
         )
 
         _write_manifest(
@@ -376,7 +373,12 @@ def _dedupe_and_chunk(
             manifest,
         )
         summary.chunks = _write_chunks(
-            con.sql("SELECT chunk, id, sequence FROM assigned ORDER BY bound, length, line"), chunk_dir
+            con.sql(
+                f"""SELECT a.chunk, encode(r.id) AS id, r.sequence
+                FROM assigned a JOIN read_parquet({_sql_string(records)}) r USING (line)
+                ORDER BY a.bound, a.length, a.line"""
+            ),
+            chunk_dir,
         )
         for status, kind, count in con.execute(
             "SELECT status, kind, count(*) FROM classified WHERE status <> 'queued' GROUP BY ALL ORDER BY ALL"
@@ -414,7 +416,7 @@ def _write_manifest(result, manifest: Path) -> None:
 
 
 def _write_chunks(result, chunk_dir: Path) -> list[str]:
-    """Stream (chunk, id, sequence) rows, already in chunk order, into one FASTA per chunk."""
+    """Stream (chunk, id, sequence) rows in chunk order (id, sequence: bytes) into one FASTA per chunk."""
     chunks: list[str] = []
     handle = None
     try:
@@ -430,9 +432,9 @@ def _write_chunks(result, chunk_dir: Path) -> list[str]:
                     if handle is not None:
                         handle.close()
                     chunks.append(name)
-                    handle = open(chunk_dir / f"{name}.fasta", "w", encoding="ascii", newline="\n")  # noqa: SIM115
+                    handle = open(chunk_dir / f"{name}.fasta", "wb")  # noqa: SIM115
                 pairs = zip(ids[start:end], sequences[start:end], strict=True)
-                handle.write("".join(f">{i}\n{s}\n" for i, s in pairs))
+                handle.write(b"".join(b">%s\n%s\n" % pair for pair in pairs))
                 start = end
     finally:
         if handle is not None:

@@ -63,7 +63,8 @@ class FastaRecord:
 
 
 class RawRecord(NamedTuple):
-    """A record as bytes: the fast path of the split stage (no str decoding, no dataclass)."""
+    """A record as bytes, the fast path of the split stage: `iter_raw_records` yields plain tuples in this
+    field order (a NamedTuple per record would cost more than the parsing)."""
 
     id: bytes
     description: bytes
@@ -118,14 +119,8 @@ def _invalid_reason(sequence: bytes, invalid: bytes) -> str:
 
 def read_fasta(path: str | Path) -> Iterator[FastaRecord]:
     """Stream the records of a plain or gzip FASTA file, normalised (module docstring); no validation."""
-    for record in iter_raw_records(path):
-        yield FastaRecord(
-            record.id.decode("ascii"),
-            record.description.decode("ascii"),
-            record.sequence.decode("ascii"),
-            record.line,
-            record.offset,
-        )
+    for name, description, sequence, line, offset in iter_raw_records(path):
+        yield FastaRecord(name.decode(), description.decode(), sequence.decode(), line, offset)
 
 
 def open_fasta(path: str | Path) -> tuple[BinaryIO, BinaryIO, bool]:
@@ -152,9 +147,9 @@ def open_fasta(path: str | Path) -> tuple[BinaryIO, BinaryIO, bool]:
 
 def iter_raw_records(
     path: str | Path, progress: Callable[[int], None] | None = None, block_size: int = BLOCK_SIZE
-) -> Iterator[RawRecord]:
-    """Stream records as `RawRecord`s (bytes, normalised sequence). `progress(n)` is called with the number of
-    bytes of the file (compressed bytes for gzip) consumed since the previous call."""
+) -> Iterator[tuple[bytes, bytes, bytes, int, int]]:
+    """Stream records as tuples in `RawRecord` order (bytes, normalised sequence). `progress(n)` is called
+    with the number of bytes of the file (compressed bytes for gzip) consumed since the previous call."""
     path = Path(path)
     stream, raw, is_gzip = open_fasta(path)
     where = " of the decompressed text" if is_gzip else ""
@@ -225,10 +220,13 @@ def iter_raw_records(
                         "header: old Mac (CR-only) line ends are not supported"
                     )
                 fields = header.split(None, 1)
-                yield RawRecord(
+                sequence = body.translate(_UPPER, _WHITESPACE)
+                if sequence[-1:] == b"*":
+                    sequence = sequence[:-1]
+                yield (
                     fields[0] if fields else b"",
                     fields[1] if len(fields) > 1 else b"",
-                    normalise_sequence(body),
+                    sequence,
                     line,
                     offset,
                 )

@@ -1,0 +1,172 @@
+"""Throughput of `atlas split` beside `seqkit split2` on the same generated, MGnify-like protein FASTA.
+
+    .venv/bin/python bench/split_throughput.py --size 1GB
+
+Generates a FASTA of about --size bytes (log-normal lengths, median ~200 aa, UniProt residue frequencies,
+a fraction of repeated sequences, 60-column lines) into a temporary directory, then times, each in its own
+subprocess, (1) `python -m atlas split` with the default config settings and (2) `seqkit split2` cutting the
+same file into parts of about the same number of sequences as our chunks, and prints wall time, MB/s and
+peak RSS of both, and their ratio. seqkit comes from Debian (`apt-get install -y seqkit`) or bioconda; without
+it only our figures are printed. seqkit only cuts the file; atlas split also normalises and validates every
+record, checksums it, deduplicates and sorts by length, so the ratio is an upper bound of the overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+# UniProtKB/Swiss-Prot amino-acid composition (percent), release statistics.
+COMPOSITION = {
+    "A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E": 6.75, "G": 7.07, "H": 2.27,
+    "I": 5.96, "L": 9.66, "K": 5.84, "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56, "T": 5.34, "W": 1.08,
+    "Y": 2.92, "V": 6.87,
+}  # fmt: skip
+BUCKETS = [64, 128, 256, 384, 512, 768, 1024, 1280]
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 200MB, 1GB)")
+    unit = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}[match.group(2).upper()]
+    if match.group(3) and match.group(3).lower() == "ib":
+        unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[match.group(2).upper()]
+    return int(float(match.group(1)) * unit)
+
+
+def generate(path: Path, size: int, seed: int, duplicates: float, width: int) -> tuple[int, int]:
+    """Write about `size` bytes of FASTA; returns (records, bytes)."""
+    rng = np.random.default_rng(seed)
+    letters = np.frombuffer("".join(COMPOSITION).encode(), dtype=np.uint8)
+    weights = np.array(list(COMPOSITION.values()))
+    weights /= weights.sum()
+    records = written = 0
+    pool: list[bytes] = []
+    with open(path, "wb") as handle:
+        while written < size:
+            lengths = np.clip(rng.lognormal(math.log(200), 0.65, 20_000).astype(int), 20, 3000)
+            residues = letters[rng.choice(len(letters), size=int(lengths.sum()), p=weights)].tobytes()
+            repeat = rng.random(len(lengths)) < duplicates
+            out = []
+            start = 0
+            for length, again in zip(lengths.tolist(), repeat.tolist(), strict=True):
+                sequence = residues[start : start + length]
+                start += length
+                if again and pool:
+                    sequence = pool[records % len(pool)]
+                elif len(pool) < 10_000:
+                    pool.append(sequence)
+                lines = (
+                    b"\n".join(sequence[i : i + width] for i in range(0, len(sequence), width))
+                    if width
+                    else sequence
+                )
+                out.append(b">MGYP%012d\n%s\n" % (records, lines))
+                records += 1
+            chunk = b"".join(out)
+            handle.write(chunk)
+            written += len(chunk)
+    return records, written
+
+
+def timed(command: list[str], cwd: Path, log: Path) -> tuple[float, float, int]:
+    """Run a command; (wall seconds, peak RSS in MiB of the command's process tree's largest member, rc)."""
+    start = time.perf_counter()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return seconds, usage.ru_maxrss / 1024, process.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("200MB"), help="e.g. 200MB, 1GB")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--duplicates", type=float, default=0.05, help="fraction of repeated sequences")
+    parser.add_argument("--line-width", type=int, default=60, help="0: one line per sequence")
+    parser.add_argument("--chunk-residues", type=int, default=500_000)
+    parser.add_argument("--gzip", action="store_true", help="compress the input (gzip -1) before timing")
+    parser.add_argument("--threads", type=int, default=None, help="seqkit -j (default: all CPUs)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to generate (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated file and outputs")
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="split-bench-", dir=args.workdir))
+    try:
+        fasta = workdir / "drop.fasta"
+        start = time.perf_counter()
+        records, size = generate(fasta, args.size, args.seed, args.duplicates, args.line_width)
+        print(
+            f"generated {fasta}: {records:,} records, {size / 1e6:,.0f} MB in {time.perf_counter() - start:.0f} s"
+        )
+        if args.gzip:
+            subprocess.run(["gzip", "-1", str(fasta)], check=True)
+            fasta = fasta.with_suffix(".fasta.gz")
+            print(f"gzip -1: {fasta.stat().st_size / 1e6:,.0f} MB")
+        mb = size / 1e6  # rates are in MB of uncompressed FASTA per second
+
+        ours_command = [
+            sys.executable, "-m", "atlas", "split", "--fasta", str(fasta), "--drop", "bench",
+            "--manifest", str(workdir / "atlas" / "manifest.parquet"), "--earlier-manifests",
+            "--min-length", "16", "--max-length", "1280",
+            "--length-buckets", *map(str, BUCKETS), "--chunk-residues", str(args.chunk_residues),
+        ]  # fmt: skip
+        seconds, rss, rc = timed(ours_command, REPO, workdir / "atlas.log")
+        print((workdir / "atlas.log").read_text().strip())
+        if rc:
+            print(f"atlas split failed (exit {rc})")
+            return 1
+        chunks = len(list((workdir / "atlas").glob("*.fasta")))
+        print(
+            f"atlas split : {seconds:7.1f} s  {mb / seconds:7.1f} MB/s  peak RSS {rss:7.0f} MiB  ({chunks} chunks)"
+        )
+
+        seqkit = shutil.which("seqkit")
+        if seqkit is None:
+            print("seqkit split2: NOT RUN: seqkit is not installed (apt-get install -y seqkit, or bioconda)")
+            return 0
+        version = subprocess.run([seqkit, "version"], capture_output=True, text=True).stdout.strip()
+        per_part = max(1, round(records / max(1, chunks)))
+        threads = args.threads or os.cpu_count() or 1
+        seqkit_command = [
+            seqkit, "split2", "--by-size", str(per_part), "--threads", str(threads),
+            "--out-dir", str(workdir / "seqkit"), "--force", str(fasta),
+        ]  # fmt: skip
+        other_seconds, other_rss, rc = timed(seqkit_command, REPO, workdir / "seqkit.log")
+        if rc:
+            print((workdir / "seqkit.log").read_text())
+            print(f"seqkit split2 failed (exit {rc})")
+            return 1
+        parts = len(list((workdir / "seqkit").iterdir()))
+        print(
+            f"seqkit split2: {other_seconds:7.1f} s  {mb / other_seconds:7.1f} MB/s  peak RSS {other_rss:7.0f} MiB"
+            f"  ({parts} parts of {per_part} sequences, {version}, -j {threads})"
+        )
+        print(
+            f"ratio (atlas split / seqkit split2): time x{seconds / other_seconds:.2f}, "
+            f"peak RSS x{rss / other_rss:.2f}; CPUs on this machine: {os.cpu_count()}"
+        )
+        return 0
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
