@@ -162,14 +162,28 @@ def iter_raw_records(
         buf = bytearray()  # from the '>' of the first record not yet yielded; amortised appends
         started = False
         while True:
-            try:
+            if is_gzip:
+                # read1 pieces, so that a gzip error can say how far the text went before it.
+                pieces: list[bytes] = []
+                wanted = block_size
+                try:
+                    while wanted > 0:
+                        piece = stream.read1(wanted)
+                        if not piece:
+                            break
+                        pieces.append(piece)
+                        wanted -= len(piece)
+                except (EOFError, OSError, zlib.error) as error:
+                    kind = "truncated" if isinstance(error, EOFError) else "corrupt"
+                    good = sum(map(len, pieces))
+                    lines = newlines_read + sum(piece.count(b"\n") for piece in pieces)
+                    raise FastaFormatError(
+                        f"{path}: {kind} gzip data near compressed byte {raw.tell()}, after {lines} "
+                        f"complete lines ({bytes_read + good} bytes{where}): {error}"
+                    ) from None
+                block = b"".join(pieces)
+            else:
                 block = stream.read(block_size)
-            except (EOFError, OSError, zlib.error) as error:
-                kind = "truncated" if isinstance(error, EOFError) else "corrupt"
-                raise FastaFormatError(
-                    f"{path}: {kind} gzip data near compressed byte {raw.tell()} "
-                    f"(after line {newlines_read + 1}, byte {bytes_read}{where}): {error}"
-                ) from None
             if progress is not None:
                 position = raw.tell()
                 progress(position - raw_position)
