@@ -1,0 +1,577 @@
+"""User commands over a finished (or running) atlas: `atlas query`, `atlas export`, `atlas stats`.
+
+Every command takes `--outdir DIR` (default: `outdir` of ./config.yaml when there is one, else `results`).
+
+`atlas query "SQL" [--format table|csv|json|parquet] [--output FILE]`
+    SQL over atlas/atlas.duckdb (views manifest, predictions, novelty, atlas; table atlas_info), opened
+    read-only: statements that would change it fail. An error prints DuckDB's message and exits 1. `table`
+    (default) aligns every row, cutting cells at 60 characters (mmCIF text); `csv` has a header row; `json` is
+    an array of objects (NaN as null); `parquet` needs --output.
+
+`atlas export [--where PREDICATE] --out DIR [--format cif|cif.gz]`
+    Writes the structures (predictions with status ok) of the atlas index, or those matching a SQL predicate
+    over the `predictions` columns, one file per prediction, named from its id: NFKD-folded to ASCII, any run
+    of characters outside [A-Za-z0-9._-] replaced by `_`, leading dots and dashes and trailing dots removed,
+    at most 100 characters (empty: `structure`). Names that collide (case-insensitively, for macOS and
+    Windows file systems) all get `_` + the first 10 characters of their checksum, and then, if still not
+    unique, `-1`, `-2`... in (id, checksum, drop, chunk) order: the same selection always gives the same
+    names, whatever order DuckDB returns rows in. Every path is checked to lie inside DIR.
+
+`atlas stats`
+    Counts per drop and in total: records, rejected, duplicates, queued (unique, to fold), folded, failed,
+    pending (queued but not yet folded), high_confidence (ok and over the thresholds), novel (high-confidence
+    and novel; n/a without a reference) and atlas (rows in atlas/index.parquet). Read from the stage Parquet
+    files directly (never the structures), so it works while the workflow runs. stage_counts() returns the
+    same numbers as a dict, for the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import decimal
+import gzip
+import json
+import math
+import os
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+DEFAULT_OUTDIR = "results"
+DEFAULT_MIN_PLDDT, DEFAULT_MIN_PTM = 70.0, 0.7
+MAX_CELL = 60
+MAX_NAME = 100
+COUNT_KEYS = (
+    "records", "rejected", "duplicates", "queued", "folded", "failed", "pending", "high_confidence", "novel",
+    "atlas",
+)  # fmt: skip
+
+
+class AtlasError(Exception):
+    """A user-facing error: printed without a traceback."""
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def default_outdir(config: str | Path = "config.yaml") -> str:
+    """`outdir` of ./config.yaml when it names one, else `results`."""
+    try:
+        import yaml
+
+        with open(config) as handle:
+            value = (yaml.safe_load(handle) or {}).get("outdir")
+    except FileNotFoundError:
+        return DEFAULT_OUTDIR
+    except Exception as error:  # unreadable, a YAML syntax error, not a mapping
+        print(f"atlas: ignoring {config}: {error}", file=sys.stderr)
+        return DEFAULT_OUTDIR
+    return str(value) if isinstance(value, str) and value.strip() else DEFAULT_OUTDIR
+
+
+def add_outdir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--outdir",
+        default=None,
+        help="the workflow's outdir (default: outdir of ./config.yaml, else results)",
+    )
+
+
+def database_path(outdir: str | Path) -> Path:
+    return Path(outdir) / "atlas" / "atlas.duckdb"
+
+
+def connect(outdir: str | Path):
+    """A read-only DuckDB connection to OUTDIR/atlas/atlas.duckdb whose views read OUTDIR's files.
+
+    The views find their files through the `atlas_outdir` variable (see atlas.index), set here to this outdir,
+    so a moved or copied outdir works as well.
+    """
+    import duckdb
+
+    from atlas.index import ROOT_VARIABLE
+
+    path = database_path(outdir)
+    if not path.is_file():
+        raise AtlasError(f"no atlas database at {path}: run the workflow first (or pass --outdir)")
+    try:
+        connection = duckdb.connect(str(path), read_only=True)
+        connection.execute(f"SET VARIABLE {ROOT_VARIABLE} = ?", [Path(outdir).resolve().as_posix()])
+    except duckdb.Error as error:
+        raise AtlasError(f"cannot open {path}: {error}") from error
+    return connection
+
+
+def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _text(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def render_table(columns: list[str], rows: list[tuple], max_cell: int = MAX_CELL) -> str:
+    """Plain aligned text table (numbers right-aligned), cells cut at max_cell characters."""
+
+    def cell(value) -> str:
+        text = _text(value).replace("\n", "\\n").replace("\t", " ")
+        return text if len(text) <= max_cell else text[: max_cell - 1] + "…"
+
+    cells = [[cell(value) for value in row] for row in rows]
+    widths = [len(name) for name in columns]
+    for row in cells:
+        widths = [max(width, len(text)) for width, text in zip(widths, row, strict=True)]
+    numeric = [
+        bool(rows)
+        and all(isinstance(row[i], (int, float, decimal.Decimal)) or row[i] is None for row in rows)
+        for i in range(len(columns))
+    ]
+
+    def line(values: list[str]) -> str:
+        parts = [
+            text.rjust(width) if right else text.ljust(width)
+            for text, width, right in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(list(columns)), "  ".join("-" * width for width in widths)]
+    out += [line(row) for row in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out) + "\n"
+
+
+class _Output:
+    """stdout, or FILE written under a temporary name and moved into place when complete."""
+
+    def __init__(self, path: str | None, binary: bool = False):
+        self.path = Path(path) if path else None
+        self.binary = binary
+
+    def __enter__(self):
+        if self.path is None:
+            return sys.stdout.buffer if self.binary else sys.stdout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.handle = open(self.tmp, "wb" if self.binary else "w", newline="" if not self.binary else None)
+        return self.handle
+
+    def __exit__(self, kind, error, traceback):
+        if self.path is None:
+            (sys.stdout.buffer if self.binary else sys.stdout).flush()
+            return False
+        self.handle.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+        return False
+
+
+# --------------------------------------------------------------------------------------------------- query
+
+
+def run_query(outdir: str | Path, sql: str, fmt: str = "table", output: str | None = None) -> int:
+    """Run SQL read-only and write its result; returns the number of rows written."""
+    import duckdb
+
+    if fmt == "parquet" and not output:
+        raise AtlasError("--format parquet needs --output FILE")
+    connection = connect(outdir)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            relation = connection.sql(sql)
+            if relation is None:
+                raise AtlasError("the statement returns no rows to write")
+            to_table = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table  # duckdb < 1.4
+            table = to_table()
+            with _Output(output, binary=True) as handle:
+                pq.write_table(table, handle)
+            return table.num_rows
+        connection.execute(sql)
+        columns = [column[0] for column in connection.description or []]
+        count = 0
+        with _Output(output) as handle:
+            if fmt == "table":
+                rows = connection.fetchall() if columns else []
+                handle.write(render_table(columns, rows))
+                count = len(rows)
+            elif fmt == "csv":
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(columns)
+                while columns and (rows := connection.fetchmany(10_000)):
+                    writer.writerows([[("" if v is None else v) for v in row] for row in rows])
+                    count += len(rows)
+            else:  # json: an array of objects
+                handle.write("[")
+                while columns and (rows := connection.fetchmany(10_000)):
+                    for row in rows:
+                        record = {name: _json_value(value) for name, value in zip(columns, row, strict=True)}
+                        handle.write(
+                            ("\n  " if count == 0 else ",\n  ") + json.dumps(record, ensure_ascii=False)
+                        )
+                        count += 1
+                handle.write("\n]\n" if count else "]\n")
+        return count
+    except duckdb.Error as error:
+        raise AtlasError(str(error)) from error
+    finally:
+        connection.close()
+
+
+def query_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="atlas query", description="read-only SQL over atlas/atlas.duckdb")
+    parser.add_argument(
+        "sql", help='e.g. "SELECT id, mean_plddt FROM atlas ORDER BY mean_plddt DESC LIMIT 10"'
+    )
+    parser.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    parser.add_argument("--output", help="write to FILE instead of stdout (required for parquet)")
+    add_outdir_argument(parser)
+    args = parser.parse_args(argv)
+    if args.format == "parquet" and not args.output:
+        parser.error("--format parquet needs --output FILE")
+    try:
+        count = run_query(args.outdir or default_outdir(), args.sql, args.format, args.output)
+    except AtlasError as error:
+        print(f"atlas query: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `atlas query ... | head`
+        sys.stderr.close()
+        return 0
+    if args.output:
+        print(f"wrote {count} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- export
+
+
+def safe_name(identifier: str, max_length: int = MAX_NAME) -> str:
+    """A file name stem from an id: only [A-Za-z0-9._-], no leading dot or dash, at most max_length."""
+    text = unicodedata.normalize("NFKD", identifier).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+    text = text.lstrip(".-")[:max_length].rstrip(".")
+    return text or "structure"
+
+
+def assign_names(keys: list[tuple[str, str, str, str]]) -> dict[tuple, str]:
+    """Unique, deterministic file stems for (id, checksum, drop, chunk) keys (see the module docstring)."""
+    keys = sorted(set(keys), key=lambda key: tuple("" if part is None else str(part) for part in key))
+    names = {key: safe_name(key[0]) for key in keys}
+    groups: dict[str, list[tuple]] = {}
+    for key in keys:
+        groups.setdefault(names[key].casefold(), []).append(key)
+    for members in groups.values():
+        if len(members) > 1:
+            for key in members:
+                names[key] = f"{names[key]}_{(key[1] or '')[:10]}".rstrip("_")
+    for _ in range(len(keys) + 1):
+        groups = {}
+        for key in keys:
+            groups.setdefault(names[key].casefold(), []).append(key)
+        clashes = [members for members in groups.values() if len(members) > 1]
+        if not clashes:
+            break
+        for members in clashes:
+            for number, key in enumerate(members, start=1):
+                names[key] = f"{names[key]}-{number}"
+    return names
+
+
+def _inside(folder: Path, name: str) -> Path:
+    target = (folder / name).resolve()
+    if target.parent != folder or not target.name:
+        raise AtlasError(f"refusing to write {name!r}: it would land outside {folder}")
+    return target
+
+
+def export_structures(
+    outdir: str | Path,
+    out: str | Path,
+    where: str | None = None,
+    fmt: str = "cif",
+    progress: bool | None = None,
+) -> dict[str, int]:
+    """Write the selected structures to OUT; returns {"written": n, "missing": rows without mmCIF text}."""
+    import duckdb
+    from tqdm import tqdm
+
+    if where is not None and not where.strip():
+        raise AtlasError('--where needs a predicate, e.g. "mean_plddt >= 90"')
+    if where is None:
+        source = (
+            "SELECT p.* FROM predictions p JOIN atlas a ON a.checksum = p.checksum AND a.id = p.id "
+            'AND a."drop" = p."drop" AND a.chunk = p.chunk WHERE p.status = \'ok\''
+        )
+    else:
+        source = f"SELECT * FROM predictions WHERE status = 'ok' AND ({where})"
+    extension = ".cif.gz" if fmt == "cif.gz" else ".cif"
+    connection = connect(outdir)
+    try:
+        keys = connection.execute(
+            f'SELECT id, checksum, "drop", chunk FROM ({source}) AS selected'
+        ).fetchall()
+        names = assign_names([tuple(key) for key in keys])
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder = folder.resolve()
+        written, missing, done = 0, 0, set()
+        connection.execute(f'SELECT id, checksum, "drop", chunk, mmcif FROM ({source}) AS selected')
+        with tqdm(
+            total=len(names),
+            unit="structure",
+            desc="export",
+            disable=None if progress is None else not progress,
+        ) as bar:
+            while rows := connection.fetchmany(256):
+                for identifier, checksum, drop, chunk, mmcif in rows:
+                    key = (identifier, checksum, drop, chunk)
+                    if key in done:
+                        continue
+                    done.add(key)
+                    bar.update(1)
+                    if not mmcif:
+                        missing += 1
+                        continue
+                    target = _inside(folder, names[key] + extension)
+                    data = mmcif.encode("utf-8")
+                    if extension == ".cif.gz":
+                        data = gzip.compress(data, mtime=0)
+                    tmp = folder / f".{target.name}.tmp-{os.getpid()}"
+                    tmp.write_bytes(data)
+                    os.replace(tmp, target)
+                    written += 1
+    except duckdb.Error as error:
+        raise AtlasError(str(error)) from error
+    finally:
+        connection.close()
+    return {"written": written, "missing": missing}
+
+
+def export_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="atlas export", description="write structures as mmCIF files")
+    parser.add_argument(
+        "--where", help="SQL predicate over the predictions columns (default: the atlas index rows)"
+    )
+    parser.add_argument("--out", required=True, help="folder to write into")
+    parser.add_argument("--format", choices=("cif", "cif.gz"), default="cif")
+    add_outdir_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        result = export_structures(args.outdir or default_outdir(), args.out, args.where, args.format)
+    except (AtlasError, OSError) as error:
+        print(f"atlas export: error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {result['written']} structure files to {args.out}")
+    if result["missing"]:
+        print(f"atlas export: {result['missing']} selected predictions have no mmCIF text", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- stats
+
+
+def _parquet_files(folder: Path) -> list[str]:
+    """The *.parquet files directly in folder (never part files in sub-folders)."""
+    return sorted(str(path) for path in folder.glob("*.parquet") if path.is_file())
+
+
+def _atlas_info(outdir: Path) -> dict:
+    if not database_path(outdir).is_file():
+        return {}
+    try:
+        connection = connect(outdir)
+    except AtlasError:
+        return {}
+    try:
+        cursor = connection.execute("SELECT * FROM atlas_info")
+        columns = [column[0] for column in cursor.description]
+        row = cursor.fetchone()
+        return dict(zip(columns, row, strict=True)) if row else {}
+    except Exception:  # an older or foreign database: fall back to the defaults
+        return {}
+    finally:
+        connection.close()
+
+
+def _config_thresholds() -> dict:
+    try:
+        import yaml
+
+        with open("config.yaml") as handle:
+            config = yaml.safe_load(handle) or {}
+        return {key: float(config[key]) for key in ("min_plddt", "min_ptm") if key in config}
+    except Exception:
+        return {}
+
+
+def stage_counts(
+    outdir: str | Path,
+    drops: list[str] | None = None,
+    min_plddt: float | None = None,
+    min_ptm: float | None = None,
+) -> dict:
+    """Counts per stage, per drop and in total.
+
+    Returns {"outdir", "min_plddt", "min_ptm", "novelty_computed", "drops": {drop: counts}, "total": counts},
+    counts having the COUNT_KEYS; a count that does not apply (novel without a reference, atlas before the
+    index exists) is None. Drops: the given ones, else those of the index (arrival order) followed by any
+    other drop with a manifest. Thresholds: the given ones, else the index's, else config.yaml's, else 70/0.7.
+    """
+    import duckdb
+
+    from atlas.index import THRESHOLD_TOLERANCE
+
+    outdir = Path(outdir)
+    info = _atlas_info(outdir)
+    config = _config_thresholds()
+    if min_plddt is None:
+        min_plddt = info.get("min_plddt", config.get("min_plddt", DEFAULT_MIN_PLDDT))
+    if min_ptm is None:
+        min_ptm = info.get("min_ptm", config.get("min_ptm", DEFAULT_MIN_PTM))
+    min_plddt, min_ptm = float(min_plddt), float(min_ptm)
+    if drops is None:
+        drops = [drop for drop in info.get("drops") or [] if (outdir / "chunks" / drop).is_dir()]
+        found = sorted(path.parent.name for path in (outdir / "chunks").glob("*/manifest.parquet"))
+        drops += [drop for drop in found if drop not in drops]
+    novelty_computed = info.get("novelty_computed")
+    if novelty_computed is None:
+        novelty_computed = any(
+            _parquet_files(path) for path in (outdir / "novelty").glob("*") if path.is_dir()
+        )
+    index_counts: dict[str, int] | None = None
+    connection = duckdb.connect()
+    try:
+        index_path = outdir / "atlas" / "index.parquet"
+        if index_path.is_file():
+            rows = connection.execute(
+                'SELECT "drop", count(*) FROM read_parquet(?) GROUP BY ALL', [str(index_path)]
+            ).fetchall()
+            index_counts = dict(rows)
+        per_drop = {}
+        for drop in drops:
+            counts = dict.fromkeys(COUNT_KEYS, 0)
+            manifest = outdir / "chunks" / drop / "manifest.parquet"
+            if manifest.is_file():
+                row = connection.execute(
+                    """SELECT count(*), count(*) FILTER (WHERE status = 'rejected'),
+                    count(*) FILTER (WHERE status = 'duplicate'), count(*) FILTER (WHERE status = 'queued')
+                    FROM read_parquet(?)""",
+                    [str(manifest)],
+                ).fetchone()
+                counts.update(records=row[0], rejected=row[1], duplicates=row[2], queued=row[3])
+            predictions = _parquet_files(outdir / "predictions" / drop)
+            novelty = _parquet_files(outdir / "novelty" / drop)
+            if predictions:
+                novel_rows = (
+                    "SELECT checksum, bool_or(novel) AS novel FROM read_parquet(?) GROUP BY checksum"
+                    if novelty
+                    else "SELECT NULL::VARCHAR AS checksum, NULL::BOOLEAN AS novel"
+                )
+                confident = (
+                    f"status = 'ok' AND mean_plddt >= {min_plddt - THRESHOLD_TOLERANCE!r} "
+                    f"AND ptm >= {min_ptm - THRESHOLD_TOLERANCE!r}"
+                )
+                row = connection.execute(
+                    f"""SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status <> 'ok'),
+                    count(*) FILTER (WHERE {confident}), count(*) FILTER (WHERE {confident} AND n.novel)
+                    FROM (
+                        SELECT checksum, status, mean_plddt, ptm FROM read_parquet(?, union_by_name = true)
+                    ) p LEFT JOIN ({novel_rows}) n USING (checksum)""",
+                    [predictions, novelty] if novelty else [predictions],
+                ).fetchone()
+                counts.update(folded=row[0], failed=row[1], high_confidence=row[2], novel=row[3])
+            counts["pending"] = max(0, counts["queued"] - counts["folded"] - counts["failed"])
+            if not novelty_computed:
+                counts["novel"] = None
+            counts["atlas"] = None if index_counts is None else index_counts.get(drop, 0)
+            per_drop[drop] = counts
+    except duckdb.Error as error:
+        raise AtlasError(str(error)) from error
+    finally:
+        connection.close()
+    total = {}
+    for key in COUNT_KEYS:
+        values = [counts[key] for counts in per_drop.values() if counts[key] is not None]
+        total[key] = sum(values) if values or key not in ("novel", "atlas") else None
+    if not novelty_computed:
+        total["novel"] = None
+    if index_counts is None:
+        total["atlas"] = None
+    return {
+        "outdir": str(outdir),
+        "min_plddt": min_plddt,
+        "min_ptm": min_ptm,
+        "novelty_computed": bool(novelty_computed),
+        "drops": per_drop,
+        "total": total,
+    }
+
+
+def format_stats(stats: dict) -> str:
+    headers = ["drop", *COUNT_KEYS]
+    rows = [[drop, *(counts[key] for key in COUNT_KEYS)] for drop, counts in stats["drops"].items()]
+    rows.append(["total", *(stats["total"][key] for key in COUNT_KEYS)])
+    shown = [[str(value) if value is not None else "n/a" for value in row] for row in rows]
+    widths = [max(len(header), *(len(row[i]) for row in shown)) for i, header in enumerate(headers)]
+
+    def line(values):
+        return "  ".join(
+            value.ljust(width) if i == 0 else value.rjust(width)
+            for i, (value, width) in enumerate(zip(values, widths, strict=True))
+        )
+
+    table = [line(headers), line(["-" * width for width in widths])]
+    table += [line(row) for row in shown[:-1]]
+    table += [line(["-" * width for width in widths]), line(shown[-1])]
+    novelty = "novelty computed" if stats["novelty_computed"] else "novelty not computed (no reference)"
+    caption = (
+        f"atlas {stats['outdir']}: high_confidence = mean_plddt >= {stats['min_plddt']:g} and "
+        f"ptm >= {stats['min_ptm']:g}; {novelty}"
+    )
+    return caption + "\n\n" + "\n".join(table) + "\n"
+
+
+def stats_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="atlas stats", description="counts per stage, per drop and in total"
+    )
+    add_outdir_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print the counts as JSON")
+    args = parser.parse_args(argv)
+    outdir = args.outdir or default_outdir()
+    if not (Path(outdir) / "chunks").is_dir():
+        print(f"atlas stats: error: nothing under {outdir}/chunks: run the workflow first (or pass --outdir)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        stats = stage_counts(outdir)
+    except AtlasError as error:
+        print(f"atlas stats: error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats).rstrip("\n"))
+    return 0

@@ -1,0 +1,323 @@
+"""atlas query / export / stats over a small outdir built by tests/test_index.py's make_outdir."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import random
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from test_index import MIN_PLDDT, MIN_PTM, example_drops, make_outdir
+
+from atlas import query
+from atlas.cli import main as atlas_main
+
+
+@pytest.fixture(scope="module")
+def outdir(tmp_path_factory):
+    return make_outdir(tmp_path_factory.mktemp("atlas"))
+
+
+def run(capsys, *argv):
+    rc = atlas_main(list(argv))
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def index_rows(outdir: Path) -> list[dict]:
+    return pq.read_table(outdir / "atlas" / "index.parquet").to_pylist()
+
+
+# ---------------------------------------------------------------------------------------------------- query
+
+
+def test_query_formats(outdir, capsys, tmp_path):
+    sql = "SELECT id, mean_plddt, novel FROM atlas ORDER BY id"
+    expected = sorted((r["id"], r["mean_plddt"], r["novel"]) for r in index_rows(outdir))
+
+    rc, out, _ = run(capsys, "query", sql, "--outdir", str(outdir))
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["id", "mean_plddt", "novel"]
+    assert lines[-1] == f"({len(expected)} rows)"
+    assert "../../x" in out
+
+    rc, out, _ = run(capsys, "query", sql, "--format", "csv", "--outdir", str(outdir))
+    records = list(csv.DictReader(io.StringIO(out)))
+    assert rc == 0 and [(r["id"], float(r["mean_plddt"]), r["novel"] == "True") for r in records] == expected
+
+    rc, out, _ = run(capsys, "query", sql, "--format", "json", "--outdir", str(outdir))
+    assert rc == 0 and [(r["id"], r["mean_plddt"], r["novel"]) for r in json.loads(out)] == expected
+
+    target = tmp_path / "out" / "result.parquet"
+    rc, _, err = run(
+        capsys, "query", sql, "--format", "parquet", "--output", str(target), "--outdir", str(outdir)
+    )
+    table = pq.read_table(target)
+    assert rc == 0 and table.column_names == ["id", "mean_plddt", "novel"]
+    assert [(r["id"], r["mean_plddt"], r["novel"]) for r in table.to_pylist()] == expected
+    assert f"wrote {len(expected)} rows" in err
+
+    target = tmp_path / "result.json"
+    rc, out, _ = run(
+        capsys, "query", sql, "--format", "json", "--output", str(target), "--outdir", str(outdir)
+    )
+    assert rc == 0 and out == "" and len(json.loads(target.read_text())) == len(expected)
+
+
+def test_query_json_of_lists_nulls_and_empty_results(outdir, capsys):
+    sql = "SELECT id, plddt[1:2] AS head, error, 'nan'::DOUBLE AS x FROM predictions"
+    sql += " WHERE id IN ('seq3', 'seq0')"
+    rc, out, _ = run(capsys, "query", sql + " ORDER BY id", "--format", "json", "--outdir", str(outdir))
+    error = "RuntimeError: CUDA out of memory even at batch size 1"
+    assert rc == 0 and json.loads(out) == [
+        {"id": "seq0", "head": [70.0, 70.0], "error": None, "x": None},
+        {"id": "seq3", "head": None, "error": error, "x": None},
+    ]
+    rc, out, _ = run(
+        capsys, "query", "SELECT * FROM atlas WHERE false", "--format", "json", "--outdir", str(outdir)
+    )
+    assert rc == 0 and json.loads(out) == []
+    rc, out, _ = run(capsys, "query", "SELECT 1 AS a WHERE false", "--outdir", str(outdir))
+    assert rc == 0 and out.splitlines()[-1] == "(0 rows)"
+
+
+def test_parquet_format_needs_output(outdir, capsys):
+    with pytest.raises(SystemExit) as caught:
+        atlas_main(["query", "SELECT 1", "--format", "parquet", "--outdir", str(outdir)])
+    assert caught.value.code == 2
+    assert "--output" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "sql, message",
+    [
+        ("SELEC id FROM atlas", "syntax error"),
+        ("SELECT nope FROM atlas", "nope"),
+        ("SELECT * FROM no_such_table", "no_such_table"),
+    ],
+)
+def test_bad_sql_prints_duckdb_message(outdir, capsys, sql, message):
+    rc, out, err = run(capsys, "query", sql, "--outdir", str(outdir))
+    assert rc == 1 and out == ""
+    assert err.startswith("atlas query: error:") and message in err.lower()
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE t AS SELECT 1",
+        "DROP VIEW atlas",
+        "INSERT INTO atlas_info SELECT * FROM atlas_info",
+        "UPDATE atlas_info SET min_plddt = 0",
+        "CREATE OR REPLACE VIEW atlas AS SELECT 1",
+    ],
+)
+def test_writes_are_rejected(outdir, capsys, sql):
+    before = (outdir / "atlas" / "atlas.duckdb").read_bytes()
+    rc, _, err = run(capsys, "query", sql, "--outdir", str(outdir))
+    assert rc == 1 and "read-only" in err
+    assert (outdir / "atlas" / "atlas.duckdb").read_bytes() == before
+
+
+def test_missing_database_is_a_clear_error(tmp_path, capsys):
+    rc, _, err = run(capsys, "query", "SELECT 1", "--outdir", str(tmp_path / "nowhere"))
+    assert rc == 1 and "no atlas database" in err and "Traceback" not in err
+
+
+def test_default_outdir_comes_from_config_yaml(outdir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert query.default_outdir() == "results"
+    (tmp_path / "config.yaml").write_text(f"drops: [x.fasta]\noutdir: {outdir}\n")
+    assert query.default_outdir() == str(outdir)
+    rc, out, _ = run(capsys, "query", "SELECT count(*) AS n FROM atlas", "--format", "csv")
+    assert rc == 0 and out.splitlines()[1] == str(len(index_rows(outdir)))
+
+
+def test_moved_outdir(outdir, tmp_path, capsys):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(outdir, moved)
+    rc, out, _ = run(
+        capsys, "query", "SELECT count(*) AS n FROM predictions", "--format", "csv", "--outdir", str(moved)
+    )
+    assert rc == 0 and out.splitlines()[1] == "31"
+
+
+# --------------------------------------------------------------------------------------------------- export
+
+
+def checksum_of(text: str) -> str:
+    return text.rstrip("\n").rsplit("# checksum ", 1)[1]
+
+
+def assert_inside(folder: Path, root: Path):
+    files = [path for path in root.rglob("*") if path.is_file()]
+    outside = [path for path in files if folder.resolve() not in path.resolve().parents]
+    return files, outside
+
+
+def test_export_atlas_rows_with_hostile_ids(outdir, tmp_path, capsys):
+    out = tmp_path / "sandbox" / "deep" / "structures"
+    rc, stdout, _ = run(capsys, "export", "--out", str(out), "--outdir", str(outdir))
+    rows = index_rows(outdir)
+    assert rc == 0 and f"wrote {len(rows)} structure files" in stdout
+    files = sorted(out.iterdir())
+    assert len(files) == len(rows) and all(path.suffix == ".cif" for path in files)
+    assert {checksum_of(path.read_text()) for path in files} == {r["checksum"] for r in rows}
+    everything = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert all(path.parent == out for path in everything), "a file escaped the output folder"
+    for path in files:
+        assert path.name[0] not in ".-" and len(path.name) <= 120
+        assert all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in path.name)
+
+
+def test_export_where_collisions_and_gzip(outdir, tmp_path, capsys):
+    out = tmp_path / "gz"
+    where = "mean_plddt >= 80 OR id IN ('a b', 'a/b', 'a_b', 'A_B')"
+    rc, stdout, _ = run(
+        capsys, "export", "--where", where, "--out", str(out), "--format", "cif.gz", "--outdir", str(outdir)
+    )
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        selected = connection.execute(
+            f"SELECT id, checksum FROM predictions WHERE status = 'ok' AND ({where})"
+        ).fetchall()
+    assert rc == 0 and f"wrote {len(selected)} structure files" in stdout
+    files = sorted(out.iterdir())
+    assert len(files) == len(selected) and all(path.name.endswith(".cif.gz") for path in files)
+    texts = [gzip.decompress(path.read_bytes()).decode() for path in files]
+    assert sorted(checksum_of(text) for text in texts) == sorted(checksum for _, checksum in selected)
+    names = [path.name for path in files]
+    assert len({name.casefold() for name in names}) == len(names)
+    # "a b", "a/b", "a_b" and "A_B" all sanitise to a_b (case-insensitively): none keeps the plain name
+    assert not {"a_b.cif.gz", "A_B.cif.gz"} & set(names)
+    assert sum(name.casefold().startswith("a_b_") for name in names) == 4
+    # same selection, same names
+    again = tmp_path / "again"
+    assert (
+        atlas_main(
+            ["export", "--where", where, "--out", str(again), "--format", "cif.gz", "--outdir", str(outdir)]
+        )
+        == 0
+    )
+    assert sorted(path.name for path in again.iterdir()) == names
+
+
+def test_export_bad_predicate_and_empty_selection(outdir, tmp_path, capsys):
+    rc, _, err = run(
+        capsys, "export", "--where", "nonexistent > 1", "--out", str(tmp_path / "x"), "--outdir", str(outdir)
+    )
+    assert rc == 1 and "nonexistent" in err and "Traceback" not in err
+    rc, stdout, _ = run(
+        capsys, "export", "--where", "false", "--out", str(tmp_path / "y"), "--outdir", str(outdir)
+    )
+    assert rc == 0 and "wrote 0 structure files" in stdout
+
+
+def test_safe_name():
+    assert query.safe_name("../../x") == "_.._x"
+    assert query.safe_name("a/b") == query.safe_name("a b") == "a_b"
+    assert query.safe_name("é") == "e"
+    assert query.safe_name("..") == query.safe_name("") == query.safe_name("日本") == "structure"
+    assert query.safe_name("-rf") == "rf"
+    assert len(query.safe_name("x" * 1000)) == query.MAX_NAME
+
+
+def test_assign_names_is_deterministic_and_unique():
+    keys = [
+        (name, f"{i:032x}", "d1", "c0") for i, name in enumerate(["a/b", "a b", "a_b", "A_B", "x", "y", "é"])
+    ]
+    keys.append(("a_b_" + f"{0:032x}"[:10], "f" * 32, "d1", "c0"))  # an id equal to a suffixed name
+    keys.append(("x", "e" * 32, "d2", "c0"))  # the same id in another drop, another sequence
+    names = query.assign_names(keys)
+    assert len({name.casefold() for name in names.values()}) == len(keys)
+    shuffled = keys[:]
+    random.Random(1).shuffle(shuffled)
+    assert query.assign_names(shuffled) == names
+    assert names[("y", f"{5:032x}", "d1", "c0")] == "y"
+    assert names[("é", f"{6:032x}", "d1", "c0")] == "e"
+
+
+# ---------------------------------------------------------------------------------------------------- stats
+
+
+def expected_counts(outdir: Path, drop: str, records: list[dict]) -> dict:
+    predictions = []
+    for path in sorted((outdir / "predictions" / drop).glob("*.parquet")):
+        predictions += pq.read_table(path, columns=["checksum", "status", "mean_plddt", "ptm"]).to_pylist()
+    novel = set()
+    for path in sorted((outdir / "novelty" / drop).glob("*.parquet")):
+        novel |= {r["checksum"] for r in pq.read_table(path).to_pylist() if r["novel"]}
+    confident = [
+        r
+        for r in predictions
+        if r["status"] == "ok" and r["mean_plddt"] >= MIN_PLDDT - 1e-6 and r["ptm"] >= MIN_PTM - 1e-6
+    ]
+    queued = sum(r["status"] == "queued" for r in records)
+    folded = sum(r["status"] == "ok" for r in predictions)
+    failed = sum(r["status"] == "failed" for r in predictions)
+    return {
+        "records": len(records),
+        "rejected": sum(r["status"] == "rejected" for r in records),
+        "duplicates": sum(r["status"] == "duplicate" for r in records),
+        "queued": queued,
+        "folded": folded,
+        "failed": failed,
+        "pending": queued - folded - failed,
+        "high_confidence": len(confident),
+        "novel": sum(r["checksum"] in novel for r in confident),
+        "atlas": sum(r["drop"] == drop for r in index_rows(outdir)),
+    }
+
+
+def test_stage_counts_match(outdir):
+    stats = query.stage_counts(outdir)
+    drops = example_drops()
+    assert list(stats["drops"]) == ["d1", "d2", "d3"]
+    for drop, records in drops.items():
+        assert stats["drops"][drop] == expected_counts(outdir, drop, records), drop
+    d1 = stats["drops"]["d1"]
+    assert (d1["records"], d1["rejected"], d1["duplicates"], d1["queued"], d1["failed"]) == (22, 1, 1, 20, 1)
+    assert stats["drops"]["d3"] == {
+        **dict.fromkeys(query.COUNT_KEYS, 0),
+        "records": 2,
+        "rejected": 1,
+        "duplicates": 1,
+    }
+    assert stats["total"]["records"] == sum(len(records) for records in drops.values())
+    assert stats["total"]["atlas"] == len(index_rows(outdir))
+    for key in query.COUNT_KEYS:
+        assert stats["total"][key] == sum(counts[key] for counts in stats["drops"].values())
+    assert (stats["min_plddt"], stats["min_ptm"], stats["novelty_computed"]) == (MIN_PLDDT, MIN_PTM, True)
+    json.dumps(stats)  # the report writes it as summary.json
+
+
+def test_stage_counts_midway_and_without_novelty(tmp_path):
+    outdir = make_outdir(tmp_path, novelty=False, build=False)
+    (outdir / "predictions" / "d2" / "b064_0000.parquet").unlink()  # d2 not folded yet
+    stats = query.stage_counts(outdir)
+    assert stats["novelty_computed"] is False
+    assert stats["total"]["novel"] is None and stats["total"]["atlas"] is None
+    assert stats["drops"]["d2"]["pending"] == stats["drops"]["d2"]["queued"] == 11
+    assert stats["drops"]["d2"]["folded"] == 0
+
+
+def test_stats_cli(outdir, capsys, tmp_path):
+    rc, out, _ = run(capsys, "stats", "--outdir", str(outdir))
+    assert rc == 0
+    lines = out.splitlines()
+    assert "mean_plddt >= 70" in lines[0]
+    header = lines[2].split()
+    assert header == ["drop", *query.COUNT_KEYS]
+    total = next(line.split() for line in lines if line.startswith("total"))
+    assert int(total[1]) == sum(len(records) for records in example_drops().values())
+    rc, out, _ = run(capsys, "stats", "--outdir", str(outdir), "--json")
+    assert rc == 0 and json.loads(out)["total"]["records"] == int(total[1])
+    rc, _, err = run(capsys, "stats", "--outdir", str(tmp_path / "empty"))
+    assert rc == 1 and "run the workflow first" in err
