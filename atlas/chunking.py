@@ -332,7 +332,8 @@ def _dedupe_and_chunk(
                      WHEN e.checksum IS NOT NULL THEN 'duplicate of ' || e.id || ' in drop ' || e.drop
                      WHEN o.owner_line <> c.line THEN 'duplicate of ' || o.owner_id || ' in drop ' || $drop
                      END AS reason,
-                CASE WHEN c.reason IS NOT NULL THEN regexp_extract(c.reason, '^[a-z ]*[a-z]')
+                CASE WHEN c.reason IS NOT NULL THEN regexp_replace(
+                         regexp_extract(c.reason, '^[a-z ]*[a-z]'), 'characters$', 'character')
                      WHEN e.checksum IS NOT NULL THEN 'of an earlier drop'
                      WHEN o.owner_line <> c.line THEN 'within the drop' END AS kind
             FROM checked c

@@ -178,7 +178,7 @@ def iter_raw_records(
                     good = sum(map(len, pieces))
                     lines = newlines_read + sum(piece.count(b"\n") for piece in pieces)
                     raise FastaFormatError(
-                        f"{path}: {kind} gzip data near compressed byte {raw.tell()}, after {lines} "
+                        f"{path}: {kind} gzip data near compressed byte offset {raw.tell()}, after {lines} "
                         f"complete lines ({bytes_read + good} bytes{where}): {error}"
                     ) from None
                 block = b"".join(pieces)
@@ -195,7 +195,7 @@ def iter_raw_records(
                 at_line = newlines_read + block.count(b"\n", 0, index) + 1
                 raise FastaFormatError(
                     f"{path}: not a text FASTA file: {what} at line {at_line}, "
-                    f"byte {bytes_read + index}{where}"
+                    f"byte offset {bytes_read + index}{where}"
                 )
             newlines_read += block.count(b"\n")
             bytes_read += len(block)
@@ -215,8 +215,8 @@ def iter_raw_records(
                 if buf[0] != ord(">"):
                     text = bytes(buf[:40]).split(b"\n", 1)[0].decode("ascii", "backslashreplace")
                     raise FastaFormatError(
-                        f"{path}: not a FASTA file: line {line} (byte {offset}{where}) should be a '>' "
-                        f"header line but starts with {text!r}"
+                        f"{path}: not a FASTA file: line {line} (byte offset {offset}{where}) should be a "
+                        f"'>' header line but starts with {text!r}"
                     )
                 started, search_from = True, 0
             end = len(buf) if eof else buf.rfind(b"\n>", search_from)
@@ -230,7 +230,7 @@ def iter_raw_records(
                 header = header.strip()
                 if b"\r" in header:
                     raise FastaFormatError(
-                        f"{path}: line {line} (byte {offset}{where}) holds a carriage return inside a "
+                        f"{path}: line {line} (byte offset {offset}{where}) holds a carriage return inside a "
                         "header: old Mac (CR-only) line ends are not supported"
                     )
                 fields = header.split(None, 1)

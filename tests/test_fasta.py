@@ -178,7 +178,7 @@ def test_not_fasta_names_file_and_line(tmp_path):
         write(tmp_path / "table.fa", "\n\nid\tsequence\nA\tMKV\n"),
         "not a FASTA file",
         "line 3",
-        "byte 2",
+        "byte offset 2",
         "'id",
     )
 
@@ -186,23 +186,23 @@ def test_not_fasta_names_file_and_line(tmp_path):
 def test_binary_nul_byte_names_line_and_byte(tmp_path):
     data = b">a\nMKV\n>b\nMK\x00V\n"
     index = data.index(b"\x00")
-    assert_format_error(write(tmp_path / "x.fa", data), "NUL byte", "line 4", f"byte {index}")
+    assert_format_error(write(tmp_path / "x.fa", data), "NUL byte", "line 4", f"byte offset {index}")
 
 
 def test_binary_nul_byte_found_in_a_later_block(tmp_path):
     data = b">a\n" + b"MKVL" * 3_000_000 + b"\n>b\nM\x00\n"
     index = data.index(b"\x00")
-    assert_format_error(write(tmp_path / "x.fa", data), "NUL byte", "line 4", f"byte {index}")
+    assert_format_error(write(tmp_path / "x.fa", data), "NUL byte", "line 4", f"byte offset {index}")
 
 
 def test_non_ascii_names_the_byte(tmp_path):
     path = write(tmp_path / "x.fa", ">a café\nMKV\n".encode())
-    assert_format_error(path, "non-ASCII byte 0xc3", "line 1", "byte 6")
+    assert_format_error(path, "non-ASCII byte 0xc3", "line 1", "byte offset 6")
 
 
 def test_random_binary_file(tmp_path):
     path = write(tmp_path / "x.fa", bytes(range(256)) * 4)
-    assert_format_error(path, "not a text FASTA file", "line 1", "byte 0")
+    assert_format_error(path, "not a text FASTA file", "line 1", "byte offset 0")
 
 
 def test_truncated_gzip(shared_data, tmp_path):

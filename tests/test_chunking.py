@@ -1,0 +1,355 @@
+"""atlas split: manifest accounting, dedupe within and across drops, buckets, determinism, clean failure."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from atlas.chunking import MANIFEST_COLUMNS, split_main
+from atlas.cli import main as atlas_main
+from atlas.fasta import read_fasta, sequence_checksum
+
+BUCKETS = [64, 128, 256, 384, 512, 768, 1024, 1280]
+
+
+def run_split(
+    fasta: Path,
+    manifest: Path,
+    drop: str = "drop1",
+    earlier: tuple[Path, ...] = (),
+    min_length: int = 16,
+    max_length: int = 1280,
+    buckets: list[int] = BUCKETS,
+    chunk_residues: int = 20_000,
+) -> int:
+    """The command line exactly as workflow/rules/split.smk writes it."""
+    argv = ["--fasta", str(fasta), "--drop", drop, "--manifest", str(manifest), "--earlier-manifests"]
+    argv += [str(path) for path in earlier]
+    argv += ["--min-length", str(min_length), "--max-length", str(max_length), "--length-buckets"]
+    argv += [str(bound) for bound in buckets] + ["--chunk-residues", str(chunk_residues)]
+    return split_main(argv)
+
+
+def manifest_rows(manifest: Path) -> list[dict]:
+    table = pq.read_table(manifest)
+    assert tuple(table.column_names) == MANIFEST_COLUMNS
+    return table.to_pylist()
+
+
+def chunk_files(directory: Path) -> dict[str, list[tuple[str, str]]]:
+    """chunk name -> [(id, sequence)], checking the one-line-per-sequence layout."""
+    chunks = {}
+    for path in sorted(directory.glob("*.fasta")):
+        lines = path.read_text().split("\n")
+        assert lines[-1] == "" and len(lines) % 2 == 1
+        headers, sequences = lines[0:-1:2], lines[1:-1:2]
+        assert all(header.startswith(">") and " " not in header for header in headers)
+        chunks[path.name.removesuffix(".fasta")] = [
+            (h[1:], s) for h, s in zip(headers, sequences, strict=True)
+        ]
+    return chunks
+
+
+def bucket_of(length: int) -> int:
+    return next(bound for bound in BUCKETS if length <= bound)
+
+
+@pytest.fixture(scope="module")
+def drop1(shared_data, tmp_path_factory) -> Path:
+    manifest = tmp_path_factory.mktemp("drop1") / "chunks" / "drop1" / "manifest.parquet"
+    assert run_split(shared_data / "mgnifam_all_seqs_concat.fa", manifest) == 0
+    return manifest
+
+
+def test_every_record_once_and_counts_add_up(shared_data, drop1):
+    records = list(read_fasta(shared_data / "mgnifam_all_seqs_concat.fa"))
+    rows = manifest_rows(drop1)
+    assert [row["id"] for row in rows] == [record.id for record in records]
+    assert all(row["drop"] == "drop1" for row in rows)
+    assert [row["checksum"] for row in rows] == [sequence_checksum(r.sequence) for r in records]
+    assert [row["length"] for row in rows] == [len(r.sequence) for r in records]
+    status = Counter(row["status"] for row in rows)
+    assert set(status) == {"queued", "duplicate", "rejected"}
+    assert status["queued"] + status["duplicate"] + status["rejected"] == len(records) == 1063
+    for row in rows:
+        assert (row["reason"] is None) == (row["status"] == "queued")
+        assert (row["chunk"] is not None) == (row["status"] == "queued")
+    too_long = [row for row in rows if row["status"] == "rejected"]
+    assert too_long and all(
+        row["reason"] == f"too long: {row['length']} residues > max_length 1280" for row in too_long
+    )
+
+
+def test_duplicates_within_a_drop_name_the_first_id(shared_data, drop1):
+    rows = manifest_rows(drop1)
+    first: dict[str, str] = {}
+    for row in rows:
+        if row["status"] == "queued":
+            first.setdefault(row["checksum"], row["id"])
+    duplicates = [row for row in rows if row["status"] == "duplicate"]
+    assert len(duplicates) == 5  # the MGnifam file repeats five sequences
+    for row in duplicates:
+        assert row["reason"] == f"duplicate of {first[row['checksum']]} in drop drop1"
+        assert row["chunk"] is None
+    assert len(first) == sum(row["status"] == "queued" for row in rows)  # each sequence queued once
+
+
+def test_chunks_hold_exactly_the_queued_sequences_in_their_buckets(shared_data, drop1):
+    sequences = {r.id: r.sequence for r in read_fasta(shared_data / "mgnifam_all_seqs_concat.fa")}
+    rows = manifest_rows(drop1)
+    chunks = chunk_files(drop1.parent)
+    queued = {row["id"]: row for row in rows if row["status"] == "queued"}
+    written = [(name, ident, seq) for name, members in chunks.items() for ident, seq in members]
+    assert sorted(ident for _, ident, _ in written) == sorted(queued)
+    assert set(chunks) == {row["chunk"] for row in queued.values()}
+    for name, ident, seq in written:
+        assert seq == sequences[ident]
+        assert queued[ident]["chunk"] == name
+        assert name == f"L{bucket_of(len(seq)):04d}-{name.split('-')[1]}"
+    assert list(chunks) == sorted(chunks)  # names sort by bucket, then chunk number
+    by_bucket: dict[str, list[tuple[int, int]]] = {}
+    order = {row["id"]: index for index, row in enumerate(rows)}
+    for name, members in chunks.items():  # in name order
+        by_bucket.setdefault(name[:5], []).extend((len(s), order[i]) for i, s in members)
+        assert sum(len(s) for _, s in members) <= 20_000 + 1280
+    for keys in by_bucket.values():
+        assert keys == sorted(keys)  # by length, ties in input order, across the chunks of a bucket
+
+
+def test_chunks_of_a_bucket_are_balanced(drop1):
+    residues: dict[str, list[int]] = {}
+    for name, members in chunk_files(drop1.parent).items():
+        residues.setdefault(name[:5], []).append(sum(len(s) for _, s in members))
+    for sizes in residues.values():
+        if len(sizes) > 1:
+            assert max(sizes) - min(sizes) <= 2 * 1280
+
+
+def test_later_drop_marks_repeats_of_earlier_drops(shared_data, drop1, tmp_path):
+    first = [r for r in read_fasta(shared_data / "mgnifam_all_seqs_concat.fa")]
+    owners = {row["checksum"]: row["id"] for row in manifest_rows(drop1) if row["status"] == "queued"}
+    repeated = [r for r in first if 16 <= len(r.sequence) <= 1280][:40:4]  # sequences queued in drop1
+    new = list(read_fasta(shared_data / "esmfold_structures_sequences.fasta"))
+    text = "".join(f">new{i}\n{r.sequence.lower()}\n" for i, r in enumerate(repeated))
+    text += "".join(f">{r.id}\n{r.sequence}\n" for r in new)
+    drop2_fasta = tmp_path / "drop2.fasta.gz"
+    drop2_fasta.write_bytes(gzip.compress(text.encode()))
+    drop2 = tmp_path / "chunks" / "drop2" / "manifest.parquet"
+    assert run_split(drop2_fasta, drop2, drop="drop2", earlier=(drop1,)) == 0
+    rows = manifest_rows(drop2)
+    for row, record in zip(rows, repeated, strict=False):
+        assert row["status"] == "duplicate"
+        assert row["reason"] == f"duplicate of {owners[sequence_checksum(record.sequence)]} in drop drop1"
+    assert [row["status"] for row in rows[len(repeated) :]] == ["queued"] * len(new)
+    assert sorted(i for c in chunk_files(drop2.parent).values() for i, _ in c) == sorted(r.id for r in new)
+
+    # A third drop against both: its repeat of drop2 names drop2, its repeat of drop1 names drop1.
+    drop3_fasta = tmp_path / "drop3.fa"
+    drop3_fasta.write_text(f">x\n{new[0].sequence}\n>y\n{repeated[0].sequence}\n>z\n{'MKV' * 10}\n")
+    drop3 = tmp_path / "chunks" / "drop3" / "manifest.parquet"
+    assert run_split(drop3_fasta, drop3, drop="drop3", earlier=(drop1, drop2)) == 0
+    assert [(row["status"], row["reason"]) for row in manifest_rows(drop3)] == [
+        ("duplicate", f"duplicate of {new[0].id} in drop drop2"),
+        ("duplicate", f"duplicate of {owners[sequence_checksum(repeated[0].sequence)]} in drop drop1"),
+        ("queued", None),
+    ]
+
+
+def test_prodigal_drop(shared_data, tmp_path):
+    manifest = tmp_path / "manifest.parquet"
+    assert run_split(shared_data / "938293.PRJEB85.HG003687.faa", manifest, drop="prodigal") == 0
+    rows = manifest_rows(manifest)
+    assert len(rows) == 2100
+    written = [s for members in chunk_files(tmp_path).values() for _, s in members]
+    assert len(written) == sum(row["status"] == "queued" for row in rows)
+    assert not any("*" in s for s in written)
+    assert any("XXXXXXXXXX" in s for s in written)  # assembly-gap X runs are folded as unknown residues
+
+
+def test_deterministic_byte_for_byte(shared_data, tmp_path):
+    outputs = []
+    for run in ("a", "b"):
+        manifest = tmp_path / run / "manifest.parquet"
+        assert run_split(shared_data / "UP000000625_83333.fasta", manifest, chunk_residues=50_000) == 0
+        outputs.append(
+            {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(manifest.parent.iterdir())}
+        )
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) > 10
+
+
+def test_rerun_replaces_stale_chunks_and_leaves_no_temporaries(shared_data, tmp_path):
+    manifest = tmp_path / "manifest.parquet"
+    other = tmp_path / "notes.fasta"  # not a chunk of ours: left alone
+    other.write_text(">keep\nMKV\n")
+    assert run_split(shared_data / "mgnifam_all_seqs_concat.fa", manifest, chunk_residues=5_000) == 0
+    many = set(chunk_files(tmp_path))
+    assert run_split(shared_data / "mgnifam_all_seqs_concat.fa", manifest, chunk_residues=10**9) == 0
+    few = set(chunk_files(tmp_path)) - {"notes"}
+    assert len(few) == 8 < len(many)
+    assert few == {row["chunk"] for row in manifest_rows(manifest)} - {None}
+    assert other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+BAD_INPUT = (
+    ">lower\nmkvlaaglllaaaaaaaa\n"  # 1 queued, upper-cased
+    ">crlf\r\nMKVLAAGLLLAAAAAA\r\nCC\r\n"  # 3 queued
+    ">stop\nMKVLAAGLLLAAAAAAWW*\n"  # 5 queued, terminal '*' removed
+    ">xrun\nMKVLXXXXXXXXXXXXXXXXXXXXAA\n"  # 7 queued
+    ">empty\n"  # 9
+    ">digit\nMKVLAAGLL1LAAAAAA\n"  # 10
+    ">gap\nMKVLAAG-LLLAA.AAAA\n"  # 12
+    ">internal\nMKVLAAG*LLLAAAAAA\n"  # 14
+    ">short\nMKV\n"  # 16
+    ">long\n" + "M" * 101 + "\n"  # 18
+    ">allx\n" + "X" * 20 + "\n"  # 20
+    ">lower\nMKVLAAGLLLAAAAAAQQ\n"  # 22 repeated id
+    ">\nMKVLAAGLLLAAAAAAEE\n"  # 24 no id
+    ">again\nMKVLAAGLLLAAAAAACC\n"  # 26 same sequence as crlf
+)
+
+
+def test_each_bad_input_gives_its_reason(tmp_path):
+    fasta = tmp_path / "bad.fasta"
+    fasta.write_bytes(BAD_INPUT.encode())
+    manifest = tmp_path / "out" / "manifest.parquet"
+    assert run_split(fasta, manifest, drop="bad", max_length=100, buckets=[32, 100]) == 0
+    rows = manifest_rows(manifest)
+    assert [(row["id"], row["status"], row["reason"]) for row in rows] == [
+        ("lower", "queued", None),
+        ("crlf", "queued", None),
+        ("stop", "queued", None),
+        ("xrun", "queued", None),
+        ("empty", "rejected", "empty sequence"),
+        ("digit", "rejected", "invalid character '1' (first at residue 10); residues must be letters A-Z"),
+        ("gap", "rejected", "invalid characters '-', '.' (first at residue 8); residues must be letters A-Z"),
+        ("internal", "rejected", "internal stop codon '*' at residue 8 (only a terminal '*' is removed)"),
+        ("short", "rejected", "too short: 3 residues < min_length 16"),
+        ("long", "rejected", "too long: 101 residues > max_length 100"),
+        ("allx", "rejected", "no standard residue: all 20 residues are unknown (B/J/O/U/X/Z)"),
+        ("lower", "rejected", "repeated id: first occurrence at line 1"),
+        ("", "rejected", "empty id"),
+        ("again", "duplicate", "duplicate of crlf in drop bad"),
+    ]
+    lengths = {row["id"]: row["length"] for row in rows[:4]}
+    assert lengths == {"lower": 18, "crlf": 18, "stop": 18, "xrun": 26}
+    assert rows[0]["checksum"] == hashlib.md5(b"MKVLAAGLLLAAAAAAAA").hexdigest()
+    chunks = chunk_files(manifest.parent)
+    assert chunks == {
+        "L0032-00000": [
+            ("lower", "MKVLAAGLLLAAAAAAAA"),
+            ("crlf", "MKVLAAGLLLAAAAAACC"),
+            ("stop", "MKVLAAGLLLAAAAAAWW"),
+            ("xrun", "MKVLXXXXXXXXXXXXXXXXXXXXAA"),
+        ]
+    }
+
+
+def test_empty_drop_gives_an_empty_manifest(tmp_path, capsys):
+    fasta = tmp_path / "empty.fa"
+    fasta.write_text("")
+    manifest = tmp_path / "manifest.parquet"
+    assert run_split(fasta, manifest, drop="empty") == 0
+    assert manifest_rows(manifest) == []
+    assert list(tmp_path.glob("*.fasta")) == []
+    assert "holds no FASTA record" in capsys.readouterr().err
+
+
+def test_summary_goes_to_stderr(shared_data, tmp_path, capsys):
+    manifest = tmp_path / "manifest.parquet"
+    assert run_split(shared_data / "UP000000625_83333.fasta", manifest, drop="ecoli") == 0
+    err = capsys.readouterr().err
+    assert "split ecoli: 4391 records read" in err
+    assert "rejected: too short: 18" in err and "duplicate: within the drop: 42" in err
+    assert "chunks written (L0064 1," in err
+
+
+RANDOM = random.Random(0)
+RANDOM_DROP = "".join(
+    f">r{i}\n{''.join(RANDOM.choices('ACDEFGHIKLMNPQRSTVWY', k=80))}\n" for i in range(500)
+).encode()
+MALFORMED = {
+    "binary": (b">a\nMKVLAAGLLLAAAAAA\n>b\nMKV\x00\x01\x02\n", ["NUL byte", "line 4", "byte offset 26"]),
+    "not_fasta": (b"sequence\nMKVLAAGLLLAAAAAA\n", ["not a FASTA file", "line 1"]),
+    "truncated_gzip": (
+        gzip.compress(RANDOM_DROP)[:3000],
+        ["truncated gzip", "compressed byte"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_file_fails_cleanly(shared_data, tmp_path, capsys, case):
+    data, parts = MALFORMED[case]
+    fasta = tmp_path / f"{case}.fa"
+    fasta.write_bytes(data)
+    out = tmp_path / "chunks" / case
+    manifest = out / "manifest.parquet"
+    # An earlier good run of this drop: a failed rerun must not leave its outputs behind either.
+    assert run_split(shared_data / "mgnifam_all_seqs_concat.fa", manifest, drop=case) == 0
+    assert manifest.exists() and list(out.glob("*.fasta"))
+    capsys.readouterr()
+    assert run_split(fasta, manifest, drop=case) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"atlas split: error: {fasta}: ")
+    for part in parts:
+        assert part in err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"buckets": [64, 32, 1280]}, "length_buckets must be strictly ascending"),
+        ({"buckets": [64, 128]}, "the last length bucket (128) must be >= max_length (1280)"),
+        (
+            {"min_length": 100, "max_length": 50, "buckets": [64]},
+            "max_length (50) must be >= min_length (100)",
+        ),
+        ({"chunk_residues": 0}, "chunk_residues must be >= 1"),
+        ({"earlier": (Path("/nonexistent/manifest.parquet"),)}, "no such file"),
+    ],
+)
+def test_bad_settings_fail_with_one_line(shared_data, tmp_path, capsys, options, message):
+    manifest = tmp_path / "manifest.parquet"
+    assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest, **options) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_earlier_manifest_that_is_not_parquet(shared_data, tmp_path, capsys):
+    bogus = tmp_path / "bogus.parquet"
+    bogus.write_text("not parquet")
+    manifest = tmp_path / "out" / "manifest.parquet"
+    assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest, earlier=(bogus,)) == 1
+    assert "not a readable Parquet file" in capsys.readouterr().err
+    assert not manifest.exists()
+
+
+def test_atlas_cli_dispatch_and_example_gzip_drop(tmp_path):
+    example = Path(__file__).parents[1] / "example"
+    manifest = tmp_path / "manifest.parquet"
+    argv = [
+        "split",
+        "--fasta",
+        str(example / "drop2.fasta.gz"),
+        "--drop",
+        "drop2",
+        "--manifest",
+        str(manifest),
+    ]
+    argv += ["--earlier-manifests", "--min-length", "16", "--max-length", "1280", "--length-buckets", "64"]
+    argv += ["128", "256", "384", "512", "768", "1024", "1280", "--chunk-residues", "2000"]
+    assert atlas_main(argv) == 0
+    rows = manifest_rows(manifest)
+    assert rows and {row["drop"] for row in rows} == {"drop2"}
+    assert sum(len(m) for m in chunk_files(tmp_path).values()) == sum(r["status"] == "queued" for r in rows)
