@@ -340,6 +340,8 @@ def search_chunk(
         database = resolve_reference_db(reference_json)
         binary = find_mmseqs()
         output.parent.mkdir(parents=True, exist_ok=True)
+        for stale in output.parent.glob(f".{output.name}.mmseqs-*"):  # left by a killed run of this job
+            shutil.rmtree(stale, ignore_errors=True)
         workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.mmseqs-", dir=output.parent))
         try:
             query = workdir / "query.fasta"

@@ -5,8 +5,9 @@ Every command takes `--outdir DIR` (default: `outdir` of ./config.yaml when ther
 `atlas query "SQL" [--format table|csv|json|parquet] [--output FILE]`
     SQL over atlas/atlas.duckdb (views manifest, predictions, novelty, atlas; table atlas_info), opened
     read-only: statements that would change it fail. An error prints DuckDB's message and exits 1. `table`
-    (default) aligns every row, cutting cells at 60 characters (mmCIF text); `csv` has a header row; `json` is
-    an array of objects (NaN as null); `parquet` needs --output.
+    (default) aligns every row, cutting cells at 60 characters (mmCIF text) and long floats at 7 significant
+    digits; `csv` (full precision) has a header row; `json` is an array of objects (NaN as null); `parquet`
+    needs --output. --output FILE is written under a temporary name and moved into place.
 
 `atlas export [--where PREDICATE] --out DIR [--format cif|cif.gz]`
     Writes the structures (predictions with status ok) of the atlas index, or those matching a SQL predicate
@@ -129,7 +130,10 @@ def _text(value) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)
+        if not math.isfinite(value):
+            return str(value)
+        text = repr(value)  # shortest round-trip form; float32 values widened to double get 7 digits
+        return text if len(text) <= 10 else format(value, ".7g")
     return str(value)
 
 
