@@ -15,12 +15,7 @@ from atlas import novelty
 from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta, sequence_checksum
 
-DATA = Path("/work/shared/data")
-ECOLI = DATA / "UP000000625_83333.fasta"
-MGNIFY = DATA / "mgnifam_all_seqs_concat.fa"
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
-
-pytestmark = pytest.mark.skipif(not ECOLI.exists(), reason="shared E. coli proteome not available")
 
 
 def mutate(sequence: str, identity: float, rng: random.Random) -> str:
@@ -37,10 +32,10 @@ def write_fasta(path: Path, records: list[tuple[str, str]]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ecoli():
+def ecoli(shared_data):
     records = [
         record
-        for record in read_fasta(ECOLI)
+        for record in read_fasta(shared_data / "UP000000625_83333.fasta")
         if 150 <= len(record.sequence) <= 400 and set(record.sequence) <= set(AMINO_ACIDS)
     ]
     return records[:150]
@@ -57,9 +52,10 @@ def reference(tmp_path_factory, ecoli):
 
 
 @pytest.fixture(scope="module")
-def queries(ecoli):
+def queries(ecoli, shared_data):
     rng = random.Random(20240611)
-    mgnify = next(r.sequence for r in read_fasta(MGNIFY) if 150 <= len(r.sequence) <= 300)
+    mgnifam = read_fasta(shared_data / "mgnifam_all_seqs_concat.fa")
+    mgnify = next(r.sequence for r in mgnifam if 150 <= len(r.sequence) <= 300)
     shuffled = list(ecoli[40].sequence)
     rng.shuffle(shuffled)
     half = ecoli[50].sequence[: len(ecoli[50].sequence) // 2]
