@@ -41,7 +41,8 @@ from atlas.fasta import STANDARD_RESIDUES, FastaFormatError, check_sequence, ite
 MANIFEST_COLUMNS = ("id", "drop", "checksum", "length", "status", "reason", "chunk")
 CHUNK_NAME = re.compile(r"^L\d+-\d+\.fasta$")  # what a chunk FASTA of ours looks like (stale-file cleanup)
 TEMP_PREFIX = ".split-tmp-"
-ROW_GROUP = 1 << 17  # rows per Parquet row group (pass-1 file and manifest)
+ROW_GROUP = 1 << 17  # rows per manifest row group and per streamed batch of narrow rows
+SEQUENCE_BATCH = 1 << 14  # rows with sequences per pass-1 row group and streamed batch (~4 MB)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
 
 
@@ -216,7 +217,7 @@ def _read_drop(fasta: Path, records: Path, min_length: int, max_length: int, pro
 
         def flush() -> None:
             arrays = [pa.array(column, type=kind.type) for column, kind in zip(columns, schema, strict=True)]
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=ROW_GROUP)
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=SEQUENCE_BATCH)
             for column in columns:
                 column.clear()
 
@@ -234,8 +235,8 @@ def _read_drop(fasta: Path, records: Path, min_length: int, max_length: int, pro
                 reason = check_sequence(sequence, min_length, max_length) if name else "empty id"
                 add_reason(reason)
                 add_sequence(None if reason else sequence)
-            if len(columns[0]) == ROW_GROUP:
-                count += ROW_GROUP
+            if len(columns[0]) == SEQUENCE_BATCH:
+                count += SEQUENCE_BATCH
                 flush()
         count += len(columns[0])
         if columns[0] or not count:
@@ -391,11 +392,11 @@ def _dedupe_and_chunk(
         con.close()
 
 
-def _arrow_reader(relation):
+def _arrow_reader(relation, rows: int = ROW_GROUP):
     """Record batches of a DuckDB relation, streamed (newer duckdb names it to_arrow_reader)."""
     if hasattr(relation, "to_arrow_reader"):
-        return relation.to_arrow_reader(ROW_GROUP)
-    return relation.fetch_arrow_reader(ROW_GROUP)
+        return relation.to_arrow_reader(rows)
+    return relation.fetch_arrow_reader(rows)
 
 
 def _write_manifest(result, manifest: Path) -> None:
@@ -421,7 +422,7 @@ def _write_chunks(result, chunk_dir: Path) -> list[str]:
     chunks: list[str] = []
     handle = None
     try:
-        for batch in _arrow_reader(result):
+        for batch in _arrow_reader(result, SEQUENCE_BATCH):
             names, ids, sequences = (batch.column(i).to_pylist() for i in range(3))
             start = 0
             while start < len(names):
