@@ -94,6 +94,13 @@ STAGES: list[tuple[str, str]] = [
     ("high_confidence_novel", "high confidence and novel"),
 ]
 
+# A rejection reason is free text with details ("too long: 3359 residues > max_length 1280"); counts are per
+# kind of reason, its leading lower-case words ("too long"), as the split stage's own summary groups them.
+REASON_KIND_SQL = (
+    "coalesce(nullif(regexp_replace(regexp_extract(reason, '^[a-z_ ]*[a-z]'), 'characters$', 'character'),"
+    " ''), nullif(trim(reason), ''), 'unspecified')"
+)
+
 MANIFEST_COLUMNS = {"checksum": "VARCHAR", "length": "BIGINT", "status": "VARCHAR", "reason": "VARCHAR"}
 PREDICTION_COLUMNS = {
     "checksum": "VARCHAR",
@@ -264,8 +271,8 @@ def _counts(data: AtlasData) -> dict:
     ):
         per_drop[drop].update(records=records, queued=queued, duplicates=duplicates, rejected=rejected)
     for drop, reason, n in data.query(
-        """
-        SELECT src_drop, coalesce(nullif(reason, ''), 'unspecified') AS why, count(*) FROM manifest
+        f"""
+        SELECT src_drop, {REASON_KIND_SQL} AS why, count(*) FROM manifest
         WHERE status = 'rejected' GROUP BY ALL ORDER BY src_drop, count(*) DESC, why
         """
     ):

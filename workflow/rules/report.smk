@@ -55,6 +55,7 @@ rule report:
         min_coverage=config["novelty"]["min_coverage"],
         min_length=config["min_length"],
         max_length=config["max_length"],
+        outdir=lambda wildcards, output: Path(output.summary).parents[1],
     log:
         f"{OUTDIR}/logs/report.log",
     benchmark:
@@ -62,7 +63,7 @@ rule report:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "{ATLAS} report --outdir {OUTDIR:q} --drops {params.drops} --min-plddt {params.min_plddt}"
+        "python -m atlas report --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
         " --min-ptm {params.min_ptm} {params.novelty} --max-identity {params.max_identity}"
         " --min-coverage {params.min_coverage} --min-length {params.min_length}"
         " --max-length {params.max_length} > {log:q} 2>&1"
