@@ -130,7 +130,7 @@ def plddt_ptm_density(
             ptm,
             C=weights,
             reduce_C_function=np.sum,
-            gridsize=(50, 28),
+            gridsize=(50, 19),  # about regular hexagons in this axes aspect
             extent=(0, 100, 0, 1),
             cmap="viridis",
             mincnt=1,

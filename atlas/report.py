@@ -312,6 +312,24 @@ def _counts(data: AtlasData) -> dict:
     }
 
 
+def index_info(outdir: str | Path) -> dict:
+    """What `atlas index` recorded in atlas.duckdb's `atlas_info` (drops, min_plddt, min_ptm,
+    novelty_computed); {} when there is no readable index database."""
+    path = Path(outdir) / "atlas" / "atlas.duckdb"
+    if not path.is_file():
+        return {}
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            cursor = con.execute("SELECT drops, min_plddt, min_ptm, novelty_computed FROM atlas_info LIMIT 1")
+            row = cursor.fetchone()
+    except duckdb.Error:
+        return {}
+    if row is None:
+        return {}
+    info = dict(zip(("drops", "min_plddt", "min_ptm", "novelty_computed"), row, strict=True))
+    return {key: value for key, value in info.items() if value is not None}
+
+
 def stage_counts(
     outdir: str | Path,
     drops: Sequence[str] | None = None,
@@ -328,14 +346,20 @@ def stage_counts(
     high_confidence_novel (what the atlas index holds), rejected_by_reason {reason: n} and folded_residues.
     `novel` and `high_confidence_novel` are None when novelty was not computed.
 
-    drops: drop names (default: every drop with a manifest under outdir). Thresholds default to ./config.yaml,
-    else SPEC.md's 70 and 0.7. novelty: None counts novelty when novelty files exist.
+    Defaults, so that `atlas stats --outdir OUT` counts as the index was built: drops, thresholds and novelty
+    from the `atlas_info` table of OUT/atlas/atlas.duckdb when it exists; else drops with a manifest under
+    outdir, thresholds of ./config.yaml or SPEC.md's 70 and 0.7, novelty when novelty files exist.
     """
+    info = index_info(outdir)
     config = load_config()
+    if drops is None and info.get("drops"):
+        drops = info["drops"]
     if min_plddt is None:
-        min_plddt = config.get("min_plddt", DEFAULT_MIN_PLDDT)
+        min_plddt = info.get("min_plddt", config.get("min_plddt", DEFAULT_MIN_PLDDT))
     if min_ptm is None:
-        min_ptm = config.get("min_ptm", DEFAULT_MIN_PTM)
+        min_ptm = info.get("min_ptm", config.get("min_ptm", DEFAULT_MIN_PTM))
+    if novelty is None:
+        novelty = info.get("novelty_computed")
     data = AtlasData(outdir, drops, min_plddt=min_plddt, min_ptm=min_ptm, novelty=novelty)
     try:
         return _counts(data)
@@ -906,7 +930,7 @@ def report_main(argv: list[str]) -> int:
         return 2
     summary = write_report(
         args.outdir,
-        args.drops or None,
+        args.drops or index_info(args.outdir).get("drops") or None,
         min_plddt=args.min_plddt,
         min_ptm=args.min_ptm,
         novelty=args.novelty,

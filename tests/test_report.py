@@ -285,6 +285,15 @@ def test_stage_counts_is_the_summary(full):
     assert counts["per_drop"] == summary["counts"]["per_drop"]
     assert counts["total"] == summary["counts"]["total"]
     assert "high confidence" in report.format_counts(counts)
+    # with only the outdir (as `atlas stats` calls it), drops/thresholds/novelty come from atlas.duckdb
+    assert report.index_info(outdir) == {
+        "drops": drops,
+        "min_plddt": MIN_PLDDT,
+        "min_ptm": MIN_PTM,
+        "novelty_computed": True,
+    }
+    defaults = report.stage_counts(outdir)
+    assert defaults["drops"] == drops and defaults["total"] == summary["counts"]["total"]
 
 
 def test_pngs_valid_and_not_blank(full):
