@@ -18,12 +18,11 @@ Every command takes `--outdir DIR` (default: `outdir` of ./config.yaml when ther
     unique, `-1`, `-2`... in (id, checksum, drop, chunk) order: the same selection always gives the same
     names, whatever order DuckDB returns rows in. Every path is checked to lie inside DIR.
 
-`atlas stats`
-    Counts per drop and in total: records, rejected, duplicates, queued (unique, to fold), folded, failed,
-    pending (queued but not yet folded), high_confidence (ok and over the thresholds), novel (high-confidence
-    and novel; n/a without a reference) and atlas (rows in atlas/index.parquet). Read from the stage Parquet
-    files directly (never the structures), so it works while the workflow runs. stage_counts() returns the
-    same numbers as a dict, for the report.
+`atlas stats [--json]`
+    Counts per drop and in total: input records, rejected (and per reason), duplicates, queued, folded,
+    failed, not folded yet, high confidence, novel, high confidence and novel (what the index holds; n/a
+    without a reference). They come from atlas.report.stage_counts, so summary.json shows the same numbers;
+    it reads the stage Parquet files (never the structures), so it works while the workflow runs.
 """
 
 from __future__ import annotations
@@ -42,13 +41,8 @@ import unicodedata
 from pathlib import Path
 
 DEFAULT_OUTDIR = "results"
-DEFAULT_MIN_PLDDT, DEFAULT_MIN_PTM = 70.0, 0.7
 MAX_CELL = 60
 MAX_NAME = 100
-COUNT_KEYS = (
-    "records", "rejected", "duplicates", "queued", "folded", "failed", "pending", "high_confidence", "novel",
-    "atlas",
-)  # fmt: skip
 
 
 class AtlasError(Exception):
@@ -399,171 +393,36 @@ def export_main(argv: list[str]) -> int:
 # --------------------------------------------------------------------------------------------------- stats
 
 
-def _parquet_files(folder: Path) -> list[str]:
-    """The *.parquet files directly in folder (never part files in sub-folders)."""
-    return sorted(str(path) for path in folder.glob("*.parquet") if path.is_file())
+def stage_counts(outdir: str | Path, drops: list[str] | None = None, **thresholds) -> dict:
+    """Counts per stage, per drop and in total: atlas.report.stage_counts, the one definition of them.
 
-
-def _atlas_info(outdir: Path) -> dict:
-    if not database_path(outdir).is_file():
-        return {}
-    try:
-        connection = connect(outdir)
-    except AtlasError:
-        return {}
-    try:
-        cursor = connection.execute("SELECT * FROM atlas_info")
-        columns = [column[0] for column in cursor.description]
-        row = cursor.fetchone()
-        return dict(zip(columns, row, strict=True)) if row else {}
-    except Exception:  # an older or foreign database: fall back to the defaults
-        return {}
-    finally:
-        connection.close()
-
-
-def _config_thresholds() -> dict:
-    try:
-        import yaml
-
-        with open("config.yaml") as handle:
-            config = yaml.safe_load(handle) or {}
-        return {key: float(config[key]) for key in ("min_plddt", "min_ptm") if key in config}
-    except Exception:
-        return {}
-
-
-def stage_counts(
-    outdir: str | Path,
-    drops: list[str] | None = None,
-    min_plddt: float | None = None,
-    min_ptm: float | None = None,
-) -> dict:
-    """Counts per stage, per drop and in total.
-
-    Returns {"outdir", "min_plddt", "min_ptm", "novelty_computed", "drops": {drop: counts}, "total": counts},
-    counts having the COUNT_KEYS; a count that does not apply (novel without a reference, atlas before the
-    index exists) is None. Drops: the given ones, else those of the index (arrival order) followed by any
-    other drop with a manifest. Thresholds: the given ones, else the index's, else config.yaml's, else 70/0.7.
+    (summary.json and `atlas stats` show the same numbers; see atlas.report for the keys and the defaults,
+    which follow the index's atlas_info.)
     """
     import duckdb
 
-    from atlas.index import THRESHOLD_TOLERANCE
+    from atlas import report
 
-    outdir = Path(outdir)
-    info = _atlas_info(outdir)
-    config = _config_thresholds()
-    if min_plddt is None:
-        min_plddt = info.get("min_plddt", config.get("min_plddt", DEFAULT_MIN_PLDDT))
-    if min_ptm is None:
-        min_ptm = info.get("min_ptm", config.get("min_ptm", DEFAULT_MIN_PTM))
-    min_plddt, min_ptm = float(min_plddt), float(min_ptm)
-    if drops is None:
-        drops = [drop for drop in info.get("drops") or [] if (outdir / "chunks" / drop).is_dir()]
-        found = sorted(path.parent.name for path in (outdir / "chunks").glob("*/manifest.parquet"))
-        drops += [drop for drop in found if drop not in drops]
-    novelty_computed = info.get("novelty_computed")
-    if novelty_computed is None:
-        novelty_computed = any(
-            _parquet_files(path) for path in (outdir / "novelty").glob("*") if path.is_dir()
-        )
-    index_counts: dict[str, int] | None = None
-    connection = duckdb.connect()
     try:
-        index_path = outdir / "atlas" / "index.parquet"
-        if index_path.is_file():
-            rows = connection.execute(
-                'SELECT "drop", count(*) FROM read_parquet(?) GROUP BY ALL', [str(index_path)]
-            ).fetchall()
-            index_counts = dict(rows)
-        per_drop = {}
-        for drop in drops:
-            counts = dict.fromkeys(COUNT_KEYS, 0)
-            manifest = outdir / "chunks" / drop / "manifest.parquet"
-            if manifest.is_file():
-                row = connection.execute(
-                    """SELECT count(*), count(*) FILTER (WHERE status = 'rejected'),
-                    count(*) FILTER (WHERE status = 'duplicate'), count(*) FILTER (WHERE status = 'queued')
-                    FROM read_parquet(?)""",
-                    [str(manifest)],
-                ).fetchone()
-                counts.update(records=row[0], rejected=row[1], duplicates=row[2], queued=row[3])
-            predictions = _parquet_files(outdir / "predictions" / drop)
-            novelty = _parquet_files(outdir / "novelty" / drop)
-            if predictions:
-                novel_rows = (
-                    "SELECT checksum, bool_or(novel) AS novel FROM read_parquet(?) GROUP BY checksum"
-                    if novelty
-                    else "SELECT NULL::VARCHAR AS checksum, NULL::BOOLEAN AS novel"
-                )
-                confident = (
-                    f"status = 'ok' AND mean_plddt >= {min_plddt - THRESHOLD_TOLERANCE!r} "
-                    f"AND ptm >= {min_ptm - THRESHOLD_TOLERANCE!r}"
-                )
-                row = connection.execute(
-                    f"""SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status <> 'ok'),
-                    count(*) FILTER (WHERE {confident}), count(*) FILTER (WHERE {confident} AND n.novel)
-                    FROM (
-                        SELECT checksum, status, mean_plddt, ptm FROM read_parquet(?, union_by_name = true)
-                    ) p LEFT JOIN ({novel_rows}) n USING (checksum)""",
-                    [predictions, novelty] if novelty else [predictions],
-                ).fetchone()
-                counts.update(folded=row[0], failed=row[1], high_confidence=row[2], novel=row[3])
-            counts["pending"] = max(0, counts["queued"] - counts["folded"] - counts["failed"])
-            if not novelty_computed:
-                counts["novel"] = None
-            counts["atlas"] = None if index_counts is None else index_counts.get(drop, 0)
-            per_drop[drop] = counts
+        return report.stage_counts(outdir, drops, **thresholds)
     except duckdb.Error as error:
         raise AtlasError(str(error)) from error
-    finally:
-        connection.close()
-    total = {}
-    for key in COUNT_KEYS:
-        values = [counts[key] for counts in per_drop.values() if counts[key] is not None]
-        total[key] = sum(values) if values or key not in ("novel", "atlas") else None
-    if not novelty_computed:
-        total["novel"] = None
-    if index_counts is None:
-        total["atlas"] = None
-    return {
-        "outdir": str(outdir),
-        "min_plddt": min_plddt,
-        "min_ptm": min_ptm,
-        "novelty_computed": bool(novelty_computed),
-        "drops": per_drop,
-        "total": total,
-    }
 
 
-def format_stats(stats: dict) -> str:
-    headers = ["drop", *COUNT_KEYS]
-    rows = [[drop, *(counts[key] for key in COUNT_KEYS)] for drop, counts in stats["drops"].items()]
-    rows.append(["total", *(stats["total"][key] for key in COUNT_KEYS)])
-    shown = [[str(value) if value is not None else "n/a" for value in row] for row in rows]
-    widths = [max(len(header), *(len(row[i]) for row in shown)) for i, header in enumerate(headers)]
+def format_stats(stats: dict, outdir: str | Path) -> str:
+    from atlas import report
 
-    def line(values):
-        return "  ".join(
-            value.ljust(width) if i == 0 else value.rjust(width)
-            for i, (value, width) in enumerate(zip(values, widths, strict=True))
-        )
-
-    table = [line(headers), line(["-" * width for width in widths])]
-    table += [line(row) for row in shown[:-1]]
-    table += [line(["-" * width for width in widths]), line(shown[-1])]
+    thresholds = stats["thresholds"]
     novelty = "novelty computed" if stats["novelty_computed"] else "novelty not computed (no reference)"
     caption = (
-        f"atlas {stats['outdir']}: high_confidence = mean_plddt >= {stats['min_plddt']:g} and "
-        f"ptm >= {stats['min_ptm']:g}; {novelty}"
+        f"atlas {outdir}: high confidence = status ok, mean_plddt >= {thresholds['min_plddt']:g} and "
+        f"ptm >= {thresholds['min_ptm']:g}; {novelty}"
     )
-    return caption + "\n\n" + "\n".join(table) + "\n"
+    return f"{caption}\n\n{report.format_counts(stats)}"
 
 
 def stats_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="atlas stats", description="counts per stage, per drop and in total"
-    )
+    parser = argparse.ArgumentParser(prog="atlas stats", description="counts per stage, per drop, in total")
     add_outdir_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     args = parser.parse_args(argv)
@@ -577,5 +436,5 @@ def stats_main(argv: list[str]) -> int:
     except AtlasError as error:
         print(f"atlas stats: error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(stats, indent=2) if args.json else format_stats(stats).rstrip("\n"))
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats, outdir))
     return 0

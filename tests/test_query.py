@@ -252,49 +252,45 @@ def expected_counts(outdir: Path, drop: str, records: list[dict]) -> dict:
     for path in sorted((outdir / "predictions" / drop).glob("*.parquet")):
         predictions += pq.read_table(path, columns=["checksum", "status", "mean_plddt", "ptm"]).to_pylist()
     novel = set()
-    for path in sorted((outdir / "novelty" / drop).glob("*.parquet")):
+    for path in sorted((outdir / "novelty").glob("*/*.parquet")):
         novel |= {r["checksum"] for r in pq.read_table(path).to_pylist() if r["novel"]}
-    confident = [
-        r
-        for r in predictions
-        if r["status"] == "ok" and r["mean_plddt"] >= MIN_PLDDT - 1e-6 and r["ptm"] >= MIN_PTM - 1e-6
-    ]
+    ok = [r for r in predictions if r["status"] == "ok"]
+    confident = [r for r in ok if r["mean_plddt"] >= MIN_PLDDT - 1e-6 and r["ptm"] >= MIN_PTM - 1e-6]
     queued = sum(r["status"] == "queued" for r in records)
-    folded = sum(r["status"] == "ok" for r in predictions)
     failed = sum(r["status"] == "failed" for r in predictions)
     return {
         "records": len(records),
         "rejected": sum(r["status"] == "rejected" for r in records),
         "duplicates": sum(r["status"] == "duplicate" for r in records),
         "queued": queued,
-        "folded": folded,
+        "folded": len(ok),
         "failed": failed,
-        "pending": queued - folded - failed,
+        "pending": queued - len(ok) - failed,
         "high_confidence": len(confident),
-        "novel": sum(r["checksum"] in novel for r in confident),
-        "atlas": sum(r["drop"] == drop for r in index_rows(outdir)),
+        "novel": sum(r["checksum"] in novel for r in ok),
+        "high_confidence_novel": sum(r["checksum"] in novel for r in confident),
     }
+
+
+STAGE_KEYS = ("records", "rejected", "duplicates", "queued", "folded", "failed", "pending", "high_confidence")
 
 
 def test_stage_counts_match(outdir):
     stats = query.stage_counts(outdir)
     drops = example_drops()
-    assert list(stats["drops"]) == ["d1", "d2", "d3"]
+    assert stats["drops"] == ["d1", "d2", "d3"]
     for drop, records in drops.items():
-        assert stats["drops"][drop] == expected_counts(outdir, drop, records), drop
-    d1 = stats["drops"]["d1"]
+        counts = {key: stats["per_drop"][drop][key] for key in expected_counts(outdir, drop, records)}
+        assert counts == expected_counts(outdir, drop, records), drop
+    d1 = stats["per_drop"]["d1"]
     assert (d1["records"], d1["rejected"], d1["duplicates"], d1["queued"], d1["failed"]) == (22, 1, 1, 20, 1)
-    assert stats["drops"]["d3"] == {
-        **dict.fromkeys(query.COUNT_KEYS, 0),
-        "records": 2,
-        "rejected": 1,
-        "duplicates": 1,
-    }
     assert stats["total"]["records"] == sum(len(records) for records in drops.values())
-    assert stats["total"]["atlas"] == len(index_rows(outdir))
-    for key in query.COUNT_KEYS:
-        assert stats["total"][key] == sum(counts[key] for counts in stats["drops"].values())
-    assert (stats["min_plddt"], stats["min_ptm"], stats["novelty_computed"]) == (MIN_PLDDT, MIN_PTM, True)
+    for key in (*STAGE_KEYS, "novel", "high_confidence_novel"):
+        assert stats["total"][key] == sum(counts[key] for counts in stats["per_drop"].values())
+    # the index holds the high-confidence novel predictions, less the one folded again in d2
+    assert stats["total"]["high_confidence_novel"] == len(index_rows(outdir)) + 1
+    assert stats["thresholds"] == {"min_plddt": MIN_PLDDT, "min_ptm": MIN_PTM}
+    assert stats["novelty_computed"] is True
     json.dumps(stats)  # the report writes it as summary.json
 
 
@@ -303,21 +299,21 @@ def test_stage_counts_midway_and_without_novelty(tmp_path):
     (outdir / "predictions" / "d2" / "b064_0000.parquet").unlink()  # d2 not folded yet
     stats = query.stage_counts(outdir)
     assert stats["novelty_computed"] is False
-    assert stats["total"]["novel"] is None and stats["total"]["atlas"] is None
-    assert stats["drops"]["d2"]["pending"] == stats["drops"]["d2"]["queued"] == 11
-    assert stats["drops"]["d2"]["folded"] == 0
+    assert stats["total"]["novel"] is None and stats["total"]["high_confidence_novel"] is None
+    assert stats["per_drop"]["d2"]["pending"] == stats["per_drop"]["d2"]["queued"] == 11
+    assert stats["per_drop"]["d2"]["folded"] == 0
 
 
 def test_stats_cli(outdir, capsys, tmp_path):
     rc, out, _ = run(capsys, "stats", "--outdir", str(outdir))
     assert rc == 0
     lines = out.splitlines()
-    assert "mean_plddt >= 70" in lines[0]
-    header = lines[2].split()
-    assert header == ["drop", *query.COUNT_KEYS]
-    total = next(line.split() for line in lines if line.startswith("total"))
-    assert int(total[1]) == sum(len(records) for records in example_drops().values())
+    assert "mean_plddt >= 70" in lines[0] and "novelty computed" in lines[0]
+    assert lines[2].split() == ["stage", "d1", "d2", "d3", "total"]
+    records = next(line.split() for line in lines if line.startswith("input records"))
+    total = sum(len(records) for records in example_drops().values())
+    assert records[-1] == str(total)
     rc, out, _ = run(capsys, "stats", "--outdir", str(outdir), "--json")
-    assert rc == 0 and json.loads(out)["total"]["records"] == int(total[1])
+    assert rc == 0 and json.loads(out)["total"]["records"] == total
     rc, _, err = run(capsys, "stats", "--outdir", str(tmp_path / "empty"))
     assert rc == 1 and "run the workflow first" in err
