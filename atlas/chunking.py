@@ -59,6 +59,7 @@ class SplitSummary:
     reasons: dict[str, int] = field(default_factory=dict)  # kind of reason (e.g. "too long") -> records
     chunks: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
 
 def manifest_schema():
@@ -133,6 +134,7 @@ def split_drop(
         records = temp / "records.parquet"
         summary = SplitSummary()
         summary.records = _read_drop(fasta, records, min_length, max_length, progress)
+        summary.stages["read"] = time.monotonic() - start
         chunk_dir = temp / "chunks"
         chunk_dir.mkdir()
         _dedupe_and_chunk(
@@ -284,6 +286,7 @@ def _dedupe_and_chunk(
 ) -> None:
     import duckdb
 
+    clock = time.monotonic()
     for path in earlier:
         _check_earlier(path)
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -367,6 +370,8 @@ def _dedupe_and_chunk(
             JOIN buckets b USING (bound)"""
         )
 
+        summary.stages["dedupe"] = time.monotonic() - clock
+        clock = time.monotonic()
         _write_manifest(
             con.sql(
                 f"""SELECT c.id, {_sql_string(drop)} AS drop, c.checksum, c.length, c.status, c.reason,
@@ -374,6 +379,8 @@ def _dedupe_and_chunk(
             ),
             manifest,
         )
+        summary.stages["manifest"] = time.monotonic() - clock
+        clock = time.monotonic()
         summary.chunks = _write_chunks(
             con.sql(
                 f"""SELECT a.chunk, encode(r.id) AS id, r.sequence
@@ -382,6 +389,7 @@ def _dedupe_and_chunk(
             ),
             chunk_dir,
         )
+        summary.stages["chunks"] = time.monotonic() - clock
         for status, kind, count in con.execute(
             "SELECT status, kind, count(*) FROM classified WHERE status <> 'queued' GROUP BY ALL ORDER BY ALL"
         ).fetchall():
@@ -456,6 +464,8 @@ def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
         per_bucket[bucket] = per_bucket.get(bucket, 0) + 1
     buckets = ", ".join(f"{bucket} {count}" for bucket, count in per_bucket.items())
     lines.append(f"  {len(summary.chunks)} chunks written" + (f" ({buckets})" if buckets else ""))
+    if summary.stages:
+        lines.append("  seconds: " + ", ".join(f"{stage} {sec:.1f}" for stage, sec in summary.stages.items()))
     if not summary.records:
         lines.append(f"  warning: {fasta} holds no FASTA record")
     elif not summary.queued:
