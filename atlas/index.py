@@ -230,7 +230,7 @@ def build_index(
                 """CREATE TABLE atlas_info AS SELECT
                     ?::DOUBLE AS min_plddt, ?::DOUBLE AS min_ptm, ?::BOOLEAN AS novelty_computed,
                     ?::VARCHAR[] AS drops, ?::BIGINT AS atlas_rows, ?::VARCHAR AS built_outdir,
-                    ?::TIMESTAMPTZ AS built_at, ?::VARCHAR AS paths""",
+                    ?::TIMESTAMP AS built_at_utc, ?::VARCHAR AS paths""",
                 [
                     float(min_plddt),
                     float(min_ptm),
@@ -238,7 +238,7 @@ def build_index(
                     list(drops),
                     counts["atlas"],
                     root.as_posix(),
-                    datetime.now(timezone.utc),
+                    datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
                     "views read atlas_root() || '/<path relative to the outdir>'; "
                     f"after moving the outdir run: SET VARIABLE {ROOT_VARIABLE} = '/new/outdir'",
                 ],

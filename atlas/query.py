@@ -257,8 +257,8 @@ def query_main(argv: list[str]) -> int:
     except AtlasError as error:
         print(f"atlas query: error: {error}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `atlas query ... | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # `atlas query ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if args.output:
         print(f"wrote {count} rows to {args.output}", file=sys.stderr)

@@ -221,3 +221,12 @@ def test_gzipped_fasta_reference(tmp_path, ecoli, fake_createindex):
     info = novelty.build_reference(tmp_path / "ref.fasta.gz", tmp_path / "reference" / "reference.json")
     prefix = Path(novelty.resolve_reference_db(tmp_path / "reference" / "reference.json"))
     assert info["built"] and (prefix.parent / "reference.lookup").read_text().count("\n") == 5
+
+
+def test_nucleotide_database_is_refused(tmp_path, capsys):
+    prefix = tmp_path / "genomes"
+    prefix.write_bytes(b"")
+    Path(f"{prefix}.dbtype").write_bytes((1).to_bytes(4, "little"))  # MMseqs2 nucleotide database
+    argv = ["reference-db", "--reference", str(prefix), "--output", str(tmp_path / "reference.json")]
+    assert atlas_main(argv) == 1
+    assert "nucleotide" in capsys.readouterr().err
