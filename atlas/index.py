@@ -203,8 +203,8 @@ def build_index(
     database_path = atlas_dir / "atlas.duckdb"
     tmp_index = atlas_dir / f".index.parquet.tmp-{os.getpid()}"
     tmp_database = atlas_dir / f".atlas.duckdb.tmp-{os.getpid()}"
-    _remove(tmp_index)
-    _remove(tmp_database)
+    for stale in [*atlas_dir.glob(".index.parquet.tmp-*"), *atlas_dir.glob(".atlas.duckdb.tmp-*")]:
+        stale.unlink(missing_ok=True)  # left by a killed run (one index job runs at a time)
     try:
         connection = duckdb.connect(str(tmp_database))
         try:
