@@ -1,4 +1,4 @@
-# Metagenomic protein structure atlas: drops -> chunks -> ESMFold -> novelty -> DuckDB index.
+# Metagenomic protein structure atlas: drops -> chunks -> ESMFold -> novelty -> DuckDB index -> report.
 # The product contract (config keys, outputs) is SPEC.md; the logic lives in the `atlas` package.
 from snakemake.utils import min_version
 
@@ -13,10 +13,13 @@ include: "workflow/rules/split.smk"
 include: "workflow/rules/fold.smk"
 include: "workflow/rules/novelty.smk"
 include: "workflow/rules/index.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         f"{OUTDIR}/atlas/index.parquet",
         f"{OUTDIR}/atlas/atlas.duckdb",
+        f"{OUTDIR}/report/summary.json",
+        f"{OUTDIR}/report/index.html",
     default_target: True

@@ -4,7 +4,8 @@ Two workflow steps live here:
 
 `atlas reference-db --reference PATH --output {outdir}/reference/reference.json --threads N`
     PATH is a protein FASTA (plain or .gz) or an existing MMseqs2 database (recognised by `PATH.dbtype`).
-    A FASTA is turned into a database plus its k-mer index (`mmseqs createdb`, `mmseqs createindex`) once,
+    A FASTA is turned into a database plus, when it is large, its k-mer index (`mmseqs createdb`,
+    `mmseqs createindex`: ~1 GB of disk whatever the size, worth it only for a big reference) once,
     under `reference/mmseqs/` next to the output; a `build.json` stamp written after both steps finish records
     which source (path, size, mtime) it came from, so a rerun with an unchanged source reuses it instead of
     rebuilding. An existing database is used in place, as it is (it is never copied, and no index is added
@@ -59,6 +60,8 @@ SEARCH_FORMAT = "query,target,fident,qcov,tcov,evalue,bits"
 DB_DIRNAME = "mmseqs"
 DB_NAME = "reference"
 STAMP_NAME = "build.json"
+# Below this FASTA size the k-mer index (about 1 GB whatever the reference size) costs more than it saves.
+INDEX_MIN_BYTES = 256 * 2**20
 # MMseqs2 .dbtype values (Parameters::DBTYPE_*), lower 16 bits; higher bits are flags such as compression.
 DBTYPE_NAMES = {0: "amino acid", 1: "nucleotide", 2: "HMM profile", 5: "alignment", 6: "clustering"}
 _EPS = 1e-9  # MMseqs2 prints fractions with 3 decimals
@@ -202,11 +205,14 @@ def build_reference(reference: str | Path, output: str | Path, threads: int = 1)
                 shutil.rmtree(db_dir)
             db_dir.mkdir(parents=True)
             run_mmseqs(binary, ["createdb", source, prefix, "--dbtype", "1"])
-            tmp = Path(tempfile.mkdtemp(prefix="tmp-createindex-", dir=db_dir))
-            try:
-                run_mmseqs(binary, ["createindex", prefix, tmp, "--threads", max(1, threads)])
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            if source.stat().st_size >= INDEX_MIN_BYTES:
+                tmp = Path(tempfile.mkdtemp(prefix="tmp-createindex-", dir=db_dir))
+                try:
+                    run_mmseqs(binary, ["createindex", prefix, tmp, "--threads", max(1, threads)])
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                _log(f"{source} is small: no precomputed k-mer index, searches build theirs on the fly")
             stamp = {**fingerprint, "mmseqs_version": info["mmseqs_version"]}
             stamp["built_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             _write_json_atomic(db_dir / STAMP_NAME, stamp)
@@ -216,7 +222,7 @@ def build_reference(reference: str | Path, output: str | Path, threads: int = 1)
             source_type="fasta",
             built=True,
             reused=reused,
-            indexed=True,
+            indexed=Path(f"{prefix}.idx").is_file(),
         )
     info["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     _write_json_atomic(output, info)

@@ -43,11 +43,15 @@ def ecoli(shared_data):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, ecoli):
-    """reference.json built from a FASTA of 150 E. coli proteins (database and index under reference/)."""
+    """reference.json built from a FASTA of 150 E. coli proteins (database and index under reference/).
+
+    The index is forced, as for a UniRef-sized reference, so that searches go through it."""
     root = tmp_path_factory.mktemp("ref")
     fasta = write_fasta(root / "ecoli_subset.fasta", [(f"{r.id} {r.description}", r.sequence) for r in ecoli])
     output = root / "out" / "reference" / "reference.json"
-    info = novelty.build_reference(fasta, output, threads=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(novelty, "INDEX_MIN_BYTES", 0)
+        info = novelty.build_reference(fasta, output, threads=2)
     return {"fasta": fasta, "output": output, "info": info}
 
 
@@ -145,6 +149,7 @@ def fake_createindex(monkeypatch):
     """createindex costs seconds and ~1 GB of disk whatever the size: fake it in the logic-only tests."""
     real = novelty.run_mmseqs
     calls = []
+    monkeypatch.setattr(novelty, "INDEX_MIN_BYTES", 0)
 
     def run(binary, args, tail_lines=30):
         calls.append(args[0])
@@ -168,6 +173,16 @@ def test_changed_source_or_incomplete_build_is_rebuilt(tmp_path, ecoli, fake_cre
     assert not novelty.build_reference(fasta, output)["reused"]
     assert novelty.build_reference(fasta, output)["reused"]
     assert fake_createindex == ["createdb", "createindex"] * 2
+
+
+def test_small_reference_gets_no_index_and_is_still_searched(tmp_path, ecoli, queries):
+    fasta = write_fasta(tmp_path / "small.fasta", [(r.id, r.sequence) for r in ecoli])
+    output = tmp_path / "reference" / "reference.json"
+    info = novelty.build_reference(fasta, output)
+    assert info["built"] and not info["indexed"]
+    assert not list((output.parent / novelty.DB_DIRNAME).glob("*.idx"))
+    rows = run_search(tmp_path, output, queries)
+    assert {name: row["novel"] for name, row in rows.items()} == {n: v for n, (_, v) in queries.items()}
 
 
 def test_empty_chunk_writes_an_empty_table(tmp_path, reference):

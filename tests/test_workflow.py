@@ -40,6 +40,7 @@ def run_snakemake(workdir: Path, drops: list[Path], *args: str) -> str:
         "chunk_residues": 2000,
         "max_tokens_per_batch": 1024,
         "fold_threads": 1,
+        "num_recycles": 0,
         # the tiny model's confidences are random: keep every prediction so the index is not empty
         "min_plddt": 0,
         "min_ptm": 0,
@@ -101,7 +102,7 @@ def incremental_run(tmp_path_factory):
 
     run["dry_run_new_drop"] = planned_jobs(run_snakemake(workdir, [DROP1, DROP2], "--dry-run"))
     # once drop 2 is split, its fold and novelty jobs are known
-    run_snakemake(workdir, [DROP1, DROP2], str(results / "chunks" / "drop2" / "manifest.parquet"))
+    run_snakemake(workdir, [DROP1, DROP2], "results/chunks/drop2/manifest.parquet")
     run["dry_run_after_split"] = planned_jobs(run_snakemake(workdir, [DROP1, DROP2], "--dry-run"))
     run_snakemake(workdir, [DROP1, DROP2])
     run["drop1_after_second_run"] = drop_outputs(results, "drop1")
@@ -141,7 +142,7 @@ def test_dry_run_after_split_lists_fold_and_novelty_jobs_of_new_chunks_only(incr
     for rule in ("fold_chunk", "novelty_chunk"):
         chunks = {(wc["drop"], wc["chunk"]) for name, wc in jobs if name == rule}
         assert chunks == {("drop2", chunk) for chunk in chunk_names(results, "drop2")}
-    assert {name for name, _ in jobs} <= {"fold_chunk", "novelty_chunk", "atlas_index", "all"}
+    assert {name for name, _ in jobs} <= {"fold_chunk", "novelty_chunk", "atlas_index", "report", "all"}
 
 
 def test_first_drop_outputs_are_byte_identical_after_the_second(incremental_run):

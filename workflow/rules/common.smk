@@ -1,8 +1,10 @@
 import os
 import re
+import sys
 from shlex import quote as shlex_quote
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 
@@ -27,8 +29,14 @@ if len(set(DROPS)) != len(DROPS):
     raise ValueError(f"two drops in config 'drops' share a name: {DROPS}")
 DROP_FILE = dict(zip(DROPS, DROP_FILES))
 
-# Rules run `python -m atlas` from this checkout, so conda-deployed rule environments need no install of it.
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex_quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+# Rules call `atlas STEP`: a shell function running this checkout's package with the interpreter that runs
+# Snakemake (a venv need not be activated), or the rule's own `python` under conda deployment.
+USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+ATLAS_PYTHON = "python" if USES_CONDA else shlex_quote(sys.executable)
+shell.prefix(
+    f"set -euo pipefail; atlas() {{{{ PYTHONPATH={shlex_quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"
+    f" {ATLAS_PYTHON} -m atlas \"$@\"; }}}}; "
+)
 
 NOVELTY_REFERENCE = config["novelty"]["reference"]
 REFERENCE_DB = f"{OUTDIR}/reference/reference.json"

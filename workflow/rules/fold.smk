@@ -25,7 +25,7 @@ rule fold_chunk:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "python -m atlas fold --fasta {input.fasta:q} --output {output.predictions:q}"
+        "atlas fold --fasta {input.fasta:q} --output {output.predictions:q}"
         " --drop {wildcards.drop} --chunk {wildcards.chunk} --model {params.model:q}"
         " --device {params.device} {params.num_recycles} {params.trunk_chunk_size}"
         " --lm-precision {params.lm_precision} --max-tokens-per-batch {params.max_tokens}"

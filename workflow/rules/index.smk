@@ -19,5 +19,5 @@ rule atlas_index:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "python -m atlas index --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
+        "atlas index --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
         " --min-ptm {params.min_ptm} {params.novelty} > {log:q} 2>&1"

@@ -11,7 +11,7 @@ rule reference_db:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "python -m atlas reference-db --reference {input.reference:q} --output {output.db:q}"
+        "atlas reference-db --reference {input.reference:q} --output {output.db:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 
@@ -33,6 +33,6 @@ rule novelty_chunk:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "python -m atlas novelty --fasta {input.fasta:q} --reference-db {input.db:q} --output {output.novelty:q}"
+        "atlas novelty --fasta {input.fasta:q} --reference-db {input.db:q} --output {output.novelty:q}"
         " --max-identity {params.max_identity} --min-coverage {params.min_coverage}"
         " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1"

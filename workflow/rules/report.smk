@@ -63,7 +63,7 @@ rule report:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "python -m atlas report --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
+        "atlas report --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
         " --min-ptm {params.min_ptm} {params.novelty} --max-identity {params.max_identity}"
         " --min-coverage {params.min_coverage} --min-length {params.min_length}"
         " --max-length {params.max_length} > {log:q} 2>&1"

@@ -16,7 +16,7 @@ checkpoint split_drop:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "python -m atlas split --fasta {input.fasta:q} --drop {wildcards.drop} --manifest {output.manifest:q}"
+        "atlas split --fasta {input.fasta:q} --drop {wildcards.drop} --manifest {output.manifest:q}"
         " --earlier-manifests {input.earlier:q} --min-length {params.min_length}"
         " --max-length {params.max_length} --length-buckets {params.buckets}"
         " --chunk-residues {params.chunk_residues} > {log:q} 2>&1"
