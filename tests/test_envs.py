@@ -36,4 +36,4 @@ def test_conda_env_lists_the_pyproject_dependencies():
     assert set(listed) == set(wanted), "envs/atlas.yaml and pyproject.toml list different packages"
     for name, requirement in wanted.items():
         bound = requirement[len(name) :]
-        assert listed[name].endswith(bound), f"{name}: pyproject says {requirement!r}, env says {listed[name]!r}"
+        assert listed[name].endswith(bound), f"{name}: pyproject {requirement!r}, env {listed[name]!r}"
