@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Column types of the three stage outputs (SPEC.md), used for the empty views and to type the index.
@@ -238,7 +238,7 @@ def build_index(
                     list(drops),
                     counts["atlas"],
                     root.as_posix(),
-                    datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
+                    datetime.now(UTC).replace(tzinfo=None, microsecond=0),
                     "views read atlas_root() || '/<path relative to the outdir>'; "
                     f"after moving the outdir run: SET VARIABLE {ROOT_VARIABLE} = '/new/outdir'",
                 ],

@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 NOVELTY_COLUMNS = ("checksum", "best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
@@ -214,7 +214,7 @@ def build_reference(reference: str | Path, output: str | Path, threads: int = 1)
             else:
                 _log(f"{source} is small: no precomputed k-mer index, searches build theirs on the fly")
             stamp = {**fingerprint, "mmseqs_version": info["mmseqs_version"]}
-            stamp["built_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            stamp["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             _write_json_atomic(db_dir / STAMP_NAME, stamp)
         info.update(
             db=os.path.relpath(prefix, output.parent),
@@ -224,7 +224,7 @@ def build_reference(reference: str | Path, output: str | Path, threads: int = 1)
             reused=reused,
             indexed=Path(f"{prefix}.idx").is_file(),
         )
-    info["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    info["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     _write_json_atomic(output, info)
     _log(f"wrote {output}")
     return info

@@ -867,7 +867,7 @@ def write_report(
         images[key] = plots.save_png(fig, report_dir / PLOTS[key][0])
 
     summary = {
-        "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "outdir": str(outdir),
         "drops": counts["drops"],
         "novelty_computed": counts["novelty_computed"],
