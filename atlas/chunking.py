@@ -24,6 +24,7 @@ deterministic, byte for byte, for the same input and settings.
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import os
 import re
@@ -119,15 +120,17 @@ def split_drop(
     out_dir = manifest.parent
     length_buckets = [int(bound) for bound in length_buckets]
     earlier = [Path(path) for path in earlier_manifests if str(path)]
+    # Settings and earlier manifests first: a mistake there touches nothing (not even an old manifest).
+    check_settings(min_length, max_length, length_buckets, chunk_residues)
+    if not drop:
+        raise SplitError("the drop name is empty")
+    for path in earlier:
+        if path.absolute() == manifest.absolute():
+            raise SplitError(f"{path}: the manifest being written cannot be one of the earlier manifests")
+        _check_earlier(path)
     temp: Path | None = None
     try:
-        check_settings(min_length, max_length, length_buckets, chunk_residues)
-        if not drop:
-            raise SplitError("the drop name is empty")
         out_dir.mkdir(parents=True, exist_ok=True)
-        for path in earlier:
-            if path.resolve() == manifest.resolve():
-                raise SplitError(f"{path}: the manifest being written cannot be one of the earlier manifests")
         for stale in out_dir.glob(TEMP_PREFIX + "*"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
         temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out_dir))
@@ -149,29 +152,30 @@ def split_drop(
             summary,
             memory_limit,
         )
-        _install(temp / "manifest.parquet", chunk_dir, manifest)
+        _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta)
     except BaseException:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
-        _remove_outputs(manifest)
+        _remove_outputs(manifest, keep=fasta)
         raise
     shutil.rmtree(temp, ignore_errors=True)
     summary.seconds = time.monotonic() - start
     return summary
 
 
-def _remove_outputs(manifest: Path) -> None:
+def _remove_outputs(manifest: Path, keep: Path | None = None) -> None:
+    """The manifest and the chunk FASTAs beside it (files named like our chunks; never `keep`, the input)."""
     manifest.unlink(missing_ok=True)
     if manifest.parent.is_dir():
         for path in manifest.parent.iterdir():
-            if CHUNK_NAME.match(path.name):
+            if CHUNK_NAME.match(path.name) and not (keep is not None and path.resolve() == keep.resolve()):
                 path.unlink(missing_ok=True)
 
 
-def _install(new_manifest: Path, chunk_dir: Path, manifest: Path) -> None:
+def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path) -> None:
     """Old manifest out first (an interrupted install leaves none), stale chunks out, new chunks in, and the
     manifest last."""
-    _remove_outputs(manifest)
+    _remove_outputs(manifest, keep=keep)
     for path in sorted(chunk_dir.iterdir()):
         os.replace(path, manifest.parent / path.name)
     with open(new_manifest, "rb") as handle:
@@ -287,8 +291,6 @@ def _dedupe_and_chunk(
     import duckdb
 
     clock = time.monotonic()
-    for path in earlier:
-        _check_earlier(path)
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     con = duckdb.connect(":memory:")
     try:
@@ -383,7 +385,7 @@ def _dedupe_and_chunk(
         clock = time.monotonic()
         summary.chunks = _write_chunks(
             con.sql(
-                f"""SELECT a.chunk, encode(r.id) AS id, r.sequence
+                f"""SELECT a.chunk, encode('>' || r.id || chr(10)) || r.sequence || encode(chr(10)) AS text
                 FROM assigned a JOIN read_parquet({_sql_string(records)}) r USING (line)
                 ORDER BY a.bound, a.length, a.line"""
             ),
@@ -426,25 +428,31 @@ def _write_manifest(result, manifest: Path) -> None:
 
 
 def _write_chunks(result, chunk_dir: Path) -> list[str]:
-    """Stream (chunk, id, sequence) rows in chunk order (id, sequence: bytes) into one FASTA per chunk."""
+    """Stream (chunk, FASTA text of one record) rows, in chunk order, into one FASTA file per chunk. The rows
+    of one chunk in a batch are one slice of the Arrow data buffer: written without a Python loop per row."""
+    import pyarrow as pa
+
     chunks: list[str] = []
     handle = None
     try:
         for batch in _arrow_reader(result, SEQUENCE_BATCH):
-            names, ids, sequences = (batch.column(i).to_pylist() for i in range(3))
+            names = batch.column(0).to_pylist()  # sorted: chunk names sort in chunk order
+            texts = batch.column(1)
+            if texts.null_count:
+                raise RuntimeError("a queued record has no sequence")  # cannot happen: queued rows have one
+            _, offsets, data = texts.buffers()
+            wide = pa.types.is_large_binary(texts.type) or pa.types.is_large_string(texts.type)
+            offsets = memoryview(offsets).cast("q" if wide else "i")[texts.offset :]
             start = 0
             while start < len(names):
                 name = names[start]
-                end = start + 1
-                while end < len(names) and names[end] == name:
-                    end += 1
+                end = bisect.bisect_right(names, name, start)
                 if not chunks or chunks[-1] != name:
                     if handle is not None:
                         handle.close()
                     chunks.append(name)
                     handle = open(chunk_dir / f"{name}.fasta", "wb")  # noqa: SIM115
-                pairs = zip(ids[start:end], sequences[start:end], strict=True)
-                handle.write(b"".join(b">%s\n%s\n" % pair for pair in pairs))
+                handle.write(memoryview(data)[offsets[start] : offsets[end]])
                 start = end
     finally:
         if handle is not None:
@@ -517,7 +525,7 @@ def split_main(argv: list[str]) -> int:
             args.length_buckets,
             args.chunk_residues,
         )
-    except (SplitError, FastaFormatError) as error:
+    except (SplitError, FastaFormatError, OSError) as error:  # OSError: unwritable output, disk full
         print(f"atlas split: error: {error}", file=sys.stderr)
         return 1
     print(format_summary(args.drop, args.fasta, summary), file=sys.stderr)

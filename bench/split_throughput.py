@@ -81,15 +81,16 @@ def generate(path: Path, size: int, seed: int, duplicates: float, width: int) ->
     return records, written
 
 
-def timed(command: list[str], cwd: Path, log: Path) -> tuple[float, float, int]:
-    """Run a command; (wall seconds, peak RSS in MiB of the command's process tree's largest member, rc)."""
+def timed(command: list[str], cwd: Path, log: Path) -> tuple[float, float, float, int]:
+    """Run a command: (wall seconds, CPU seconds (user + system), peak RSS in MiB, exit code), from the
+    rusage of that one child (os.wait4), so nothing else this script ran is counted."""
     start = time.perf_counter()
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss / 1024, process.returncode
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,15 +126,17 @@ def main(argv: list[str] | None = None) -> int:
             "--min-length", "16", "--max-length", "1280",
             "--length-buckets", *map(str, BUCKETS), "--chunk-residues", str(args.chunk_residues),
         ]  # fmt: skip
-        seconds, rss, rc = timed(ours_command, REPO, workdir / "atlas.log")
-        print((workdir / "atlas.log").read_text().strip())
+        load = os.getloadavg()[0]
+        seconds, cpu, rss, rc = timed(ours_command, REPO, workdir / "atlas.log")
+        log = (workdir / "atlas.log").read_text().strip().split("\n")
+        print("\n".join(line.split("\r")[-1] for line in log))  # last state of each progress bar
         if rc:
             print(f"atlas split failed (exit {rc})")
             return 1
         chunks = len(list((workdir / "atlas").glob("*.fasta")))
-        print(
-            f"atlas split : {seconds:7.1f} s  {mb / seconds:7.1f} MB/s  peak RSS {rss:7.0f} MiB  ({chunks} chunks)"
-        )
+        row = "{:<14} {:7.1f} s wall {:7.1f} MB/s   {:7.1f} s CPU {:7.1f} MB/CPU-s   peak RSS {:6.0f} MiB  {}"
+        print(f"load average before the runs: {load:.1f} on {os.cpu_count()} CPUs")
+        print(row.format("atlas split", seconds, mb / seconds, cpu, mb / cpu, rss, f"({chunks} chunks)"))
 
         seqkit = shutil.which("seqkit")
         if seqkit is None:
@@ -146,19 +149,17 @@ def main(argv: list[str] | None = None) -> int:
             seqkit, "split2", "--by-size", str(per_part), "--threads", str(threads),
             "--out-dir", str(workdir / "seqkit"), "--force", str(fasta),
         ]  # fmt: skip
-        other_seconds, other_rss, rc = timed(seqkit_command, REPO, workdir / "seqkit.log")
+        other_seconds, other_cpu, other_rss, rc = timed(seqkit_command, REPO, workdir / "seqkit.log")
         if rc:
             print((workdir / "seqkit.log").read_text())
             print(f"seqkit split2 failed (exit {rc})")
             return 1
         parts = len(list((workdir / "seqkit").iterdir()))
+        note = f"({parts} parts of {per_part} sequences, {version}, -j {threads})"
+        print(row.format("seqkit split2", other_seconds, mb / other_seconds, other_cpu, mb / other_cpu, other_rss, note))
         print(
-            f"seqkit split2: {other_seconds:7.1f} s  {mb / other_seconds:7.1f} MB/s  peak RSS {other_rss:7.0f} MiB"
-            f"  ({parts} parts of {per_part} sequences, {version}, -j {threads})"
-        )
-        print(
-            f"ratio (atlas split / seqkit split2): time x{seconds / other_seconds:.2f}, "
-            f"peak RSS x{rss / other_rss:.2f}; CPUs on this machine: {os.cpu_count()}"
+            f"ratio atlas split / seqkit split2: wall x{seconds / other_seconds:.1f}, "
+            f"CPU x{cpu / other_cpu:.1f}, peak RSS x{rss / other_rss:.1f}"
         )
         return 0
     finally:

@@ -353,3 +353,12 @@ def test_atlas_cli_dispatch_and_example_gzip_drop(tmp_path):
     rows = manifest_rows(manifest)
     assert rows and {row["drop"] for row in rows} == {"drop2"}
     assert sum(len(m) for m in chunk_files(tmp_path).values()) == sum(r["status"] == "queued" for r in rows)
+
+
+def test_earlier_manifest_equal_to_the_output_is_refused_untouched(shared_data, tmp_path, capsys):
+    manifest = tmp_path / "manifest.parquet"
+    assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest) == 0
+    before = manifest.read_bytes()
+    assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest, earlier=(manifest,)) == 1
+    assert "cannot be one of the earlier manifests" in capsys.readouterr().err
+    assert manifest.read_bytes() == before
