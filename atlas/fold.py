@@ -3,7 +3,9 @@
 Batching. Sequences are folded longest first (an out-of-memory batch shows up at the start of a job, not
 hours in) in batches bounded by padded residues, B x Lmax <= --max-tokens-per-batch, and by the pair
 representation, B x Lmax^2 <= --max-pair-cells-per-batch; a sequence above either bound is folded alone.
-Padding efficiency (real / padded residues) is logged.
+Padding efficiency (real / padded residues) is logged. On CPU every sequence is folded alone: there batches
+are slower than single sequences (memory-bound B x L^3 triangle attention, padding; see
+bench/fold_throughput.py), so batching is for GPUs.
 
 Confidence, per sequence and independent of the batch it was folded in: pLDDT is the CA atom's (atom37 index
 1) on 0-100 as in the ESM Atlas; `mean_plddt` its mean, `num_conf` the residues above 70; pTM from the
@@ -129,6 +131,7 @@ class FoldStats:
     forwards: int = 0
     oom_events: int = 0
     errors: int = 0
+    seconds: float = 0.0  # wall time spent folding (model loaded), for residues/s
 
 
 @dataclass
@@ -143,12 +146,16 @@ class Folder:
     drop: str = ""
     chunk: str = ""
     software_version: str | None = None
+    batching: bool = True  # False: one sequence per forward (CPU, where batches are slower)
     stats: FoldStats = field(default_factory=FoldStats)
 
     # ---- batching ----
     def plan(self, entries: list[Entry]) -> Iterable[list[Entry]]:
         """Longest first, greedy under both bounds; limits are read per batch (they shrink after an OOM)."""
         ordered = sorted(entries, key=lambda e: (-len(e.sequence), e.index))
+        if not self.batching:
+            yield from ([e] for e in ordered)
+            return
         i = 0
         while i < len(ordered):
             lmax = len(ordered[i].sequence)
@@ -387,8 +394,8 @@ class Folder:
     def _free_memory(self) -> None:
         import torch
 
-        gc.collect()
         if self.loaded.device.type == "cuda":
+            gc.collect()
             torch.cuda.empty_cache()
 
 
@@ -572,8 +579,11 @@ def fold_main(argv: list[str]) -> int:
             drop=args.drop,
             chunk=args.chunk,
             software_version=_software_version(),
+            batching=loaded.device.type != "cpu",
             stats=stats,
         )
+        if not folder.batching:
+            log.info("on CPU: one sequence per forward (batches are slower there: bench/fold_throughput.py)")
         fold_all(folder, todo, parts_dir, done)
 
     missing = [e.id for e in unique if e.checksum not in done]
@@ -595,7 +605,7 @@ def fold_main(argv: list[str]) -> int:
         "ok": statuses.count("ok"),
         "failed": statuses.count("failed"),
         "mean_plddt": round(float(np.mean(means)), 2) if means else None,
-        "residues_per_s": round(stats.residues / elapsed, 1) if elapsed > 0 else None,
+        "residues_per_s": round(stats.residues / stats.seconds, 1) if stats.seconds > 0 else None,
         "padding_efficiency": round(stats.real / stats.padded, 3) if stats.padded else None,
         "forward_batches": stats.forwards,
         "oom_events": stats.oom_events,
@@ -630,6 +640,7 @@ def fold_all(
         ascii=not interactive,
     )
     sequences_done = 0
+    started = time.monotonic()
     with progress:
         for batch in folder.plan(todo):
             rows = folder.fold_batch(batch)
@@ -640,6 +651,7 @@ def fold_all(
             for i, row in enumerate(rows):
                 done[row["checksum"]] = table.slice(i, 1)
             sequences_done += len(batch)
+            folder.stats.seconds = time.monotonic() - started
             progress.update(sum(len(e.sequence) for e in batch))
             progress.set_postfix(
                 seqs=f"{sequences_done}/{len(todo)}",

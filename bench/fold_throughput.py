@@ -1,0 +1,187 @@
+"""Fold throughput: residues/s and padded-compute waste of batching strategies, same model, same sequences.
+
+(a) naive: one forward per sequence, in input order;
+(b) esm-fold: esm's scripts/fold.py batching (sequences sorted by length, greedy batches of up to
+    --esm-max-tokens raw residues, 1024 by default, no pair bound), trunk chunk size as given (esm's default
+    none);
+(c) atlas: `atlas fold` batching (longest first, B x Lmax <= --max-tokens-per-batch and
+    B x Lmax^2 <= --max-pair-cells-per-batch) with its length-based trunk chunk size: what `atlas fold`
+    runs on a GPU. On CPU `atlas fold` folds one sequence per forward, longest first (atlas-cpu).
+
+Every strategy runs the same forward code (atlas.fold.Folder._forward: model forward, per-sequence pTM and
+PAE, results to host memory); mmCIF writing and Parquet are left out. Lengths are drawn from a log-normal
+like MGnify proteins (median ~200, long tail, clipped to --max-length), residues from UniProt background
+frequencies, seeded.
+
+CPU (tiny model, a minute or two):
+    python bench/fold_throughput.py --n 48 --max-length 400
+GPU, esmfold_v1's dimensions with random weights (ESM-2 3B: 36 x 2560; trunk 48 blocks, 1024/128):
+    python bench/fold_throughput.py --full-size --device cuda --n 256 --max-length 1280
+    (--lm-layers / --lm-hidden shrink the language model where GPU memory is short)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atlas.fold import Entry, Folder, default_chunk_size  # noqa: E402
+from atlas.model import (  # noqa: E402
+    LoadedModel,
+    build_random_model,
+    full_size_config,
+    load_model,
+    prepare_model,
+    resolve_device,
+    resolve_lm_dtype,
+)
+
+# UniProtKB/Swiss-Prot amino-acid composition (%)
+AA_FREQ = {
+    "A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E": 6.75, "G": 7.07, "H": 2.27,
+    "I": 5.96, "L": 9.66, "K": 5.84, "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56, "T": 5.34, "W": 1.08,
+    "Y": 2.92, "V": 6.87,
+}  # fmt: skip
+
+
+def mgnify_like(n: int, max_length: int, median: float, sigma: float, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(np.round(rng.lognormal(math.log(median), sigma, n)), 16, max_length).astype(int)
+    letters = np.array(list(AA_FREQ))
+    p = np.array(list(AA_FREQ.values()))
+    p = p / p.sum()
+    return ["".join(rng.choice(letters, size=length, p=p)) for length in lengths]
+
+
+def naive_batches(entries: list[Entry]) -> list[list[Entry]]:
+    return [[e] for e in entries]
+
+
+def esm_batches(entries: list[Entry], max_tokens: int) -> list[list[Entry]]:
+    """esm scripts/fold.py: sort by length, then create_batched_sequence_datasest (raw residues per batch)."""
+    batches, batch, tokens = [], [], 0
+    for entry in sorted(entries, key=lambda e: len(e.sequence)):
+        if tokens + len(entry.sequence) > max_tokens and tokens > 0:
+            batches.append(batch)
+            batch, tokens = [], 0
+        batch.append(entry)
+        tokens += len(entry.sequence)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def run(folder: Folder, batches: list[list[Entry]], chunk_size) -> dict:
+    real = padded = real_pair = padded_pair = 0
+    if folder.loaded.device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for batch in batches:
+        lmax = max(len(e.sequence) for e in batch)
+        size = chunk_size(lmax)
+        folder._forward(batch, size)  # results are copied to the host: synchronous
+        real += sum(len(e.sequence) for e in batch)
+        padded += len(batch) * lmax
+        real_pair += sum(len(e.sequence) ** 2 for e in batch)
+        padded_pair += len(batch) * lmax**2
+    seconds = time.perf_counter() - started
+    return {
+        "batches": len(batches),
+        "seconds": seconds,
+        "residues_per_s": real / seconds,
+        "token_waste": 1 - real / padded,
+        "pair_waste": 1 - real_pair / padded_pair,
+    }
+
+
+def build(args) -> LoadedModel:
+    if not args.full_size:
+        return load_model("tiny", args.device, args.lm_precision)
+    device = resolve_device(args.device)
+    lm_dtype = resolve_lm_dtype(args.lm_precision, device)
+    config = full_size_config(args.lm_layers, args.lm_hidden, args.lm_heads)
+    print(f"building esmfold_v1-sized model (LM {args.lm_layers} x {args.lm_hidden}) ...", file=sys.stderr)
+    model = prepare_model(build_random_model(config), device, lm_dtype)
+    name = f"random-esmfold-v1-size-lm{args.lm_layers}x{args.lm_hidden}"
+    return LoadedModel(model, name, device, lm_dtype, int(config.esmfold_config.trunk.max_recycles))
+
+
+def main(argv: list[str] | None = None) -> int:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--n", type=int, default=48, help="number of sequences")
+    parser.add_argument("--max-length", type=int, default=400, help="longest sequence (MGnify-like: 1280)")
+    parser.add_argument("--median", type=float, default=200.0)
+    parser.add_argument("--sigma", type=float, default=0.6, help="log-normal sigma of the lengths")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--lm-precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    parser.add_argument("--num-recycles", type=int, default=None, help="default: the model's (3)")
+    parser.add_argument("--max-tokens-per-batch", type=int, default=4096)
+    parser.add_argument("--max-pair-cells-per-batch", type=int, default=1 << 20)
+    parser.add_argument("--esm-max-tokens", type=int, default=1024, help="esm-fold --max-tokens-per-batch")
+    parser.add_argument("--esm-chunk-size", type=int, default=None, help="esm-fold --chunk-size")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--full-size", action="store_true", help="esmfold_v1 dimensions, random weights")
+    parser.add_argument("--lm-layers", type=int, default=36)
+    parser.add_argument("--lm-hidden", type=int, default=2560)
+    parser.add_argument("--lm-heads", type=int, default=40)
+    parser.add_argument("--strategies", default="naive,esm,atlas,atlas-cpu")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    loaded = build(args)
+    recycles = args.num_recycles if args.num_recycles is not None else loaded.max_recycles - 1
+    sequences = mgnify_like(args.n, args.max_length, args.median, args.sigma, args.seed)
+    entries = [Entry(i, f"seq{i}", s, str(i)) for i, s in enumerate(sequences)]
+    lengths = np.array([len(s) for s in sequences])
+    dtype = str(loaded.lm_dtype).removeprefix("torch.")
+    p90 = int(np.percentile(lengths, 90))
+    print(
+        f"model {loaded.name} on {loaded.device} (LM {dtype}), {recycles} recycles, "
+        f"threads {torch.get_num_threads()}; {args.n} sequences, {lengths.sum()} residues, "
+        f"length median {int(np.median(lengths))}, p90 {p90}, max {lengths.max()}"
+    )
+    folder = Folder(loaded, recycles, args.max_tokens_per_batch, args.max_pair_cells_per_batch)
+    folder._forward([Entry(0, "warmup", sequences[0][:32], "w")], None)  # warm-up (allocator, kernels)
+
+    plans = {
+        "naive": (naive_batches(entries), lambda lmax: args.esm_chunk_size),
+        "esm": (esm_batches(entries, args.esm_max_tokens), lambda lmax: args.esm_chunk_size),
+        "atlas": (list(folder.plan(entries)), default_chunk_size),
+        "atlas-cpu": (
+            list(Folder(loaded, recycles, 1, 1, batching=False).plan(entries)),
+            default_chunk_size,
+        ),
+    }
+    results = {}
+    for name in args.strategies.split(","):
+        batches, chunk_size = plans[name]
+        results[name] = run(folder, batches, chunk_size)
+        r = results[name]
+        print(
+            f"  {name:<9} {r['batches']:>5} batches {r['seconds']:>8.1f} s {r['residues_per_s']:>9.1f} res/s "
+            f"padded waste: tokens {r['token_waste']:6.1%}, pair cells {r['pair_waste']:6.1%}",
+            flush=True,
+        )
+    if "atlas" in results:
+        for other in ("naive", "esm", "atlas-cpu"):
+            if other in results:
+                ratio = results["atlas"]["residues_per_s"] / results[other]["residues_per_s"]
+                print(f"atlas / {other}: {ratio:.2f}x residues/s")
+    if "esm" in results and "naive" in results:
+        print(f"esm / naive: {results['esm']['residues_per_s'] / results['naive']['residues_per_s']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
