@@ -6,7 +6,11 @@
   status, reason, chunk`. `status` is `queued` (to be folded, in `chunk`), `duplicate` (its sequence is queued
   under another id, earlier in this drop or in an earlier drop: `reason` names that id and drop) or `rejected`
   (`reason` says why: see `atlas.fasta` for the alphabet, plus `repeated id` for the second and later
-  records of an id already seen in the drop, wherever the first one went).
+  records of an id already seen in the drop, wherever the first one went). One status per record, decided in
+  this order: `empty id`, the sequence checks of `atlas.fasta.check_sequence`, `repeated id`; then a sequence
+  queued by an earlier drop, then one queued earlier in this drop; else queued. Reasons start with a fixed
+  phrase (`too long: 1387 residues > max_length 1280`, `duplicate of MGYP000123 in drop drop1`) so that
+  they group by their words before the first ':' / digit / quote.
 - `DIR/{chunk}.fasta`: the queued sequences, `>{id}` then the sequence on one line. A queued length L goes in
   the first length bucket whose upper bound is >= L; inside a bucket sequences are sorted by length (ties in
   input order) and cut into ceil(residues / chunk_residues) chunks of nearly equal residues. Chunk names are
@@ -16,6 +20,10 @@ How it scales (MGnify drops reach 10^8 records): one streaming pass validates re
 their checksums, to a temporary Parquet file in row groups (memory: one record plus one row group); DuckDB,
 which spills to disk, then finds repeated ids, first occurrences of each sequence, duplicates of earlier drops
 and the chunk of each queued sequence; the manifest and the chunk FASTAs are streamed out of it in order.
+Memory: the reading pass holds one record and one ~4 MB row group; DuckDB is capped by
+$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `8GB`), else a quarter of the RAM up to 2 GB, and spills past it, so a job
+peaks about 300 MB above the cap whatever the size of the drop. Temporary disk: about the size of the
+uncompressed drop. DuckDB uses the CPUs this process may run on (sched_getaffinity: SLURM/cgroup aware).
 Everything is written into a temporary directory beside the manifest and moved into place at the end,
 the manifest last, so a failed or killed run leaves no manifest (and no chunk FASTAs) behind. Output is
 deterministic, byte for byte, for the same input and settings.
@@ -269,11 +277,15 @@ def _check_earlier(path: Path) -> None:
 
 
 def _default_memory_limit() -> str:
+    """DuckDB's memory limit: $ATLAS_SPLIT_MEMORY_LIMIT (e.g. 8GB) if set, else a quarter of the RAM, at most
+    2 GB. Past it DuckDB spills to the temporary directory; the process peaks about 300 MB above it."""
+    if os.environ.get("ATLAS_SPLIT_MEMORY_LIMIT"):
+        return os.environ["ATLAS_SPLIT_MEMORY_LIMIT"]
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         return "2GB"
-    return f"{max(256, min(4096, total // 4 // (1 << 20)))}MB"
+    return f"{max(256, min(2048, total // 4 // (1 << 20)))}MB"
 
 
 def _dedupe_and_chunk(
