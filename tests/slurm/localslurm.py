@@ -32,6 +32,7 @@ DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "munge", "unmunge")
 NODE = "atlasnode"
 PARTITION = "atlas"
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"}
 
 
 def _which(name: str) -> str | None:
@@ -339,6 +340,23 @@ class LocalSlurm:
         if check and done.returncode != 0:
             raise ClusterError(f"`{' '.join(argv)}` failed ({done.returncode}): {done.stderr.strip()}")
         return done
+
+    def submit(self, *sbatch_args: str) -> str:
+        """sbatch a job; returns its id."""
+        return self.run("sbatch", "--parsable", *sbatch_args).stdout.strip().split(";")[0]
+
+    def wait(self, jobid: str, timeout: float = 60) -> str:
+        """Wait until a job has ended; returns its final state (COMPLETED, FAILED, CANCELLED...)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.run("squeue", "-h", "-j", jobid, "--states=all", "-o", "%T", check=False).stdout
+            state = state.strip()
+            if state in FINAL_STATES:
+                return state
+            if time.monotonic() > deadline:
+                state = state or "unknown"
+                raise ClusterError(f"job {jobid} still {state} after {timeout:.0f}s\n{self.logs()}")
+            time.sleep(0.3)
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job slurmctld still knows (finished ones for MinJobAge seconds), as `scontrol` records."""
