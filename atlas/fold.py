@@ -113,6 +113,19 @@ def is_out_of_memory(error: BaseException) -> bool:
     )
 
 
+class FatalDeviceError(RuntimeError):
+    """The GPU is in a broken state: stop the job (parts are kept, a rerun resumes)."""
+
+
+def is_fatal_device_error(error: BaseException) -> bool:
+    """A broken CUDA context (illegal memory access, device-side assert, ECC error) fails every later call, so
+    it stops the job instead of writing `failed` rows for the rest of the chunk."""
+    if is_out_of_memory(error):
+        return False
+    text = str(error)
+    return type(error).__name__ == "AcceleratorError" or "CUDA error" in text or "device-side assert" in text
+
+
 @dataclass
 class Entry:
     index: int  # position of the first record with this checksum in the chunk FASTA
@@ -307,6 +320,8 @@ class Folder:
         try:
             results = self._forward(batch, chunk_size)
         except Exception as error:  # noqa: BLE001 - every error ends as a retry or a failed row
+            if is_fatal_device_error(error):
+                raise FatalDeviceError(f"{type(error).__name__}: {error}") from error
             failure = error
             failure_text = f"{type(error).__name__}: {error}"
             oom = is_out_of_memory(error)
@@ -372,6 +387,8 @@ class Folder:
             try:
                 results = self._forward([entry], smaller)
             except Exception as error:  # noqa: BLE001
+                if is_fatal_device_error(error):
+                    raise FatalDeviceError(f"{type(error).__name__}: {error}") from error
                 failed = True
                 last = f"{type(error).__name__}: {error}"
                 oom = is_out_of_memory(error)
@@ -584,7 +601,11 @@ def fold_main(argv: list[str]) -> int:
         )
         if not folder.batching:
             log.info("on CPU: one sequence per forward (batches are slower there: bench/fold_throughput.py)")
-        fold_all(folder, todo, parts_dir, done)
+        try:
+            fold_all(folder, todo, parts_dir, done)
+        except FatalDeviceError as error:
+            log.error("device error, stopping: %s; results so far in %s, a rerun resumes", error, parts_dir)
+            return 1
 
     missing = [e.id for e in unique if e.checksum not in done]
     if missing:  # cannot happen: every entry gets a row; guard against losing sequences silently

@@ -290,3 +290,63 @@ def test_sigkill_then_resume_folds_only_the_rest(tmp_path, capsys):
         if row["checksum"] in written:
             assert row["mmcif"] == written[row["checksum"]]["mmcif"]
     assert not parts.exists()
+
+
+def test_resume_keeps_only_parts_of_the_same_model_and_recycles(tmp_path, capsys):
+    from atlas.fold import write_part
+
+    records = [*ESM_SEQS.items()]
+    fasta = write_fasta(tmp_path / "chunk.fasta", records)
+    output = tmp_path / "chunk.parquet"
+    parts = parts_dir_for(output)
+
+    def row(name, sequence, **changes):
+        base = {field.name: None for field in SCHEMA}
+        base.update(id=name, checksum=sequence_checksum(sequence), sequence=sequence, length=len(sequence))
+        base.update(model="tiny-seed0", num_recycles=0, status="ok", mmcif="kept", drop="drop1", chunk="c")
+        base.update(changes)
+        return base
+
+    (first, s1), (second, s2), (third, s3) = records
+    write_part(parts, [row(first, s1)])  # kept
+    write_part(parts, [row(second, s2, model="facebook/esmfold_v1@abc")])  # another model: refolded
+    write_part(parts, [row(third, s3, num_recycles=3)])  # other recycles: refolded
+    (parts / "part-00003.parquet").write_bytes(b"PAR1 truncated by a kill")  # unreadable: ignored
+    assert fold_main(fold_args(fasta, output, "--num-recycles", "0")) == 0
+    stats = summary(capsys.readouterr().err)
+    assert (stats["folded"], stats["resumed"]) == ("2", "1")
+    rows = pq.read_table(output).to_pylist()
+    assert [r["id"] for r in rows] == [first, second, third]
+    assert rows[0]["mmcif"] == "kept" and rows[1]["mmcif"].startswith("data_")
+    assert {r["model"] for r in rows} == {"tiny-seed0"} and {r["num_recycles"] for r in rows} == {0}
+
+
+def test_broken_gpu_stops_the_job_and_a_rerun_resumes(tmp_path, monkeypatch, capsys):
+    records = mgnifam(40, 5)
+    fasta = write_fasta(tmp_path / "chunk.fasta", records)
+    output = tmp_path / "chunk.parquet"
+    calls = []
+
+    def forward(self, aatype, mask, position_ids):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+        return REAL_FORWARD(self, aatype, mask, position_ids)
+
+    monkeypatch.setattr(Folder, "model_forward", forward)
+    args = fold_args(fasta, output, "--num-recycles", "0")
+    assert fold_main(args) == 1
+    assert not output.exists() and len(list(parts_dir_for(output).glob("part-*.parquet"))) == 2
+    monkeypatch.setattr(Folder, "model_forward", REAL_FORWARD)
+    capsys.readouterr()
+    assert fold_main(args) == 0
+    assert summary(capsys.readouterr().err)["folded"] == "3"
+    assert [r["status"] for r in pq.read_table(output).to_pylist()] == ["ok"] * 5
+
+
+def test_empty_chunk(tmp_path):
+    fasta = write_fasta(tmp_path / "chunk.fasta", [])
+    output = tmp_path / "chunk.parquet"
+    assert fold_main(fold_args(fasta, output)) == 0
+    table = pq.read_table(output)
+    assert table.num_rows == 0 and table.schema.equals(SCHEMA)
