@@ -121,7 +121,7 @@ class LocalSlurm:
         self,
         root: str | os.PathLike,
         cpus: int = 16,
-        memory_mb: int = 16000,
+        memory_mb: int = 64000,
         gpus: int = 1,
         min_job_age: int = 600,
     ):
