@@ -94,6 +94,10 @@ def gpu_request(job: dict[str, str]) -> str:
 def cluster(tmp_path_factory):
     if not _enabled():
         pytest.skip("SLURM cluster test: runs under CI or with ATLAS_SLURM_TEST=1 (make test-slurm)")
+    if os.geteuid() != 0:
+        pytest.skip("SLURM cluster test: needs root (slurmd runs jobs as their users)")
+    if Path("/etc/slurm/slurm.conf").exists():
+        pytest.skip("SLURM cluster test: this host has a SLURM of its own (/etc/slurm/slurm.conf)")
     started = time.monotonic()
     reason = localslurm.ensure_installed()
     if reason:
