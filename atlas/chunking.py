@@ -330,17 +330,18 @@ def _dedupe_and_chunk(
         # Sequences stay out of these narrow tables: they are joined back only to write the chunk FASTAs.
         con.execute(
             f"""CREATE TABLE classified AS
-            WITH checked AS (
-                SELECT line, id, checksum, length,
-                    coalesce(reason, CASE WHEN line <> min(line) OVER (PARTITION BY id)
-                        THEN 'repeated id: first occurrence at line ' || min(line) OVER (PARTITION BY id)
-                        END) AS reason
-                FROM read_parquet({_sql_string(records)})
+            WITH ids AS (
+                SELECT id, min(line) AS first_line FROM read_parquet({_sql_string(records)}) GROUP BY id
             ),
-            owners AS (
-                SELECT line, first_value(id) OVER same AS owner_id, first_value(line) OVER same AS owner_line
-                FROM checked WHERE reason IS NULL
-                WINDOW same AS (PARTITION BY checksum ORDER BY line)
+            checked AS (
+                SELECT r.line, r.id, r.checksum, r.length,
+                    coalesce(r.reason, CASE WHEN r.line <> i.first_line
+                        THEN 'repeated id: first occurrence at line ' || i.first_line END) AS reason
+                FROM read_parquet({_sql_string(records)}) r JOIN ids i USING (id)
+            ),
+            owners AS (  -- the first record of each sequence that passed the checks
+                SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id
+                FROM checked WHERE reason IS NULL GROUP BY checksum
             )
             SELECT c.line, c.id, c.checksum, c.length,
                 CASE WHEN c.reason IS NOT NULL THEN 'rejected'
@@ -355,7 +356,7 @@ def _dedupe_and_chunk(
                      WHEN e.checksum IS NOT NULL THEN 'of an earlier drop'
                      WHEN o.owner_line <> c.line THEN 'within the drop' END AS kind
             FROM checked c
-            LEFT JOIN owners o ON o.line = c.line
+            LEFT JOIN owners o ON c.reason IS NULL AND o.checksum = c.checksum
             LEFT JOIN earlier e ON c.reason IS NULL AND e.checksum = c.checksum""",
             {"drop": drop},
         )
