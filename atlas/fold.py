@@ -562,6 +562,8 @@ def fold_main(argv: list[str]) -> int:
 
     records, unique = read_entries(args.fasta)
     parts_dir = parts_dir_for(output)
+    for stale in [*output.parent.glob(f".{output.name}.*.tmp"), *parts_dir.glob(".part-*.tmp")]:
+        stale.unlink(missing_ok=True)  # temporary files of a killed run
     done = read_parts(parts_dir, source.name, num_recycles, {e.checksum for e in unique})
     todo = [e for e in unique if e.checksum not in done]
     log.info(

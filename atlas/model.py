@@ -315,10 +315,13 @@ def load_model(model: str, device: str | torch.device = "auto", lm_precision: st
 
 def model_summary(loaded: LoadedModel) -> str:
     n_params = sum(p.numel() for p in loaded.model.parameters())
+    device = str(loaded.device)
+    if loaded.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(loaded.device)})"
     return json.dumps(
         {
             "model": loaded.name,
-            "device": str(loaded.device),
+            "device": device,
             "lm_dtype": str(loaded.lm_dtype).removeprefix("torch."),
             "parameters": n_params,
             "threads": torch.get_num_threads(),
