@@ -312,16 +312,21 @@ def _dedupe_and_chunk(
         con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
 
-        # Sequences queued by earlier drops: the first queued row of each checksum, in drop then row order.
+        # Sequences of this drop queued by earlier drops: the first queued row of each checksum, in drop then
+        # row order (a checksum is queued once over all drops; the order only matters for hand-made input).
         if earlier:
             sources = " UNION ALL ".join(
-                f"SELECT {index} AS file_index, file_row_number, checksum, id, drop "
+                f"SELECT checksum, id, drop, ({index}::BIGINT << 40) + file_row_number AS rank "
                 f"FROM read_parquet({_sql_string(path)}, file_row_number = true) WHERE status = 'queued'"
                 for index, path in enumerate(earlier)
             )
             con.execute(
-                f"""CREATE TABLE earlier AS SELECT checksum, id, drop FROM ({sources})
-                QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY file_index, file_row_number) = 1"""
+                f"""CREATE TABLE earlier AS
+                SELECT checksum, arg_min(id, rank) AS id, arg_min(drop, rank) AS drop FROM ({sources})
+                WHERE checksum IN (
+                    SELECT checksum FROM read_parquet({_sql_string(records)}) WHERE reason IS NULL
+                )
+                GROUP BY checksum"""
             )
         else:
             con.execute("CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR)")

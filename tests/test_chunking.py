@@ -362,3 +362,14 @@ def test_earlier_manifest_equal_to_the_output_is_refused_untouched(shared_data, 
     assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest, earlier=(manifest,)) == 1
     assert "cannot be one of the earlier manifests" in capsys.readouterr().err
     assert manifest.read_bytes() == before
+
+
+def test_a_sequence_queued_by_two_earlier_drops_names_the_first(tmp_path):
+    # Only hand-made manifests queue one sequence twice; the owner is then the first drop given.
+    for drop in ("da", "db"):
+        (tmp_path / f"{drop}.fa").write_text(f">{drop}_seq\n{'MKVL' * 10}\n")
+        assert run_split(tmp_path / f"{drop}.fa", tmp_path / drop / "manifest.parquet", drop=drop) == 0
+    (tmp_path / "dc.fa").write_text(f">mine\n{'MKVL' * 10}\n")
+    earlier = (tmp_path / "db" / "manifest.parquet", tmp_path / "da" / "manifest.parquet")
+    assert run_split(tmp_path / "dc.fa", tmp_path / "dc" / "manifest.parquet", drop="dc", earlier=earlier) == 0
+    assert manifest_rows(tmp_path / "dc" / "manifest.parquet")[0]["reason"] == "duplicate of db_seq in drop db"
