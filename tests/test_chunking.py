@@ -371,5 +371,6 @@ def test_a_sequence_queued_by_two_earlier_drops_names_the_first(tmp_path):
         assert run_split(tmp_path / f"{drop}.fa", tmp_path / drop / "manifest.parquet", drop=drop) == 0
     (tmp_path / "dc.fa").write_text(f">mine\n{'MKVL' * 10}\n")
     earlier = (tmp_path / "db" / "manifest.parquet", tmp_path / "da" / "manifest.parquet")
-    assert run_split(tmp_path / "dc.fa", tmp_path / "dc" / "manifest.parquet", drop="dc", earlier=earlier) == 0
-    assert manifest_rows(tmp_path / "dc" / "manifest.parquet")[0]["reason"] == "duplicate of db_seq in drop db"
+    manifest = tmp_path / "dc" / "manifest.parquet"
+    assert run_split(tmp_path / "dc.fa", manifest, drop="dc", earlier=earlier) == 0
+    assert manifest_rows(manifest)[0]["reason"] == "duplicate of db_seq in drop db"
