@@ -16,6 +16,11 @@ include: "workflow/rules/index.smk"
 include: "workflow/rules/report.smk"
 
 
+localrules:
+    all,
+    report,
+
+
 rule all:
     input:
         f"{OUTDIR}/atlas/index.parquet",

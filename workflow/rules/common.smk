@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import sys
@@ -57,6 +58,21 @@ def fold_uses_gpu():
 
         return torch.cuda.is_available()
     return False
+
+
+def fold_gpus(wildcards):
+    """GPUs a fold job asks for. Evaluated when the job is scheduled: `auto` on a cluster means the compute
+    nodes' GPUs, whatever the login node has."""
+    if config["device"] == "auto" and not workflow.local_exec:
+        return 1
+    return 1 if fold_uses_gpu() else 0
+
+
+def reference_db_mb(input):
+    """Size of the MMseqs2 reference database named by reference.json, in MB (novelty jobs load it)."""
+    db = Path(input.db)
+    prefix = db.parent / json.loads(db.read_text())["db"]
+    return sum(path.stat().st_size for path in prefix.parent.glob(f"{prefix.name}*") if path.is_file()) / 1e6
 
 
 def drop_fasta(wildcards):

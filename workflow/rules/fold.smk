@@ -5,19 +5,22 @@ rule fold_chunk:
         predictions=f"{OUTDIR}/predictions/{{drop}}/{{chunk}}.parquet",
     params:
         model=config["model"],
-        device=config["device"],
         num_recycles=(
             f"--num-recycles {config['num_recycles']}" if config["num_recycles"] is not None else ""
         ),
         trunk_chunk_size=(
             f"--trunk-chunk-size {config['trunk_chunk_size']}" if config["trunk_chunk_size"] is not None else ""
         ),
-        lm_precision=config["lm_precision"],
-        max_tokens=config["max_tokens_per_batch"],
-        max_pair_cells=config["max_pair_cells_per_batch"],
     threads: config["fold_threads"]
     resources:
-        gpu=1 if fold_uses_gpu() else 0,
+        gpu=fold_gpus,
+        mem_mb=lambda wildcards, attempt: (4000 if config["model"] == "tiny" else 32000) * attempt,
+        # How to fold, not what: resources are no rerun trigger (params are), so changing the device or the
+        # batch sizes never refolds a finished chunk.
+        fold_device=config["device"],
+        lm_precision=config["lm_precision"],
+        max_tokens_per_batch=config["max_tokens_per_batch"],
+        max_pair_cells_per_batch=config["max_pair_cells_per_batch"],
     log:
         f"{OUTDIR}/logs/fold/{{drop}}/{{chunk}}.log",
     benchmark:
@@ -27,6 +30,6 @@ rule fold_chunk:
     shell:
         "atlas fold --fasta {input.fasta:q} --output {output.predictions:q}"
         " --drop {wildcards.drop} --chunk {wildcards.chunk} --model {params.model:q}"
-        " --device {params.device} {params.num_recycles} {params.trunk_chunk_size}"
-        " --lm-precision {params.lm_precision} --max-tokens-per-batch {params.max_tokens}"
-        " --max-pair-cells-per-batch {params.max_pair_cells} --threads {threads} > {log:q} 2>&1"
+        " --device {resources.fold_device} {params.num_recycles} {params.trunk_chunk_size}"
+        " --lm-precision {resources.lm_precision} --max-tokens-per-batch {resources.max_tokens_per_batch}"
+        " --max-pair-cells-per-batch {resources.max_pair_cells_per_batch} --threads {threads} > {log:q} 2>&1"

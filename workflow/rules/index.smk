@@ -12,6 +12,8 @@ rule atlas_index:
         novelty="--novelty" if NOVELTY_REFERENCE else "--no-novelty",
         drops=" ".join(DROPS),
         outdir=lambda wildcards, output: Path(output.index).parents[1],
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(4000, min(32000, int(input.size_mb / 10))) * attempt,
     log:
         f"{OUTDIR}/logs/atlas_index.log",
     benchmark:

@@ -4,6 +4,8 @@ rule reference_db:
     output:
         db=REFERENCE_DB,
     threads: config["novelty"]["threads"]
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(4000, min(64000, int(2 * input.size_mb))) * attempt,
     log:
         f"{OUTDIR}/logs/reference_db.log",
     benchmark:
@@ -26,6 +28,8 @@ rule novelty_chunk:
         min_coverage=config["novelty"]["min_coverage"],
         sensitivity=config["novelty"]["sensitivity"],
     threads: config["novelty"]["threads"]
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(4000, int(1.5 * reference_db_mb(input))) * attempt,
     log:
         f"{OUTDIR}/logs/novelty/{{drop}}/{{chunk}}.log",
     benchmark:

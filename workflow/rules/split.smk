@@ -9,6 +9,8 @@ checkpoint split_drop:
         max_length=config["max_length"],
         buckets=" ".join(str(bound) for bound in config["length_buckets"]),
         chunk_residues=config["chunk_residues"],
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(3000, min(16000, int(input.size_mb))) * attempt,
     log:
         f"{OUTDIR}/logs/split/{{drop}}.log",
     benchmark:
@@ -16,6 +18,8 @@ checkpoint split_drop:
     conda:
         "../../envs/atlas.yaml"
     shell:
+        # DuckDB's memory cap follows the job's allocation (and grows with it on a retry)
+        "export ATLAS_SPLIT_MEMORY_LIMIT=$(({resources.mem_mb} * 3 / 4))MB; "
         "atlas split --fasta {input.fasta:q} --drop {wildcards.drop} --manifest {output.manifest:q}"
         " --earlier-manifests {input.earlier:q} --min-length {params.min_length}"
         " --max-length {params.max_length} --length-buckets {params.buckets}"
