@@ -79,27 +79,34 @@ def esm_batches(entries: list[Entry], max_tokens: int) -> list[list[Entry]]:
     return batches
 
 
-def run(folder: Folder, batches: list[list[Entry]], chunk_size) -> dict:
+def waste(batches: list[list[Entry]]) -> dict:
+    """Padded compute: 1 - real / padded residues (B x Lmax) and pair cells (B x Lmax^2)."""
     real = padded = real_pair = padded_pair = 0
+    for batch in batches:
+        lmax = max(len(e.sequence) for e in batch)
+        real += sum(len(e.sequence) for e in batch)
+        padded += len(batch) * lmax
+        real_pair += sum(len(e.sequence) ** 2 for e in batch)
+        padded_pair += len(batch) * lmax**2
+    return {
+        "batches": len(batches),
+        "residues": real,
+        "token_waste": 1 - real / padded,
+        "pair_waste": 1 - real_pair / padded_pair,
+    }
+
+
+def run(folder: Folder, batches: list[list[Entry]], chunk_size) -> dict:
     if folder.loaded.device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     for batch in batches:
         lmax = max(len(e.sequence) for e in batch)
-        size = chunk_size(lmax)
-        folder._forward(batch, size)  # results are copied to the host: synchronous
-        real += sum(len(e.sequence) for e in batch)
-        padded += len(batch) * lmax
-        real_pair += sum(len(e.sequence) ** 2 for e in batch)
-        padded_pair += len(batch) * lmax**2
+        folder._forward(batch, chunk_size(lmax))  # results are copied to the host: synchronous
     seconds = time.perf_counter() - started
-    return {
-        "batches": len(batches),
-        "seconds": seconds,
-        "residues_per_s": real / seconds,
-        "token_waste": 1 - real / padded,
-        "pair_waste": 1 - real_pair / padded_pair,
-    }
+    result = waste(batches)
+    result.update(seconds=seconds, residues_per_s=result["residues"] / seconds)
+    return result
 
 
 def build(args) -> LoadedModel:
@@ -136,15 +143,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lm-heads", type=int, default=40)
     parser.add_argument("--strategies", default="naive,esm,atlas,atlas-cpu")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the best run counts")
+    parser.add_argument("--plan-only", action="store_true", help="batches and padding waste only, no model")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    loaded = build(args)
-    recycles = args.num_recycles if args.num_recycles is not None else loaded.max_recycles - 1
     sequences = mgnify_like(args.n, args.max_length, args.median, args.sigma, args.seed)
     entries = [Entry(i, f"seq{i}", s, str(i)) for i, s in enumerate(sequences)]
     lengths = np.array([len(s) for s in sequences])
+    if args.plan_only:
+        print(
+            f"{args.n} sequences, {lengths.sum()} residues, length median {int(np.median(lengths))}, "
+            f"p90 {int(np.percentile(lengths, 90))}, max {lengths.max()}"
+        )
+        planner = Folder(None, 0, args.max_tokens_per_batch, args.max_pair_cells_per_batch)
+        plans = {
+            "naive": naive_batches(entries),
+            "esm": esm_batches(entries, args.esm_max_tokens),
+            "atlas": list(planner.plan(entries)),
+        }
+        print("{:<10} {:>7} {:>12} {:>11}".format("strategy", "batches", "token waste", "pair waste"))
+        for name, batches in plans.items():
+            w = waste(batches)
+            print(f"{name:<10} {w['batches']:>7} {w['token_waste']:>12.1%} {w['pair_waste']:>11.1%}")
+        return 0
+
+    loaded = build(args)
+    recycles = args.num_recycles if args.num_recycles is not None else loaded.max_recycles - 1
     dtype = str(loaded.lm_dtype).removeprefix("torch.")
     p90 = int(np.percentile(lengths, 90))
     print(
