@@ -199,7 +199,8 @@ def _hub_snapshot(repo_id: str) -> Path:
             f"model {repo_id!r} is not in the local Hugging Face cache ({type(error).__name__}: {error}).\n"
             f"Fetch it once on a machine with network access:  huggingface-cli download {repo_id}\n"
             "(same HF_HOME as the fold jobs; copy the cache directory over if the GPU nodes are offline),\n"
-            "or set `model` to a local directory holding config.json and model.safetensors."
+            "or set `model` to a local directory holding config.json and model.safetensors"
+            " (or pytorch_model.bin)."
         ) from error
 
 
@@ -266,21 +267,28 @@ def resolve_lm_dtype(lm_precision: str, device: torch.device) -> torch.dtype:
 
 
 def _load_pretrained(path: Path) -> torch.nn.Module:
+    """ESMFold weights from safetensors, or else from pytorch_model.bin through torch's restricted unpickler
+    (`weights_only`: tensors and plain containers only, so a hostile file cannot run code). The hub's
+    facebook/esmfold_v1 main branch ships only pytorch_model.bin."""
     from transformers import EsmForProteinFolding
 
-    if not list(path.glob("*.safetensors")) and not (path / "model.safetensors.index.json").exists():
-        pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt"))
-        raise ModelLoadError(
-            f"{path} holds no safetensors weights ({', '.join(pickled) or 'no weights at all'}); pickled"
-            " weights are not loaded because unpickling can run code. Convert them once, on a machine you"
-            " trust:\n"
-            f"  python -c \"from transformers import EsmForProteinFolding as M; M.from_pretrained('{path}')"
-            ".save_pretrained('esmfold_v1_safetensors')\"\n"
-            "and set `model` to that directory."
+    sharded = (path / "model.safetensors.index.json").exists()
+    has_safetensors = sharded or bool(list(path.glob("*.safetensors")))
+    if not has_safetensors:
+        if not list(path.glob("pytorch_model*.bin")):
+            raise ModelLoadError(f"{path} holds no model weights (model.safetensors or pytorch_model.bin)")
+        log.warning(
+            "%s has no safetensors weights: reading pytorch_model.bin with torch's restricted unpickler"
+            " (weights_only: tensors only, no code)",
+            path,
         )
     try:
         return EsmForProteinFolding.from_pretrained(
-            str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32
+            str(path),
+            local_files_only=True,
+            use_safetensors=has_safetensors,
+            weights_only=True,
+            dtype=torch.float32,
         )
     except Exception as error:
         raise ModelLoadError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -101,11 +103,35 @@ def test_model_directory(tmp_path, tiny):
     assert all(torch.equal(weights[k], reference[k]) for k in reference)
 
 
-def test_pickled_weights_and_bad_directories_are_refused(tmp_path):
+def test_pickled_weights_load_only_through_the_restricted_unpickler(tmp_path, tiny):
     directory = _save(build_random_model(tiny_config()), tmp_path / "pickled")
-    (directory / "model.safetensors").rename(directory / "pytorch_model.bin")
-    with pytest.raises(ModelLoadError, match="safetensors"):
+    (directory / "model.safetensors").unlink()
+    torch.save(tiny.model.state_dict(), directory / "pytorch_model.bin")
+    loaded = load_model(str(directory), "cpu")
+    weights, reference = loaded.model.state_dict(), tiny.model.state_dict()
+    assert all(torch.equal(weights[k], reference[k]) for k in reference)
+
+    # a pickle that would run code when unpickled is refused, and its code never runs
+    marker = tmp_path / "pwned"
+    (directory / "pytorch_model.bin").write_bytes(pickle.dumps(_RunsCode(str(marker))))
+    with pytest.raises(ModelLoadError):
         load_model(str(directory), "cpu")
+    assert not marker.exists()
+
+
+class _RunsCode:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_bad_directories_are_refused(tmp_path):
+    no_weights = _save(build_random_model(tiny_config()), tmp_path / "no_weights")
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="no model weights"):
+        load_model(str(no_weights), "cpu")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ModelLoadError, match="config.json"):
