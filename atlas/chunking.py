@@ -71,22 +71,6 @@ class SplitSummary:
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
 
-def manifest_schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("drop", pa.string()),
-            ("checksum", pa.string()),
-            ("length", pa.int64()),
-            ("status", pa.string()),
-            ("reason", pa.string()),
-            ("chunk", pa.string()),
-        ]
-    )
-
-
 def check_settings(
     min_length: int, max_length: int, length_buckets: Sequence[int], chunk_residues: int
 ) -> None:
@@ -432,7 +416,7 @@ def _write_manifest(result, manifest: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = manifest_schema()
+    from atlas.tables import MANIFEST as schema
     pending = None
     with pq.ParquetWriter(manifest, schema, compression="zstd") as writer:
         for batch in _arrow_reader(result):

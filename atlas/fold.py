@@ -55,29 +55,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from atlas.fasta import read_fasta, sequence_checksum
+from atlas.tables import PREDICTIONS
 
 log = logging.getLogger("atlas.fold")
 
-SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("checksum", pa.string()),
-        ("sequence", pa.string()),
-        ("length", pa.int32()),
-        ("mean_plddt", pa.float32()),
-        ("ptm", pa.float32()),
-        ("num_conf", pa.int32()),
-        ("plddt", pa.list_(pa.float32())),
-        ("max_pae", pa.float32()),
-        ("mmcif", pa.string()),
-        ("model", pa.string()),
-        ("num_recycles", pa.int32()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("drop", pa.string()),
-        ("chunk", pa.string()),
-    ]
-)
+
 
 PLDDT_CONFIDENT = 70.0
 PAE_MAX_BIN = 31  # ESMFold's pTM / PAE head: 64 bins over 0-31 A
@@ -418,7 +400,7 @@ class Folder:
 
 # ---- part files ----
 def _rows_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+    return pa.Table.from_pylist(rows, schema=PREDICTIONS)
 
 
 def write_part(parts_dir: Path, rows: list[dict]) -> Path:
@@ -447,7 +429,7 @@ def read_parts(
     ignored = 0
     for path in sorted(parts_dir.glob("part-*.parquet")):
         try:
-            table = pq.read_table(path, schema=SCHEMA)
+            table = pq.read_table(path, schema=PREDICTIONS)
         except Exception as error:  # noqa: BLE001 - a damaged part is refolded, not fatal
             log.warning("ignoring unreadable part %s: %s", path, error)
             continue
@@ -469,15 +451,16 @@ def write_final(output: Path, records: list[Entry], done: dict[str, pa.Table], d
     """The chunk's Parquet in FASTA order, written to a temporary file and renamed into place."""
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     output.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(tmp, PREDICTIONS, compression="zstd") as writer:
         if not records:
-            writer.write_table(SCHEMA.empty_table())
+            writer.write_table(PREDICTIONS.empty_table())
         for start in range(0, len(records), FINAL_ROW_GROUP):
             group = records[start : start + FINAL_ROW_GROUP]
             table = pa.concat_tables([done[r.checksum] for r in group])
             table = table.set_column(0, "id", pa.array([r.id for r in group], pa.string()))
-            table = table.set_column(SCHEMA.get_field_index("drop"), "drop", pa.array([drop] * len(group)))
-            table = table.set_column(SCHEMA.get_field_index("chunk"), "chunk", pa.array([chunk] * len(group)))
+            for name, value in (("drop", drop), ("chunk", chunk)):
+                column = pa.array([value] * len(group), pa.string())
+                table = table.set_column(PREDICTIONS.get_field_index(name), name, column)
             writer.write_table(table.combine_chunks())
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())

@@ -295,31 +295,6 @@ def judge(hits: list[Hit], max_identity: float, min_coverage: float) -> tuple[Hi
     return best, not qualifying
 
 
-def novelty_schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("checksum", pa.string()),
-            ("best_hit", pa.string()),
-            ("identity", pa.float64()),
-            ("query_coverage", pa.float64()),
-            ("target_coverage", pa.float64()),
-            ("evalue", pa.float64()),
-            ("novel", pa.bool_()),
-        ]
-    )
-
-
-def _write_parquet_atomic(table, output: Path) -> None:
-    import pyarrow.parquet as pq
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, output)
-
-
 def search_chunk(
     fasta: str | Path,
     reference_json: str | Path,
@@ -335,6 +310,7 @@ def search_chunk(
     import pyarrow as pa
 
     from atlas.fasta import read_fasta, sequence_checksum
+    from atlas.tables import NOVELTY, write_parquet_atomic
 
     output = Path(output)
     sequences: dict[str, str] = {}  # checksum -> sequence, FASTA order; a chunk's sequences are unique
@@ -381,8 +357,8 @@ def search_chunk(
         rows["target_coverage"].append(best.target_coverage if best else None)
         rows["evalue"].append(best.evalue if best else None)
         rows["novel"].append(novel)
-    table = pa.table(rows, schema=novelty_schema())
-    _write_parquet_atomic(table, output)
+    table = pa.table(rows, schema=NOVELTY)
+    write_parquet_atomic(table, output)
     counts = {
         "sequences": len(sequences),
         "with_hit": sum(1 for checksum in sequences if hits.get(checksum)),

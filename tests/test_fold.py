@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from atlas.fasta import read_fasta, sequence_checksum
-from atlas.fold import SCHEMA, Entry, Folder, default_chunk_size, fold_main, parts_dir_for
+from atlas.fold import Entry, Folder, default_chunk_size, fold_main, parts_dir_for
 from atlas.model import load_model
+from atlas.tables import PREDICTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -113,7 +114,7 @@ def test_fold_chunk_parquet_and_mmcif(tmp_path, capsys):
     output = tmp_path / "pred" / "chunk.parquet"
     assert fold_main(fold_args(fasta, output)) == 0
     table = pq.read_table(output)
-    assert table.schema.equals(SCHEMA)
+    assert table.schema.equals(PREDICTIONS)
     rows = table.to_pylist()
     assert [r["id"] for r in rows] == [name for name, _ in records]  # FASTA order, duplicate kept
     assert not parts_dir_for(output).exists()
@@ -301,7 +302,7 @@ def test_resume_keeps_only_parts_of_the_same_model_and_recycles(tmp_path, capsys
     parts = parts_dir_for(output)
 
     def row(name, sequence, **changes):
-        base = {field.name: None for field in SCHEMA}
+        base = {field.name: None for field in PREDICTIONS}
         base.update(id=name, checksum=sequence_checksum(sequence), sequence=sequence, length=len(sequence))
         base.update(model="tiny-seed0", num_recycles=0, status="ok", mmcif="kept", drop="drop1", chunk="c")
         base.update(changes)
@@ -349,4 +350,4 @@ def test_empty_chunk(tmp_path):
     output = tmp_path / "chunk.parquet"
     assert fold_main(fold_args(fasta, output)) == 0
     table = pq.read_table(output)
-    assert table.num_rows == 0 and table.schema.equals(SCHEMA)
+    assert table.num_rows == 0 and table.schema.equals(PREDICTIONS)

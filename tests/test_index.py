@@ -20,53 +20,13 @@ import pytest
 from atlas import index
 from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta, sequence_checksum
+from atlas.tables import MANIFEST, NOVELTY, PREDICTIONS
 
 DATA = Path(__file__).absolute().parents[2] / "shared" / "data"  # as tests/conftest.py's SHARED_DATA
 PDB = DATA / "mgnifams_esmfold_khalifam1_1-4587088355.pdb"
 MIN_PLDDT, MIN_PTM = 70.0, 0.7
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("drop", pa.string()),
-        ("checksum", pa.string()),
-        ("length", pa.int32()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("chunk", pa.string()),
-    ]
-)
-PREDICTION_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("checksum", pa.string()),
-        ("sequence", pa.string()),
-        ("length", pa.int32()),
-        ("mean_plddt", pa.float32()),
-        ("ptm", pa.float32()),
-        ("num_conf", pa.int32()),
-        ("plddt", pa.list_(pa.float32())),
-        ("max_pae", pa.float32()),
-        ("mmcif", pa.string()),
-        ("model", pa.string()),
-        ("num_recycles", pa.int32()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("drop", pa.string()),
-        ("chunk", pa.string()),
-    ]
-)
-NOVELTY_SCHEMA = pa.schema(
-    [
-        ("checksum", pa.string()),
-        ("best_hit", pa.string()),
-        ("identity", pa.float64()),
-        ("query_coverage", pa.float64()),
-        ("target_coverage", pa.float64()),
-        ("evalue", pa.float64()),
-        ("novel", pa.bool_()),
-    ]
-)
+
 
 
 @functools.cache
@@ -118,7 +78,7 @@ def write_drop(outdir: Path, drop: str, records: list[dict], novelty: bool = Tru
         )
         if queued:
             by_chunk.setdefault(record["chunk"], []).append({**record, "checksum": checksum})
-    pq.write_table(pa.Table.from_pylist(manifest, schema=MANIFEST_SCHEMA), chunk_dir / "manifest.parquet")
+    pq.write_table(pa.Table.from_pylist(manifest, schema=MANIFEST), chunk_dir / "manifest.parquet")
     for chunk, chunk_records in by_chunk.items():
         (chunk_dir / f"{chunk}.fasta").write_text(
             "".join(f">{r['id']}\n{r['sequence']}\n" for r in chunk_records)
@@ -163,7 +123,7 @@ def write_drop(outdir: Path, drop: str, records: list[dict], novelty: bool = Tru
         prediction_dir = outdir / "predictions" / drop
         prediction_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(
-            pa.Table.from_pylist(predictions, schema=PREDICTION_SCHEMA), prediction_dir / f"{chunk}.parquet"
+            pa.Table.from_pylist(predictions, schema=PREDICTIONS), prediction_dir / f"{chunk}.parquet"
         )
         # resume part files of the fold stage live in a sibling folder: never read
         parts = prediction_dir / f"{chunk}.parquet.parts"
@@ -173,7 +133,7 @@ def write_drop(outdir: Path, drop: str, records: list[dict], novelty: bool = Tru
             novelty_dir = outdir / "novelty" / drop
             novelty_dir.mkdir(parents=True, exist_ok=True)
             pq.write_table(
-                pa.Table.from_pylist(novelty_rows, schema=NOVELTY_SCHEMA), novelty_dir / f"{chunk}.parquet"
+                pa.Table.from_pylist(novelty_rows, schema=NOVELTY), novelty_dir / f"{chunk}.parquet"
             )
 
 

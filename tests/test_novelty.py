@@ -14,6 +14,7 @@ import pytest
 from atlas import novelty
 from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta, sequence_checksum
+from atlas.tables import NOVELTY
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -191,7 +192,7 @@ def test_empty_chunk_writes_an_empty_table(tmp_path, reference):
     output = tmp_path / "empty.parquet"
     novelty.search_chunk(fasta, reference["output"], output)
     table = pq.read_table(output)
-    assert table.num_rows == 0 and table.schema == novelty.novelty_schema()
+    assert table.num_rows == 0 and table.schema == NOVELTY
 
 
 def test_judge_checks_every_hit_not_only_the_best():
