@@ -416,11 +416,12 @@ def _write_manifest(result, manifest: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from atlas.tables import MANIFEST as schema
+    from atlas.tables import MANIFEST
+
     pending = None
-    with pq.ParquetWriter(manifest, schema, compression="zstd") as writer:
+    with pq.ParquetWriter(manifest, MANIFEST, compression="zstd") as writer:
         for batch in _arrow_reader(result):
-            table = pa.Table.from_batches([batch]).cast(schema)
+            table = pa.Table.from_batches([batch]).cast(MANIFEST)
             pending = table if pending is None else pa.concat_tables([pending, table])
             while pending.num_rows >= ROW_GROUP:
                 writer.write_table(pending.slice(0, ROW_GROUP).combine_chunks(), row_group_size=ROW_GROUP)

@@ -60,7 +60,6 @@ from atlas.tables import PREDICTIONS
 log = logging.getLogger("atlas.fold")
 
 
-
 PLDDT_CONFIDENT = 70.0
 PAE_MAX_BIN = 31  # ESMFold's pTM / PAE head: 64 bins over 0-31 A
 PAE_BINS = 64

@@ -27,8 +27,6 @@ PDB = DATA / "mgnifams_esmfold_khalifam1_1-4587088355.pdb"
 MIN_PLDDT, MIN_PTM = 70.0, 0.7
 
 
-
-
 @functools.cache
 def base_mmcif() -> str:
     if PDB.exists():
