@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas.fasta import STANDARD_RESIDUES, FastaFormatError, check_sequence, iter_raw_records
+from atlas.index import sql_string
 
 MANIFEST_COLUMNS = ("id", "drop", "checksum", "length", "status", "reason", "chunk")
 CHUNK_NAME = re.compile(r"^L\d+-\d+\.fasta$")  # what a chunk FASTA of ours looks like (stale-file cleanup)
@@ -242,10 +243,6 @@ def _read_drop(fasta: Path, records: Path, min_length: int, max_length: int, pro
     return count
 
 
-def _sql_string(text: str | Path) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def _check_earlier(path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -290,8 +287,8 @@ def _dedupe_and_chunk(
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     con = duckdb.connect(":memory:")
     try:
-        con.execute(f"SET temp_directory = {_sql_string(temp / 'spill')}")
-        con.execute(f"SET memory_limit = {_sql_string(memory_limit or _default_memory_limit())}")
+        con.execute(f"SET temp_directory = {sql_string(temp / 'spill')}")
+        con.execute(f"SET memory_limit = {sql_string(memory_limit or _default_memory_limit())}")
         con.execute(f"SET threads = {threads}")
         con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
@@ -301,14 +298,14 @@ def _dedupe_and_chunk(
         if earlier:
             sources = " UNION ALL ".join(
                 f"SELECT checksum, id, drop, ({index}::BIGINT << 40) + file_row_number AS rank "
-                f"FROM read_parquet({_sql_string(path)}, file_row_number = true) WHERE status = 'queued'"
+                f"FROM read_parquet({sql_string(path)}, file_row_number = true) WHERE status = 'queued'"
                 for index, path in enumerate(earlier)
             )
             con.execute(
                 f"""CREATE TABLE earlier AS
                 SELECT checksum, arg_min(id, rank) AS id, arg_min(drop, rank) AS drop FROM ({sources})
                 WHERE checksum IN (
-                    SELECT checksum FROM read_parquet({_sql_string(records)}) WHERE reason IS NULL
+                    SELECT checksum FROM read_parquet({sql_string(records)}) WHERE reason IS NULL
                 )
                 GROUP BY checksum"""
             )
@@ -320,13 +317,13 @@ def _dedupe_and_chunk(
         con.execute(
             f"""CREATE TABLE classified AS
             WITH ids AS (
-                SELECT id, min(line) AS first_line FROM read_parquet({_sql_string(records)}) GROUP BY id
+                SELECT id, min(line) AS first_line FROM read_parquet({sql_string(records)}) GROUP BY id
             ),
             checked AS (
                 SELECT r.line, r.id, r.checksum, r.length,
                     coalesce(r.reason, CASE WHEN r.line <> i.first_line
                         THEN 'repeated id: first occurrence at line ' || i.first_line END) AS reason
-                FROM read_parquet({_sql_string(records)}) r JOIN ids i USING (id)
+                FROM read_parquet({sql_string(records)}) r JOIN ids i USING (id)
             ),
             owners AS (  -- the first record of each sequence that passed the checks
                 SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id
@@ -378,7 +375,7 @@ def _dedupe_and_chunk(
         clock = time.monotonic()
         _write_manifest(
             con.sql(
-                f"""SELECT c.id, {_sql_string(drop)} AS drop, c.checksum, c.length, c.status, c.reason,
+                f"""SELECT c.id, {sql_string(drop)} AS drop, c.checksum, c.length, c.status, c.reason,
                     a.chunk FROM classified c LEFT JOIN assigned a USING (line) ORDER BY c.line"""
             ),
             manifest,
@@ -388,7 +385,7 @@ def _dedupe_and_chunk(
         summary.chunks = _write_chunks(
             con.sql(
                 f"""SELECT a.chunk, encode('>' || r.id || chr(10)) || r.sequence || encode(chr(10)) AS text
-                FROM assigned a JOIN read_parquet({_sql_string(records)}) r USING (line)
+                FROM assigned a JOIN read_parquet({sql_string(records)}) r USING (line)
                 ORDER BY a.bound, a.length, a.line"""
             ),
             chunk_dir,

@@ -95,8 +95,9 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def sql_string(text: str | Path) -> str:
+    """A SQL string literal for DuckDB (paths, names)."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def drop_chunks(outdir: Path, drop: str) -> list[str]:

@@ -52,18 +52,27 @@ class AtlasError(Exception):
 # ------------------------------------------------------------------------------------------------- helpers
 
 
-def default_outdir(config: str | Path = "config.yaml") -> str:
-    """`outdir` of ./config.yaml when it names one, else `results`."""
+def load_config(path: str | Path = "config.yaml") -> dict:
+    """The workflow config of the current directory (the CLI's defaults), or {} when there is none or it is
+    unreadable (said on stderr)."""
     try:
         import yaml
 
-        with open(config) as handle:
-            value = (yaml.safe_load(handle) or {}).get("outdir")
+        with open(path) as handle:
+            config = yaml.safe_load(handle) or {}
+        if not isinstance(config, dict):
+            raise ValueError("not a mapping of config keys")
     except FileNotFoundError:
-        return DEFAULT_OUTDIR
+        return {}
     except Exception as error:  # unreadable, a YAML syntax error, not a mapping
-        print(f"atlas: ignoring {config}: {error}", file=sys.stderr)
-        return DEFAULT_OUTDIR
+        print(f"atlas: ignoring {path}: {error}", file=sys.stderr)
+        return {}
+    return config
+
+
+def default_outdir(config: str | Path = "config.yaml") -> str:
+    """`outdir` of ./config.yaml when it names one, else `results`."""
+    value = load_config(config).get("outdir")
     return str(value) if isinstance(value, str) and value.strip() else DEFAULT_OUTDIR
 
 

@@ -33,7 +33,8 @@ import duckdb
 import numpy as np
 
 import atlas
-from atlas.index import THRESHOLD_TOLERANCE
+from atlas.index import THRESHOLD_TOLERANCE, sql_string
+from atlas.query import default_outdir, load_config
 
 REPORT_DIR = "report"
 SUMMARY_FILE = "summary.json"
@@ -121,21 +122,6 @@ NOVELTY_COLUMNS = {
 
 
 # -------------------------------------------------------------------------------------------- settings
-def load_config(path: str | Path = "config.yaml") -> dict:
-    """The workflow config of the current directory, or {} when there is none (defaults of the CLI)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    import yaml
-
-    with open(path) as handle:
-        return yaml.safe_load(handle) or {}
-
-
-def default_outdir() -> str:
-    return str(load_config().get("outdir") or "results")
-
-
 def discover_drops(outdir: str | Path) -> list[str]:
     """Drops with a manifest under `outdir`, by name (arrival order is only known to the config)."""
     chunks = Path(outdir) / "chunks"
@@ -145,10 +131,6 @@ def discover_drops(outdir: str | Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------- data access
-def _sql_str(value: str | Path) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _sql_float(value: float) -> str:
     value = float(value)
     if not math.isfinite(value):
@@ -224,7 +206,7 @@ class AtlasData:
                 f" {nulls} WHERE false"
             )
             return
-        paths = "[" + ", ".join(_sql_str(path) for _, _, path in files) + "]"
+        paths = "[" + ", ".join(sql_string(path) for _, _, path in files) + "]"
         source = f"read_parquet({paths}, union_by_name = true, filename = true)"
         present = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
         selected = ", ".join(
@@ -234,7 +216,7 @@ class AtlasData:
             for column, kind in columns.items()
         )
         mapping = ", ".join(
-            f"({_sql_str(path)}, {_sql_str(drop)}, {_sql_str(chunk)})" for drop, chunk, path in files
+            f"({sql_string(path)}, {sql_string(drop)}, {sql_string(chunk)})" for drop, chunk, path in files
         )
         self.con.execute(
             f"CREATE TEMP VIEW {name} AS SELECT f.src_drop, f.src_chunk, {selected} FROM {source} AS t"
