@@ -48,24 +48,17 @@ wildcard_constraints:
     chunk=r"[A-Za-z0-9_.-]+",
 
 
-def fold_uses_gpu():
-    """Whether fold jobs ask the scheduler for a GPU: `cuda*` always, `auto` when this host has one."""
+def fold_gpus(wildcards):
+    """GPUs a fold job asks for: one on `cuda*`, none on `cpu`. Evaluated when the job is scheduled, so `auto`
+    means the compute nodes' GPUs on a cluster and this host's GPU locally."""
     device = config["device"]
-    if device.startswith("cuda"):
-        return True
     if device == "auto":
+        if not workflow.local_exec:
+            return 1
         import torch
 
-        return torch.cuda.is_available()
-    return False
-
-
-def fold_gpus(wildcards):
-    """GPUs a fold job asks for. Evaluated when the job is scheduled: `auto` on a cluster means the compute
-    nodes' GPUs, whatever the login node has."""
-    if config["device"] == "auto" and not workflow.local_exec:
-        return 1
-    return 1 if fold_uses_gpu() else 0
+        return int(torch.cuda.is_available())
+    return int(device.startswith("cuda"))
 
 
 def reference_db_mb(input):
