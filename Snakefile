@@ -1,5 +1,5 @@
 # Metagenomic protein structure atlas: drops -> chunks -> ESMFold -> novelty -> DuckDB index -> report.
-# The product contract (config keys, outputs) is SPEC.md; the logic lives in the `atlas` package.
+# The product contract (config keys, outputs) is docs/SPEC.md; the logic lives in the `atlas` package.
 from snakemake.utils import min_version
 
 min_version("9.0")

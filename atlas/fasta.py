@@ -74,7 +74,7 @@ class RawRecord(NamedTuple):
 
 
 def sequence_checksum(sequence: str | bytes) -> str:
-    """SPEC: MD5 hex digest of the upper-case sequence."""
+    """docs/SPEC.md: MD5 hex digest of the upper-case sequence."""
     if isinstance(sequence, str):
         sequence = sequence.encode("ascii")
     return hashlib.md5(sequence.upper()).hexdigest()

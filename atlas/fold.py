@@ -1,4 +1,4 @@
-"""`atlas fold`: fold one chunk FASTA with ESMFold into a predictions Parquet (SPEC.md columns).
+"""`atlas fold`: fold one chunk FASTA with ESMFold into a predictions Parquet (docs/SPEC.md columns).
 
 Batching. Sequences are folded longest first (an out-of-memory batch shows up at the start of a job, not
 hours in) in batches bounded by padded residues, B x Lmax <= --max-tokens-per-batch, and by the pair

@@ -38,7 +38,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Column types of the three stage outputs (SPEC.md), used for the empty views and to type the index.
+# Column types of the three stage outputs (docs/SPEC.md), used for the empty views and to type the index.
 MANIFEST_COLUMNS = {
     "id": "VARCHAR",
     "drop": "VARCHAR",

@@ -39,7 +39,7 @@ from atlas.query import default_outdir, load_config
 REPORT_DIR = "report"
 SUMMARY_FILE = "summary.json"
 HTML_FILE = "index.html"
-# Defaults of SPEC.md, used when neither the command line nor ./config.yaml give a value.
+# Defaults of docs/SPEC.md, used when neither the command line nor ./config.yaml give a value.
 DEFAULT_MIN_PLDDT = 70.0
 DEFAULT_MIN_PTM = 0.7
 DEFAULT_MAX_IDENTITY = 0.9
@@ -330,7 +330,7 @@ def stage_counts(
 
     Defaults, so that `atlas stats --outdir OUT` counts as the index was built: drops, thresholds and novelty
     from the `atlas_info` table of OUT/atlas/atlas.duckdb when it exists; else drops with a manifest under
-    outdir, thresholds of ./config.yaml or SPEC.md's 70 and 0.7, novelty when novelty files exist.
+    outdir, thresholds of ./config.yaml or docs/SPEC.md's 70 and 0.7, novelty when novelty files exist.
     """
     info = index_info(outdir)
     config = load_config()

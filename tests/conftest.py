@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 
-# The real public test data: shared/data beside the checkout (CI clones the repo with shared/ beside it).
-SHARED_DATA = Path(__file__).absolute().parents[2] / "shared" / "data"
+# The real public test data, kept in the repository (tests/data/README.md gives each file's source and licence).
+TEST_DATA = Path(__file__).absolute().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The directory of the real test data files (shared/data/README.md describes them)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"real test data not found at {SHARED_DATA}: check out shared/ beside the repository")
-    return SHARED_DATA
+def test_data() -> Path:
+    """The directory of the real test data files (tests/data/README.md describes them)."""
+    return TEST_DATA

@@ -61,14 +61,14 @@ def bucket_of(length: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def drop1(shared_data, tmp_path_factory) -> Path:
+def drop1(test_data, tmp_path_factory) -> Path:
     manifest = tmp_path_factory.mktemp("drop1") / "chunks" / "drop1" / "manifest.parquet"
-    assert run_split(shared_data / "mgnifam_all_seqs_concat.fa", manifest) == 0
+    assert run_split(test_data / "mgnifam_all_seqs_concat.fa", manifest) == 0
     return manifest
 
 
-def test_every_record_once_and_counts_add_up(shared_data, drop1):
-    records = list(read_fasta(shared_data / "mgnifam_all_seqs_concat.fa"))
+def test_every_record_once_and_counts_add_up(test_data, drop1):
+    records = list(read_fasta(test_data / "mgnifam_all_seqs_concat.fa"))
     rows = manifest_rows(drop1)
     assert [row["id"] for row in rows] == [record.id for record in records]
     assert all(row["drop"] == "drop1" for row in rows)
@@ -86,7 +86,7 @@ def test_every_record_once_and_counts_add_up(shared_data, drop1):
     )
 
 
-def test_duplicates_within_a_drop_name_the_first_id(shared_data, drop1):
+def test_duplicates_within_a_drop_name_the_first_id(test_data, drop1):
     rows = manifest_rows(drop1)
     first: dict[str, str] = {}
     for row in rows:
@@ -100,8 +100,8 @@ def test_duplicates_within_a_drop_name_the_first_id(shared_data, drop1):
     assert len(first) == sum(row["status"] == "queued" for row in rows)  # each sequence queued once
 
 
-def test_chunks_hold_exactly_the_queued_sequences_in_their_buckets(shared_data, drop1):
-    sequences = {r.id: r.sequence for r in read_fasta(shared_data / "mgnifam_all_seqs_concat.fa")}
+def test_chunks_hold_exactly_the_queued_sequences_in_their_buckets(test_data, drop1):
+    sequences = {r.id: r.sequence for r in read_fasta(test_data / "mgnifam_all_seqs_concat.fa")}
     rows = manifest_rows(drop1)
     chunks = chunk_files(drop1.parent)
     queued = {row["id"]: row for row in rows if row["status"] == "queued"}
@@ -131,11 +131,11 @@ def test_chunks_of_a_bucket_are_balanced(drop1):
             assert max(sizes) - min(sizes) <= 2 * 1280
 
 
-def test_later_drop_marks_repeats_of_earlier_drops(shared_data, drop1, tmp_path):
-    first = [r for r in read_fasta(shared_data / "mgnifam_all_seqs_concat.fa")]
+def test_later_drop_marks_repeats_of_earlier_drops(test_data, drop1, tmp_path):
+    first = [r for r in read_fasta(test_data / "mgnifam_all_seqs_concat.fa")]
     owners = {row["checksum"]: row["id"] for row in manifest_rows(drop1) if row["status"] == "queued"}
     repeated = [r for r in first if 16 <= len(r.sequence) <= 1280][:40:4]  # sequences queued in drop1
-    new = list(read_fasta(shared_data / "esmfold_structures_sequences.fasta"))
+    new = list(read_fasta(test_data / "esmfold_structures_sequences.fasta"))
     text = "".join(f">new{i}\n{r.sequence.lower()}\n" for i, r in enumerate(repeated))
     text += "".join(f">{r.id}\n{r.sequence}\n" for r in new)
     drop2_fasta = tmp_path / "drop2.fasta.gz"
@@ -161,9 +161,9 @@ def test_later_drop_marks_repeats_of_earlier_drops(shared_data, drop1, tmp_path)
     ]
 
 
-def test_prodigal_drop(shared_data, tmp_path):
+def test_prodigal_drop(test_data, tmp_path):
     manifest = tmp_path / "manifest.parquet"
-    assert run_split(shared_data / "938293.PRJEB85.HG003687.faa", manifest, drop="prodigal") == 0
+    assert run_split(test_data / "938293.PRJEB85.HG003687.faa", manifest, drop="prodigal") == 0
     rows = manifest_rows(manifest)
     assert len(rows) == 2100
     written = [s for members in chunk_files(tmp_path).values() for _, s in members]
@@ -172,11 +172,11 @@ def test_prodigal_drop(shared_data, tmp_path):
     assert any("XXXXXXXXXX" in s for s in written)  # assembly-gap X runs are folded as unknown residues
 
 
-def test_deterministic_byte_for_byte(shared_data, tmp_path):
+def test_deterministic_byte_for_byte(test_data, tmp_path):
     outputs = []
     for run in ("a", "b"):
         manifest = tmp_path / run / "manifest.parquet"
-        assert run_split(shared_data / "UP000000625_83333.fasta", manifest, chunk_residues=50_000) == 0
+        assert run_split(test_data / "UP000000625_83333.fasta", manifest, chunk_residues=50_000) == 0
         outputs.append(
             {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(manifest.parent.iterdir())}
         )
@@ -184,13 +184,13 @@ def test_deterministic_byte_for_byte(shared_data, tmp_path):
     assert len(outputs[0]) > 10
 
 
-def test_rerun_replaces_stale_chunks_and_leaves_no_temporaries(shared_data, tmp_path):
+def test_rerun_replaces_stale_chunks_and_leaves_no_temporaries(test_data, tmp_path):
     manifest = tmp_path / "manifest.parquet"
     other = tmp_path / "notes.fasta"  # not a chunk of ours: left alone
     other.write_text(">keep\nMKV\n")
-    assert run_split(shared_data / "mgnifam_all_seqs_concat.fa", manifest, chunk_residues=5_000) == 0
+    assert run_split(test_data / "mgnifam_all_seqs_concat.fa", manifest, chunk_residues=5_000) == 0
     many = set(chunk_files(tmp_path))
-    assert run_split(shared_data / "mgnifam_all_seqs_concat.fa", manifest, chunk_residues=10**9) == 0
+    assert run_split(test_data / "mgnifam_all_seqs_concat.fa", manifest, chunk_residues=10**9) == 0
     few = set(chunk_files(tmp_path)) - {"notes"}
     assert len(few) == 8 < len(many)
     assert few == {row["chunk"] for row in manifest_rows(manifest)} - {None}
@@ -262,9 +262,9 @@ def test_empty_drop_gives_an_empty_manifest(tmp_path, capsys):
     assert "holds no FASTA record" in capsys.readouterr().err
 
 
-def test_summary_goes_to_stderr(shared_data, tmp_path, capsys):
+def test_summary_goes_to_stderr(test_data, tmp_path, capsys):
     manifest = tmp_path / "manifest.parquet"
-    assert run_split(shared_data / "UP000000625_83333.fasta", manifest, drop="ecoli") == 0
+    assert run_split(test_data / "UP000000625_83333.fasta", manifest, drop="ecoli") == 0
     err = capsys.readouterr().err
     assert "split ecoli: 4391 records read" in err
     assert "rejected: too short: 18" in err and "duplicate: within the drop: 42" in err
@@ -286,14 +286,14 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_malformed_file_fails_cleanly(shared_data, tmp_path, capsys, case):
+def test_malformed_file_fails_cleanly(test_data, tmp_path, capsys, case):
     data, parts = MALFORMED[case]
     fasta = tmp_path / f"{case}.fa"
     fasta.write_bytes(data)
     out = tmp_path / "chunks" / case
     manifest = out / "manifest.parquet"
     # An earlier good run of this drop: a failed rerun must not leave its outputs behind either.
-    assert run_split(shared_data / "mgnifam_all_seqs_concat.fa", manifest, drop=case) == 0
+    assert run_split(test_data / "mgnifam_all_seqs_concat.fa", manifest, drop=case) == 0
     assert manifest.exists() and list(out.glob("*.fasta"))
     capsys.readouterr()
     assert run_split(fasta, manifest, drop=case) == 1
@@ -318,19 +318,19 @@ def test_malformed_file_fails_cleanly(shared_data, tmp_path, capsys, case):
         ({"earlier": (Path("/nonexistent/manifest.parquet"),)}, "no such file"),
     ],
 )
-def test_bad_settings_fail_with_one_line(shared_data, tmp_path, capsys, options, message):
+def test_bad_settings_fail_with_one_line(test_data, tmp_path, capsys, options, message):
     manifest = tmp_path / "manifest.parquet"
-    assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest, **options) == 1
+    assert run_split(test_data / "esmfold_structures_sequences.fasta", manifest, **options) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_earlier_manifest_that_is_not_parquet(shared_data, tmp_path, capsys):
+def test_earlier_manifest_that_is_not_parquet(test_data, tmp_path, capsys):
     bogus = tmp_path / "bogus.parquet"
     bogus.write_text("not parquet")
     manifest = tmp_path / "out" / "manifest.parquet"
-    assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest, earlier=(bogus,)) == 1
+    assert run_split(test_data / "esmfold_structures_sequences.fasta", manifest, earlier=(bogus,)) == 1
     assert "not a readable Parquet file" in capsys.readouterr().err
     assert not manifest.exists()
 
@@ -355,11 +355,11 @@ def test_atlas_cli_dispatch_and_example_gzip_drop(tmp_path):
     assert sum(len(m) for m in chunk_files(tmp_path).values()) == sum(r["status"] == "queued" for r in rows)
 
 
-def test_earlier_manifest_equal_to_the_output_is_refused_untouched(shared_data, tmp_path, capsys):
+def test_earlier_manifest_equal_to_the_output_is_refused_untouched(test_data, tmp_path, capsys):
     manifest = tmp_path / "manifest.parquet"
-    assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest) == 0
+    assert run_split(test_data / "esmfold_structures_sequences.fasta", manifest) == 0
     before = manifest.read_bytes()
-    assert run_split(shared_data / "esmfold_structures_sequences.fasta", manifest, earlier=(manifest,)) == 1
+    assert run_split(test_data / "esmfold_structures_sequences.fasta", manifest, earlier=(manifest,)) == 1
     assert "cannot be one of the earlier manifests" in capsys.readouterr().err
     assert manifest.read_bytes() == before
 

@@ -1,4 +1,4 @@
-"""config.yaml and the demo config validate against the schema, which fills SPEC.md's defaults."""
+"""config.yaml and the demo config validate against the schema, which fills docs/SPEC.md's defaults."""
 
 from pathlib import Path
 

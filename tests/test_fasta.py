@@ -53,8 +53,8 @@ def write(path: Path, text: str | bytes) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(REAL_FILES))
-def test_real_files_match_a_naive_parser(shared_data, name):
-    path = shared_data / name
+def test_real_files_match_a_naive_parser(test_data, name):
+    path = test_data / name
     records = list(read_fasta(path))
     assert len(records) == REAL_FILES[name]
     assert [(r.id, r.sequence, r.line, r.offset) for r in records] == [tuple(r) for r in naive_records(path)]
@@ -72,24 +72,24 @@ def test_real_files_match_a_naive_parser(shared_data, name):
         ("UP000000625_83333.fasta", 4096),
     ],
 )
-def test_block_boundaries_do_not_change_records(shared_data, tmp_path, name, block_size):
+def test_block_boundaries_do_not_change_records(test_data, tmp_path, name, block_size):
     # Tiny blocks put record boundaries, '\n>' pairs and whole records across reads.
-    path = shared_data / name
+    path = test_data / name
     expected = list(iter_raw_records(path))
     assert list(iter_raw_records(path, block_size=block_size)) == expected
     compressed = write(tmp_path / "x.gz", gzip.compress(path.read_bytes()))
     assert list(iter_raw_records(compressed, block_size=max(block_size, 64))) == expected
 
 
-def test_uniprot_headers_split_into_id_and_description(shared_data):
-    first = next(read_fasta(shared_data / "UP000000625_83333.fasta"))
+def test_uniprot_headers_split_into_id_and_description(test_data):
+    first = next(read_fasta(test_data / "UP000000625_83333.fasta"))
     assert first.id == "sp|A0A385XJ53|INSA9_ECOLI"
     assert first.description.startswith("Insertion element IS1 9 protein InsA OS=Escherichia coli")
     assert first.line == 1 and first.offset == 0
 
 
-def test_prodigal_terminal_stop_removed_and_x_runs_accepted(shared_data):
-    records = list(read_fasta(shared_data / "938293.PRJEB85.HG003687.faa"))
+def test_prodigal_terminal_stop_removed_and_x_runs_accepted(test_data):
+    records = list(read_fasta(test_data / "938293.PRJEB85.HG003687.faa"))
     assert not any("*" in r.sequence for r in records)
     with_x = [r for r in records if "X" in r.sequence]
     assert with_x, "the Prodigal file has X runs from assembly gaps"
@@ -97,8 +97,8 @@ def test_prodigal_terminal_stop_removed_and_x_runs_accepted(shared_data):
     assert records[0].description.startswith("# 204 # 629 # -1 # ID=1_1;")
 
 
-def test_gzip_is_detected_by_magic_bytes_not_name(shared_data, tmp_path):
-    source = shared_data / "mgnifam_all_seqs_concat.fa"
+def test_gzip_is_detected_by_magic_bytes_not_name(test_data, tmp_path):
+    source = test_data / "mgnifam_all_seqs_concat.fa"
     expected = list(read_fasta(source))
     disguised = write(tmp_path / "looks_plain.fasta", gzip.compress(source.read_bytes()))
     plain_named_gz = write(tmp_path / "not_really.fasta.gz", source.read_bytes())
@@ -205,8 +205,8 @@ def test_random_binary_file(tmp_path):
     assert_format_error(path, "not a text FASTA file", "line 1", "byte offset 0")
 
 
-def test_truncated_gzip(shared_data, tmp_path):
-    data = gzip.compress((shared_data / "mgnifam_all_seqs_concat.fa").read_bytes())
+def test_truncated_gzip(test_data, tmp_path):
+    data = gzip.compress((test_data / "mgnifam_all_seqs_concat.fa").read_bytes())
     path = write(tmp_path / "cut.fa.gz", data[: len(data) // 2])
     message = assert_format_error(path, "truncated gzip", "compressed byte", "decompressed")
     lines = int(message.split(" complete lines")[0].split()[-1])

@@ -24,7 +24,7 @@ from atlas.model import load_model
 from atlas.tables import PREDICTIONS
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # as tests/conftest.py's TEST_DATA
 
 # real sequences: the three ESMFold PDB sequences (65, 59, 27 aa) and an E. coli protein with an X (65 aa)
 ESM_SEQS = {r.id: r.sequence for r in read_fasta(DATA / "esmfold_structures_sequences.fasta")}

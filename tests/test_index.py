@@ -22,7 +22,7 @@ from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta, sequence_checksum
 from atlas.tables import MANIFEST, NOVELTY, PREDICTIONS
 
-DATA = Path(__file__).absolute().parents[2] / "shared" / "data"  # as tests/conftest.py's SHARED_DATA
+DATA = Path(__file__).resolve().parent / "data"  # as tests/conftest.py's TEST_DATA
 PDB = DATA / "mgnifams_esmfold_khalifam1_1-4587088355.pdb"
 MIN_PLDDT, MIN_PTM = 70.0, 0.7
 

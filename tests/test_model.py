@@ -20,7 +20,7 @@ from atlas.model import (
     tiny_config,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # as tests/conftest.py's TEST_DATA
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 

@@ -33,10 +33,10 @@ def write_fasta(path: Path, records: list[tuple[str, str]]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ecoli(shared_data):
+def ecoli(test_data):
     records = [
         record
-        for record in read_fasta(shared_data / "UP000000625_83333.fasta")
+        for record in read_fasta(test_data / "UP000000625_83333.fasta")
         if 150 <= len(record.sequence) <= 400 and set(record.sequence) <= set(AMINO_ACIDS)
     ]
     return records[:150]
@@ -57,9 +57,9 @@ def reference(tmp_path_factory, ecoli):
 
 
 @pytest.fixture(scope="module")
-def queries(ecoli, shared_data):
+def queries(ecoli, test_data):
     rng = random.Random(20240611)
-    mgnifam = read_fasta(shared_data / "mgnifam_all_seqs_concat.fa")
+    mgnifam = read_fasta(test_data / "mgnifam_all_seqs_concat.fa")
     mgnify = next(r.sequence for r in mgnifam if 150 <= len(r.sequence) <= 300)
     shuffled = list(ecoli[40].sequence)
     rng.shuffle(shuffled)

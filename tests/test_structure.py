@@ -13,7 +13,7 @@ from transformers.models.esm.openfold_utils.residue_constants import restype_ato
 
 from atlas.structure import ATOM37, residue_names, to_mmcif
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # as tests/conftest.py's TEST_DATA
 
 
 def atom_mask(sequence: str) -> np.ndarray:

@@ -17,7 +17,7 @@ DROP_SUFFIXES = (".fasta.gz", ".faa.gz", ".fa.gz", ".fasta", ".faa", ".fa")
 
 
 def drop_name(path):
-    """A drop's name is its file name without .fa/.faa/.fasta[.gz] (SPEC.md)."""
+    """A drop's name is its file name without .fa/.faa/.fasta[.gz] (docs/SPEC.md)."""
     name = os.path.basename(path)
     for suffix in DROP_SUFFIXES:
         if name.endswith(suffix):
