@@ -1,4 +1,4 @@
-"""The Parquet tables of docs/SPEC.md, one schema per stage output, shared by their writers and by the tests."""
+"""The Parquet tables of docs/SPEC.md, one schema per stage output, shared by writers and tests."""
 
 from __future__ import annotations
 

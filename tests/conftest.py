@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-# The real public test data, kept in the repository (tests/data/README.md gives each file's source and licence).
+# The real public test data, kept in the repository (tests/data/README.md: sources and licences).
 TEST_DATA = Path(__file__).absolute().parent / "data"
 
 

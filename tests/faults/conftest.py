@@ -1,4 +1,4 @@
-"""The fault suite keeps the score: every case records (case, expected, observed) and the run ends with a table.
+"""The fault suite keeps the score: each case records (case, expected, observed); the run ends with a table.
 
 A test calls `fault_case("name", expected="...")`, does the bad thing, then sets `.observed` to what really
 happened before asserting; a case whose test fails shows as such in the table.
@@ -53,6 +53,7 @@ def pytest_terminal_summary(terminalreporter):
     width = max(len(entry.case) for entry in _CASES)
     terminalreporter.write_line(f"{'case':<{width}}  ok?   expected -> observed")
     for entry in _CASES:
-        terminalreporter.write_line(f"{entry.case:<{width}}  {entry.outcome:<4}  {entry.expected} -> {entry.observed}")
+        line = f"{entry.case:<{width}}  {entry.outcome:<4}  {entry.expected} -> {entry.observed}"
+        terminalreporter.write_line(line)
     passed = sum(entry.outcome == "ok" for entry in _CASES)
     terminalreporter.write_line(f"{passed} of {len(_CASES)} fault cases behave as expected")
