@@ -39,6 +39,12 @@ shell.prefix(
     f" {ATLAS_PYTHON} -m atlas \"$@\"; }}}}; "
 )
 
+# Where each stage writes, defined once; rules and input functions format these patterns.
+MANIFEST_FILE = f"{OUTDIR}/chunks/{{drop}}/manifest.parquet"
+CHUNK_FASTA = f"{OUTDIR}/chunks/{{drop}}/{{chunk}}.fasta"
+PREDICTIONS_FILE = f"{OUTDIR}/predictions/{{drop}}/{{chunk}}.parquet"
+NOVELTY_FILE = f"{OUTDIR}/novelty/{{drop}}/{{chunk}}.parquet"
+
 NOVELTY_REFERENCE = config["novelty"]["reference"]
 REFERENCE_DB = f"{OUTDIR}/reference/reference.json"
 
@@ -75,7 +81,7 @@ def drop_fasta(wildcards):
 def earlier_manifests(wildcards):
     """Dedup is against every drop that arrived before this one, so adding a drop never touches earlier ones."""
     position = DROPS.index(wildcards.drop)
-    return [f"{OUTDIR}/chunks/{drop}/manifest.parquet" for drop in DROPS[:position]]
+    return [MANIFEST_FILE.format(drop=drop) for drop in DROPS[:position]]
 
 
 def drop_chunks(drop):
@@ -86,14 +92,14 @@ def drop_chunks(drop):
 
 
 def all_predictions(wildcards):
-    return [f"{OUTDIR}/predictions/{drop}/{chunk}.parquet" for drop in DROPS for chunk in drop_chunks(drop)]
+    return [PREDICTIONS_FILE.format(drop=drop, chunk=chunk) for drop in DROPS for chunk in drop_chunks(drop)]
 
 
 def all_novelty(wildcards):
     if not NOVELTY_REFERENCE:
         return []
-    return [f"{OUTDIR}/novelty/{drop}/{chunk}.parquet" for drop in DROPS for chunk in drop_chunks(drop)]
+    return [NOVELTY_FILE.format(drop=drop, chunk=chunk) for drop in DROPS for chunk in drop_chunks(drop)]
 
 
 def all_manifests(wildcards):
-    return [f"{OUTDIR}/chunks/{drop}/manifest.parquet" for drop in DROPS]
+    return [MANIFEST_FILE.format(drop=drop) for drop in DROPS]

@@ -1,8 +1,8 @@
 rule fold_chunk:
     input:
-        fasta=f"{OUTDIR}/chunks/{{drop}}/{{chunk}}.fasta",
+        fasta=CHUNK_FASTA,
     output:
-        predictions=f"{OUTDIR}/predictions/{{drop}}/{{chunk}}.parquet",
+        predictions=PREDICTIONS_FILE,
     params:
         model=config["model"],
         num_recycles=(

@@ -19,10 +19,10 @@ rule reference_db:
 
 rule novelty_chunk:
     input:
-        fasta=f"{OUTDIR}/chunks/{{drop}}/{{chunk}}.fasta",
+        fasta=CHUNK_FASTA,
         db=REFERENCE_DB,
     output:
-        novelty=f"{OUTDIR}/novelty/{{drop}}/{{chunk}}.parquet",
+        novelty=NOVELTY_FILE,
     params:
         max_identity=config["novelty"]["max_identity"],
         min_coverage=config["novelty"]["min_coverage"],

@@ -3,7 +3,7 @@ checkpoint split_drop:
         fasta=drop_fasta,
         earlier=earlier_manifests,
     output:
-        manifest=f"{OUTDIR}/chunks/{{drop}}/manifest.parquet",
+        manifest=MANIFEST_FILE,
     params:
         min_length=config["min_length"],
         max_length=config["max_length"],
