@@ -1,4 +1,5 @@
-"""The `atlas` command: user subcommands (query, export, stats, report) and the workflow steps the rules call.
+"""The `atlas` command: user subcommands (query, export, stats, report, serve) and the workflow steps the
+rules call.
 
 Each subcommand lives in the module that does its job and is imported only when used, so `atlas query`
 never pays for importing torch.
@@ -12,7 +13,8 @@ import sys
 # subcommand -> (module, function taking argv, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "query": ("atlas.query", "query_main", "read-only SQL over atlas/atlas.duckdb"),
-    "export": ("atlas.query", "export_main", "write structures as mmCIF files"),
+    "export": ("atlas.export", "export_main", "write structures (mmCIF, PDB, Foldcomp), FASTA or metadata"),
+    "serve": ("atlas.serve", "serve_main", "a local read-only web explorer of the atlas"),
     "stats": ("atlas.query", "stats_main", "counts per stage"),
     "report": ("atlas.report", "report_main", "summary.json, plots and index.html under report/"),
     "split": ("atlas.chunking", "split_main", "workflow step: split a drop into length-bucketed chunks"),

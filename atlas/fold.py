@@ -14,6 +14,11 @@ per batch, taken over padding); `max_pae` the largest entry of the sequence's ow
 error matrix, in Angstrom (not the constant upper bound of the PAE head, 31.75 A, which transformers calls
 `max_predicted_aligned_error`).
 
+PAE (--store-pae). The sequence's own L x L predicted aligned error matrix, quantized to uint8 in PAE_STEP =
+0.5 A steps (round half to even; ESMFold's PAE lies in 0-31.75 A, so 0-64 of 255 codes are used) and stored
+row-major as L^2 bytes in the `pae` binary column: entry (i, j), the expected error at residue j when aligned
+on residue i, is `pae[i * L + j] * 0.5` A. Off: `pae` is null.
+
 Recycles. `num_recycles` is passed to the model (transformers' infer() drops it). Without --num-recycles the
 model's default applies: `max_recycles` trunk passes (4 for esmfold_v1), which is `max_recycles - 1`
 recycles in the model's own counting (num_recycles=N runs N + 1 passes); the `num_recycles` column holds
@@ -63,9 +68,26 @@ log = logging.getLogger("atlas.fold")
 PLDDT_CONFIDENT = 70.0
 PAE_MAX_BIN = 31  # ESMFold's pTM / PAE head: 64 bins over 0-31 A
 PAE_BINS = 64
+PAE_STEP = 0.5  # Angstrom per stored PAE code (see the module docstring)
 CHUNK_SIZE_LADDER = (128, 64, 32, 16, 8, 4)  # trunk chunk sizes tried for a single sequence out of memory
 MAX_ERROR_CHARS = 4000
 FINAL_ROW_GROUP = 256
+
+
+def quantize_pae(matrix) -> bytes:
+    """An L x L PAE tensor (Angstrom) as L^2 uint8 codes of PAE_STEP, row-major (see the module docstring)."""
+    import torch
+
+    codes = torch.clamp(torch.round(matrix.float() / PAE_STEP), 0, 255).to(torch.uint8)
+    return codes.cpu().numpy().tobytes()
+
+
+def dequantize_pae(data: bytes, length: int) -> np.ndarray:
+    """The L x L PAE matrix in Angstrom from the `pae` column's bytes."""
+    codes = np.frombuffer(data, dtype=np.uint8)
+    if codes.size != length * length:
+        raise ValueError(f"PAE of {codes.size} bytes is not {length} x {length}")
+    return codes.reshape(length, length).astype(np.float32) * PAE_STEP
 
 
 def default_chunk_size(max_length: int) -> int | None:
@@ -141,6 +163,7 @@ class Folder:
     chunk: str = ""
     software_version: str | None = None
     batching: bool = True  # False: one sequence per forward (CPU, where batches are slower)
+    store_pae: bool = False  # keep each sequence's quantized PAE matrix in the `pae` column
     stats: FoldStats = field(default_factory=FoldStats)
 
     # ---- batching ----
@@ -196,11 +219,13 @@ class Folder:
             plddt = out["plddt"][..., 1].float() * 100.0  # CA pLDDT, [B, L]
             ptm_logits = out["ptm_logits"].float()
             pae = out["predicted_aligned_error"].float()
-            ptms, paes = [], []
+            ptms, paes, pae_codes = [], [], []
             for b, length in enumerate(lengths):
                 logits = ptm_logits[b, :length, :length]
                 ptms.append(compute_tm(logits, max_bin=PAE_MAX_BIN, no_bins=PAE_BINS))
                 paes.append(pae[b, :length, :length].max())
+                if self.store_pae:
+                    pae_codes.append(quantize_pae(pae[b, :length, :length]))
             ptm = torch.stack(ptms).cpu().numpy()
             max_pae = torch.stack(paes).cpu().numpy()
             ca14 = atom14[:, :, 1].cpu().numpy()
@@ -222,6 +247,7 @@ class Folder:
                     "plddt": pl,
                     "ptm": float(ptm[b]),
                     "max_pae": float(max_pae[b]),
+                    "pae": pae_codes[b] if self.store_pae else None,
                 }
             )
         self.stats.forwards += 1
@@ -241,6 +267,7 @@ class Folder:
             "num_conf": None,
             "plddt": None,
             "max_pae": None,
+            "pae": None,
             "mmcif": None,
             "model": self.loaded.name,
             "num_recycles": self.num_recycles,
@@ -279,6 +306,7 @@ class Folder:
             num_conf=int((plddt > PLDDT_CONFIDENT).sum()),
             plddt=plddt.tolist(),
             max_pae=result["max_pae"],
+            pae=result.get("pae"),
             mmcif=mmcif,
             status="ok",
         )
@@ -485,6 +513,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-tokens-per-batch", type=int, default=4096, help="bound on B x Lmax")
     parser.add_argument("--max-pair-cells-per-batch", type=int, default=1 << 20, help="bound on B x Lmax^2")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument(
+        "--store-pae",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="1: keep each sequence's PAE matrix (uint8, 0.5 A steps) in the pae column",
+    )
     args = parser.parse_args(argv)
     for name in ("max_tokens_per_batch", "max_pair_cells_per_batch", "threads", "trunk_chunk_size"):
         value = getattr(args, name)
@@ -581,6 +616,7 @@ def fold_main(argv: list[str]) -> int:
             chunk=args.chunk,
             software_version=_software_version(),
             batching=loaded.device.type != "cpu",
+            store_pae=bool(args.store_pae),
             stats=stats,
         )
         if not folder.batching:

@@ -1,4 +1,4 @@
-"""User commands over a finished (or running) atlas: `atlas query`, `atlas export`, `atlas stats`.
+"""User commands over a finished (or running) atlas: `atlas query` and `atlas stats` (export: atlas.export).
 
 Every command takes `--outdir DIR` (default: `outdir` of ./config.yaml when there is one, else `results`).
 
@@ -8,15 +8,6 @@ Every command takes `--outdir DIR` (default: `outdir` of ./config.yaml when ther
     (default) aligns every row, cutting cells at 60 characters (mmCIF text) and long floats at 7 significant
     digits; `csv` (full precision) has a header row; `json` is an array of objects (NaN as null); `parquet`
     needs --output. --output FILE is written under a temporary name and moved into place.
-
-`atlas export [--where PREDICATE] --out DIR [--format cif|cif.gz]`
-    Writes the structures (predictions with status ok) of the atlas index, or those matching a SQL predicate
-    over the `predictions` columns, one file per prediction, named from its id: NFKD-folded to ASCII, any run
-    of characters outside [A-Za-z0-9._-] replaced by `_`, leading dots and dashes and trailing dots removed,
-    at most 100 characters (empty: `structure`). Names that collide (case-insensitively, for macOS and
-    Windows file systems) all get `_` + the first 10 characters of their checksum, and then, if still not
-    unique, `-1`, `-2`... in (id, checksum, drop, chunk) order: the same selection always gives the same
-    names, whatever order DuckDB returns rows in. Every path is checked to lie inside DIR.
 
 `atlas stats [--json]`
     Counts per drop and in total: input records, rejected (and per reason), duplicates, queued, folded,
@@ -31,18 +22,14 @@ import argparse
 import csv
 import datetime as dt
 import decimal
-import gzip
 import json
 import math
 import os
-import re
 import sys
-import unicodedata
 from pathlib import Path
 
 DEFAULT_OUTDIR = "results"
 MAX_CELL = 60
-MAX_NAME = 100
 
 
 class AtlasError(Exception):
@@ -271,131 +258,6 @@ def query_main(argv: list[str]) -> int:
         return 0
     if args.output:
         print(f"wrote {count} rows to {args.output}", file=sys.stderr)
-    return 0
-
-
-# -------------------------------------------------------------------------------------------------- export
-
-
-def safe_name(identifier: str, max_length: int = MAX_NAME) -> str:
-    """A file name stem from an id: only [A-Za-z0-9._-], no leading dot or dash, at most max_length."""
-    text = unicodedata.normalize("NFKD", identifier).encode("ascii", "ignore").decode("ascii")
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-    text = text.lstrip(".-")[:max_length].rstrip(".")
-    return text or "structure"
-
-
-def assign_names(keys: list[tuple[str, str, str, str]]) -> dict[tuple, str]:
-    """Unique, deterministic file stems for (id, checksum, drop, chunk) keys (see the module docstring)."""
-    keys = sorted(set(keys), key=lambda key: tuple("" if part is None else str(part) for part in key))
-    names = {key: safe_name(key[0]) for key in keys}
-    groups: dict[str, list[tuple]] = {}
-    for key in keys:
-        groups.setdefault(names[key].casefold(), []).append(key)
-    for members in groups.values():
-        if len(members) > 1:
-            for key in members:
-                names[key] = f"{names[key]}_{(key[1] or '')[:10]}".rstrip("_")
-    for _ in range(len(keys) + 1):
-        groups = {}
-        for key in keys:
-            groups.setdefault(names[key].casefold(), []).append(key)
-        clashes = [members for members in groups.values() if len(members) > 1]
-        if not clashes:
-            break
-        for members in clashes:
-            for number, key in enumerate(members, start=1):
-                names[key] = f"{names[key]}-{number}"
-    return names
-
-
-def _inside(folder: Path, name: str) -> Path:
-    target = (folder / name).resolve()
-    if target.parent != folder or not target.name:
-        raise AtlasError(f"refusing to write {name!r}: it would land outside {folder}")
-    return target
-
-
-def export_structures(
-    outdir: str | Path,
-    out: str | Path,
-    where: str | None = None,
-    fmt: str = "cif",
-    progress: bool | None = None,
-) -> dict[str, int]:
-    """Write the selected structures to OUT; returns {"written": n, "missing": rows without mmCIF text}."""
-    import duckdb
-    from tqdm import tqdm
-
-    if where is not None and not where.strip():
-        raise AtlasError('--where needs a predicate, e.g. "mean_plddt >= 90"')
-    if where is None:
-        source = (
-            "SELECT p.* FROM predictions p JOIN atlas a ON a.checksum = p.checksum AND a.id = p.id "
-            'AND a."drop" = p."drop" AND a.chunk = p.chunk WHERE p.status = \'ok\''
-        )
-    else:
-        source = f"SELECT * FROM predictions WHERE status = 'ok' AND ({where})"
-    extension = ".cif.gz" if fmt == "cif.gz" else ".cif"
-    connection = connect(outdir)
-    try:
-        keys = connection.execute(
-            f'SELECT id, checksum, "drop", chunk FROM ({source}) AS selected'
-        ).fetchall()
-        names = assign_names([tuple(key) for key in keys])
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        folder = folder.resolve()
-        written, missing, done = 0, 0, set()
-        connection.execute(f'SELECT id, checksum, "drop", chunk, mmcif FROM ({source}) AS selected')
-        with tqdm(
-            total=len(names),
-            unit="structure",
-            desc="export",
-            disable=None if progress is None else not progress,
-        ) as bar:
-            while rows := connection.fetchmany(256):
-                for identifier, checksum, drop, chunk, mmcif in rows:
-                    key = (identifier, checksum, drop, chunk)
-                    if key in done:
-                        continue
-                    done.add(key)
-                    bar.update(1)
-                    if not mmcif:
-                        missing += 1
-                        continue
-                    target = _inside(folder, names[key] + extension)
-                    data = mmcif.encode("utf-8")
-                    if extension == ".cif.gz":
-                        data = gzip.compress(data, mtime=0)
-                    tmp = folder / f".{target.name}.tmp-{os.getpid()}"
-                    tmp.write_bytes(data)
-                    os.replace(tmp, target)
-                    written += 1
-    except duckdb.Error as error:
-        raise AtlasError(str(error)) from error
-    finally:
-        connection.close()
-    return {"written": written, "missing": missing}
-
-
-def export_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="atlas export", description="write structures as mmCIF files")
-    parser.add_argument(
-        "--where", help="SQL predicate over the predictions columns (default: the atlas index rows)"
-    )
-    parser.add_argument("--out", required=True, help="folder to write into")
-    parser.add_argument("--format", choices=("cif", "cif.gz"), default="cif")
-    add_outdir_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        result = export_structures(args.outdir or default_outdir(), args.out, args.where, args.format)
-    except (AtlasError, OSError) as error:
-        print(f"atlas export: error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {result['written']} structure files to {args.out}")
-    if result["missing"]:
-        print(f"atlas export: {result['missing']} selected predictions have no mmCIF text", file=sys.stderr)
     return 0
 
 

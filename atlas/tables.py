@@ -33,6 +33,7 @@ PREDICTIONS = pa.schema(
         ("num_conf", pa.int32()),
         ("plddt", pa.list_(pa.float32())),
         ("max_pae", pa.float32()),
+        ("pae", pa.binary()),  # L x L uint8 PAE codes of 0.5 A, row-major; null unless store_pae (atlas.fold)
         ("mmcif", pa.string()),
         ("model", pa.string()),
         ("num_recycles", pa.int32()),

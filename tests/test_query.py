@@ -1,16 +1,13 @@
-"""atlas query / export / stats over a small outdir built by tests/test_index.py's make_outdir."""
+"""atlas query / stats over a small outdir built by tests/test_index.py's make_outdir."""
 
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
-import random
 import shutil
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 from test_index import MIN_PLDDT, MIN_PTM, example_drops, make_outdir
@@ -148,100 +145,6 @@ def test_moved_outdir(outdir, tmp_path, capsys):
         capsys, "query", "SELECT count(*) AS n FROM predictions", "--format", "csv", "--outdir", str(moved)
     )
     assert rc == 0 and out.splitlines()[1] == "31"
-
-
-# --------------------------------------------------------------------------------------------------- export
-
-
-def checksum_of(text: str) -> str:
-    return text.rstrip("\n").rsplit("# checksum ", 1)[1]
-
-
-def assert_inside(folder: Path, root: Path):
-    files = [path for path in root.rglob("*") if path.is_file()]
-    outside = [path for path in files if folder.resolve() not in path.resolve().parents]
-    return files, outside
-
-
-def test_export_atlas_rows_with_hostile_ids(outdir, tmp_path, capsys):
-    out = tmp_path / "sandbox" / "deep" / "structures"
-    rc, stdout, _ = run(capsys, "export", "--out", str(out), "--outdir", str(outdir))
-    rows = index_rows(outdir)
-    assert rc == 0 and f"wrote {len(rows)} structure files" in stdout
-    files = sorted(out.iterdir())
-    assert len(files) == len(rows) and all(path.suffix == ".cif" for path in files)
-    assert {checksum_of(path.read_text()) for path in files} == {r["checksum"] for r in rows}
-    everything = [path for path in tmp_path.rglob("*") if path.is_file()]
-    assert all(path.parent == out for path in everything), "a file escaped the output folder"
-    for path in files:
-        assert path.name[0] not in ".-" and len(path.name) <= 120
-        assert all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in path.name)
-
-
-def test_export_where_collisions_and_gzip(outdir, tmp_path, capsys):
-    out = tmp_path / "gz"
-    where = "mean_plddt >= 80 OR id IN ('a b', 'a/b', 'a_b', 'A_B')"
-    rc, stdout, _ = run(
-        capsys, "export", "--where", where, "--out", str(out), "--format", "cif.gz", "--outdir", str(outdir)
-    )
-    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
-        selected = connection.execute(
-            f"SELECT id, checksum FROM predictions WHERE status = 'ok' AND ({where})"
-        ).fetchall()
-    assert rc == 0 and f"wrote {len(selected)} structure files" in stdout
-    files = sorted(out.iterdir())
-    assert len(files) == len(selected) and all(path.name.endswith(".cif.gz") for path in files)
-    texts = [gzip.decompress(path.read_bytes()).decode() for path in files]
-    assert sorted(checksum_of(text) for text in texts) == sorted(checksum for _, checksum in selected)
-    names = [path.name for path in files]
-    assert len({name.casefold() for name in names}) == len(names)
-    # "a b", "a/b", "a_b" and "A_B" all sanitise to a_b (case-insensitively): none keeps the plain name
-    assert not {"a_b.cif.gz", "A_B.cif.gz"} & set(names)
-    assert sum(name.casefold().startswith("a_b_") for name in names) == 4
-    # same selection, same names
-    again = tmp_path / "again"
-    assert (
-        atlas_main(
-            ["export", "--where", where, "--out", str(again), "--format", "cif.gz", "--outdir", str(outdir)]
-        )
-        == 0
-    )
-    assert sorted(path.name for path in again.iterdir()) == names
-
-
-def test_export_bad_predicate_and_empty_selection(outdir, tmp_path, capsys):
-    rc, _, err = run(
-        capsys, "export", "--where", "nonexistent > 1", "--out", str(tmp_path / "x"), "--outdir", str(outdir)
-    )
-    assert rc == 1 and "nonexistent" in err and "Traceback" not in err
-    rc, stdout, _ = run(
-        capsys, "export", "--where", "false", "--out", str(tmp_path / "y"), "--outdir", str(outdir)
-    )
-    assert rc == 0 and "wrote 0 structure files" in stdout
-
-
-def test_safe_name():
-    assert query.safe_name("../../x") == "_.._x"
-    assert query.safe_name("a/b") == query.safe_name("a b") == "a_b"
-    assert query.safe_name("é") == "e"
-    assert query.safe_name("..") == query.safe_name("") == query.safe_name("日本") == "structure"
-    assert query.safe_name("-rf") == "rf"
-    assert len(query.safe_name("x" * 1000)) == query.MAX_NAME
-
-
-def test_assign_names_is_deterministic_and_unique():
-    keys = [
-        (name, f"{i:032x}", "d1", "c0") for i, name in enumerate(["a/b", "a b", "a_b", "A_B", "x", "y", "é"])
-    ]
-    keys.append(("a_b_" + f"{0:032x}"[:10], "f" * 32, "d1", "c0"))  # an id equal to a suffixed name
-    keys.append(("x", "e" * 32, "d2", "c0"))  # the same id in another drop, another sequence
-    names = query.assign_names(keys)
-    assert len({name.casefold() for name in names.values()}) == len(keys)
-    shuffled = keys[:]
-    random.Random(1).shuffle(shuffled)
-    assert query.assign_names(shuffled) == names
-    assert names[("y", f"{5:032x}", "d1", "c0")] == "y"
-    assert names[("é", f"{6:032x}", "d1", "c0")] == "e"
 
 
 # ---------------------------------------------------------------------------------------------------- stats

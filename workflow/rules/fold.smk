@@ -21,6 +21,8 @@ rule fold_chunk:
         lm_precision=config["lm_precision"],
         max_tokens_per_batch=config["max_tokens_per_batch"],
         max_pair_cells_per_batch=config["max_pair_cells_per_batch"],
+        # What is kept beside each prediction, not what is folded: turning it on keeps finished chunks.
+        store_pae=int(config["store_pae"]),
     log:
         f"{OUTDIR}/logs/fold/{{drop}}/{{chunk}}.log",
     benchmark:
@@ -32,4 +34,5 @@ rule fold_chunk:
         " --drop {wildcards.drop} --chunk {wildcards.chunk} --model {params.model:q}"
         " --device {resources.fold_device} {params.num_recycles} {params.trunk_chunk_size}"
         " --lm-precision {resources.lm_precision} --max-tokens-per-batch {resources.max_tokens_per_batch}"
-        " --max-pair-cells-per-batch {resources.max_pair_cells_per_batch} --threads {threads} > {log:q} 2>&1"
+        " --max-pair-cells-per-batch {resources.max_pair_cells_per_batch} --store-pae {resources.store_pae}"
+        " --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,444 @@
+"""`atlas export`: selected predictions as structure files, a Foldcomp database, FASTA or ESM Atlas metadata.
+
+`atlas export [--where PREDICATE] --out PATH [--format cif|cif.gz|pdb|foldcomp|fasta|metadata]`
+
+Selection. Without --where: the predictions of the atlas index. With --where: the ok predictions matching a
+SQL predicate over the columns of the atlas view (novelty: best_hit, identity, query_coverage,
+target_coverage, evalue, novel; any header column the manifest or the index carries, such as description,
+is_fragment, crc64, header_fields) with every predictions column still reachable (sequence, plddt, model...),
+plus `in_atlas` (the prediction is in the index). A predicate that names no such column prints DuckDB's
+message. `--where "novel AND mean_plddt >= 80"` and `--where "in_atlas AND identity < 0.3"` work alike.
+
+Formats and what --out names:
+- `cif`, `cif.gz`, `pdb`: a folder, one file per structure named from its id (below). PDB is converted from
+  the stored mmCIF by gemmi (pLDDT stays in the B-factors).
+- `foldcomp`: a Foldcomp database at PATH (PATH, PATH.index, PATH.lookup, PATH.dbtype), readable by
+  `foldcomp.open(PATH)` and by Foldseek; entry names are the safe file stems below.
+- `fasta`: one FASTA file of the selected sequences (`>id description` when the manifest has descriptions).
+- `metadata`: one Parquet file in the layout of the ESM Atlas release's metadata.parquet (METADATA_SCHEMA):
+  id, ptm, plddt (mean, 0-1), num_conf, len, is_fragment (from the manifest; null where it has none),
+  sequenceChecksum (CRC64 as 16 upper-case hex digits: the manifest's `crc64` where present, else computed
+  here with the algorithm of Bio.SeqUtils.CheckSum.crc64), esmfold_version (the model), atlas_version (the
+  drop where the structure was first folded), sequence_dbs (the drops whose manifests hold the sequence, in
+  arrival order, comma-separated, as the release writes them).
+
+Names. Ids are NFKD-folded to ASCII, any run of characters outside [A-Za-z0-9._-] replaced by `_`, leading
+dots and dashes and trailing dots removed, at most 100 characters (empty: `structure`). Names that collide
+(case-insensitively, for macOS and Windows file systems) all get `_` + the first 10 characters of their
+checksum, and then, if still not unique, `-1`, `-2`... in (id, checksum, drop, chunk) order: the same
+selection always gives the same names, whatever order DuckDB returns rows in. Every path is checked to lie
+inside the output folder, and every file is written under a temporary name and moved into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+import pyarrow as pa
+
+from atlas.index import quote_identifier
+from atlas.query import AtlasError, add_outdir_argument, connect, default_outdir
+
+MAX_NAME = 100
+STRUCTURE_FORMATS = {"cif": ".cif", "cif.gz": ".cif.gz", "pdb": ".pdb"}
+FORMATS = (*STRUCTURE_FORMATS, "foldcomp", "fasta", "metadata")
+FETCH_ROWS = 256
+FASTA_WIDTH = 60
+# Columns of the manifest besides its base ones (description, crc64, is_fragment, header_fields...) are
+# offered to --where; these are the base ones, or predictions' own columns.
+MANIFEST_BASE = ("id", "drop", "checksum", "length", "status", "reason", "chunk")
+NOVELTY_SELECTED = ("best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
+METADATA_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("ptm", pa.float32()),
+        ("plddt", pa.float32()),
+        ("num_conf", pa.int32()),
+        ("len", pa.int32()),
+        ("is_fragment", pa.bool_()),
+        ("sequenceChecksum", pa.string()),
+        ("esmfold_version", pa.string()),
+        ("atlas_version", pa.string()),
+        ("sequence_dbs", pa.string()),
+    ]
+)
+
+
+# ------------------------------------------------------------------------------------------------ checksums
+
+
+def _crc64_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        value = byte
+        for _ in range(8):
+            value = (value >> 1) ^ 0xD800000000000000 if value & 1 else value >> 1
+        table.append(value)
+    return table
+
+
+CRC64_TABLE = _crc64_table()
+
+
+def crc64(sequence: str) -> str:
+    """CRC-64-ISO of the sequence as UniProt and MGnify show it: 16 upper-case hex digits (the digits of
+    Bio.SeqUtils.CheckSum.crc64, without its `CRC-` prefix)."""
+    value = 0
+    for char in sequence.encode("ascii"):
+        value = (value >> 8) ^ CRC64_TABLE[(value ^ char) & 0xFF]
+    return f"{value:016X}"
+
+
+def normalise_crc64(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip().upper()
+    return text[4:] if text.startswith("CRC-") else text
+
+
+# ---------------------------------------------------------------------------------------------------- names
+
+
+def safe_name(identifier: str, max_length: int = MAX_NAME) -> str:
+    """A file name stem from an id: only [A-Za-z0-9._-], no leading dot or dash, at most max_length."""
+    text = unicodedata.normalize("NFKD", identifier).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+    text = text.lstrip(".-")[:max_length].rstrip(".")
+    return text or "structure"
+
+
+def assign_names(keys: list[tuple[str, str, str, str]]) -> dict[tuple, str]:
+    """Unique, deterministic file stems for (id, checksum, drop, chunk) keys (see the module docstring)."""
+    keys = sorted(set(keys), key=lambda key: tuple("" if part is None else str(part) for part in key))
+    names = {key: safe_name(key[0]) for key in keys}
+    groups: dict[str, list[tuple]] = {}
+    for key in keys:
+        groups.setdefault(names[key].casefold(), []).append(key)
+    for members in groups.values():
+        if len(members) > 1:
+            for key in members:
+                names[key] = f"{names[key]}_{(key[1] or '')[:10]}".rstrip("_")
+    for _ in range(len(keys) + 1):
+        groups = {}
+        for key in keys:
+            groups.setdefault(names[key].casefold(), []).append(key)
+        clashes = [members for members in groups.values() if len(members) > 1]
+        if not clashes:
+            break
+        for members in clashes:
+            for number, key in enumerate(members, start=1):
+                names[key] = f"{names[key]}-{number}"
+    return names
+
+
+def _inside(folder: Path, name: str) -> Path:
+    target = (folder / name).resolve()
+    if target.parent != folder or not target.name:
+        raise AtlasError(f"refusing to write {name!r}: it would land outside {folder}")
+    return target
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------ selection
+
+
+def view_columns(connection, view: str) -> list[str]:
+    return [row[0] for row in connection.execute(f"DESCRIBE {view}").fetchall()]
+
+
+def selection_sql(connection, where: str | None) -> str:
+    """SELECT of the chosen predictions with the atlas view's columns beside the predictions columns.
+
+    Novelty comes from the novelty view (one row per checksum, a non-novel row first, as in the index), header
+    columns from the queued manifest row of the same id and drop, any other atlas column from the index row.
+    """
+    if where is not None and not where.strip():
+        raise AtlasError('--where needs a predicate, e.g. "novel AND mean_plddt >= 90"')
+    predictions = view_columns(connection, "predictions")
+    taken = set(predictions)
+    novelty = [name for name in NOVELTY_SELECTED if name not in taken]
+    taken.update(novelty)
+    manifest = [name for name in view_columns(connection, "manifest") if name not in (*MANIFEST_BASE, *taken)]
+    taken.update(manifest)
+    atlas = [name for name in view_columns(connection, "atlas") if name not in taken]
+    select = [f"p.{quote_identifier(name)}" for name in predictions]
+    select += [f"n.{quote_identifier(name)}" for name in novelty]
+    select += [f"m.{quote_identifier(name)}" for name in manifest]
+    select += [f"a.{quote_identifier(name)}" for name in atlas]
+    select.append("a.id IS NOT NULL AS in_atlas")
+    manifest_join = ""
+    if manifest:
+        listed = ", ".join(quote_identifier(name) for name in ("id", "drop", *manifest))
+        manifest_join = (
+            f"LEFT JOIN (SELECT {listed} FROM manifest WHERE status = 'queued') m "
+            'ON m.id = p.id AND m."drop" = p."drop"'
+        )
+    atlas_listed = ", ".join(quote_identifier(name) for name in ("id", "checksum", "drop", "chunk", *atlas))
+    joined = f"""
+        SELECT {", ".join(select)}
+        FROM predictions p
+        LEFT JOIN (
+            SELECT * FROM novelty
+            QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY novel, best_hit) = 1
+        ) n ON n.checksum = p.checksum
+        {manifest_join}
+        LEFT JOIN (SELECT {atlas_listed} FROM atlas) a
+            ON a.checksum = p.checksum AND a.id = p.id AND a."drop" = p."drop" AND a.chunk = p.chunk
+        WHERE p.status = 'ok'"""
+    predicate = "in_atlas" if where is None else f"({where})"
+    return f"SELECT * FROM ({joined}) AS joined WHERE {predicate}"
+
+
+# ------------------------------------------------------------------------------------------------- writers
+
+
+def mmcif_to_pdb(mmcif: str) -> str:
+    import gemmi
+
+    structure = gemmi.make_structure_from_block(gemmi.cif.read_string(mmcif).sole_block())
+    structure.setup_entities()
+    return structure.make_pdb_string()
+
+
+def _progress(total: int, progress: bool | None):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="structure", desc="export", disable=None if progress is None else not progress
+    )
+
+
+def _structures(connection, source: str, progress: bool | None):
+    """(name, mmcif) per selected structure, streamed; names from assign_names over the whole selection."""
+    keys = connection.execute(f'SELECT id, checksum, "drop", chunk FROM ({source}) AS selected').fetchall()
+    names = assign_names([tuple(key) for key in keys])
+    connection.execute(f'SELECT id, checksum, "drop", chunk, mmcif FROM ({source}) AS selected')
+    with _progress(len(names), progress) as bar:
+        while rows := connection.fetchmany(FETCH_ROWS):
+            for identifier, checksum, drop, chunk, mmcif in rows:
+                bar.update(1)
+                yield names[(identifier, checksum, drop, chunk)], mmcif
+
+
+def _write_files(connection, source: str, folder: Path, fmt: str, progress) -> dict[str, int]:
+    folder.mkdir(parents=True, exist_ok=True)
+    folder = folder.resolve()
+    extension = STRUCTURE_FORMATS[fmt]
+    written = missing = 0
+    for name, mmcif in _structures(connection, source, progress):
+        if not mmcif:
+            missing += 1
+            continue
+        target = _inside(folder, name + extension)
+        if fmt == "pdb":
+            data = mmcif_to_pdb(mmcif).encode("ascii")
+        else:
+            data = mmcif.encode("utf-8")
+            if fmt == "cif.gz":
+                data = gzip.compress(data, mtime=0)
+        _write_atomic(target, data)
+        written += 1
+    return {"written": written, "missing": missing}
+
+
+def _write_foldcomp(connection, source: str, path: Path, progress) -> dict[str, int]:
+    """A Foldcomp database (the ffindex layout `foldcomp compress --db` writes: data, .index with name
+    number, offset and size, .lookup with number and name, .dbtype)."""
+    import foldcomp
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = {suffix: path.with_name(path.name + suffix) for suffix in ("", ".index", ".lookup", ".dbtype")}
+    tmp = {suffix: target.with_name(f".{target.name}.tmp-{os.getpid()}") for suffix, target in parts.items()}
+    written = missing = 0
+    try:
+        with (
+            open(tmp[""], "wb") as data,
+            open(tmp[".index"], "w") as index,
+            open(tmp[".lookup"], "w") as lookup,
+        ):
+            offset = 0
+            for name, mmcif in _structures(connection, source, progress):
+                if not mmcif:
+                    missing += 1
+                    continue
+                entry = foldcomp.compress(name, mmcif_to_pdb(mmcif)) + b"\0"
+                data.write(entry)
+                index.write(f"{written}\t{offset}\t{len(entry)}\n")
+                lookup.write(f"{written}\t{name}\t0\n")
+                offset += len(entry)
+                written += 1
+        tmp[".dbtype"].write_bytes(FOLDCOMP_DBTYPE)
+        for suffix, target in parts.items():
+            os.replace(tmp[suffix], target)
+    finally:
+        for leftover in tmp.values():
+            leftover.unlink(missing_ok=True)
+    return {"written": written, "missing": missing}
+
+
+# MMseqs2/Foldseek database type 13 (Foldcomp), as little-endian int32 in the .dbtype file
+FOLDCOMP_DBTYPE = (13).to_bytes(4, "little")
+
+
+def _write_fasta(connection, source: str, path: Path, progress) -> dict[str, int]:
+    has_description = "description" in [row[0] for row in connection.execute(f"DESCRIBE {source}").fetchall()]
+    description = "description" if has_description else "NULL"
+    total = connection.execute(f"SELECT count(*) FROM ({source}) AS selected").fetchone()[0]
+    connection.execute(
+        f'SELECT id, {description}, sequence FROM ({source}) AS selected ORDER BY "drop", chunk, id'
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    written = 0
+    try:
+        with open(tmp, "w") as handle, _progress(total, progress) as bar:
+            while rows := connection.fetchmany(10_000):
+                for identifier, text, sequence in rows:
+                    header = identifier if not text else f"{identifier} {text}"
+                    header = " ".join(header.split())  # a header is one line
+                    lines = [sequence[i : i + FASTA_WIDTH] for i in range(0, len(sequence), FASTA_WIDTH)]
+                    handle.write(f">{header}\n" + "\n".join(lines) + "\n")
+                    written += 1
+                bar.update(len(rows))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"written": written, "missing": 0}
+
+
+def _drop_order(connection) -> list[str]:
+    try:
+        return list(connection.execute("SELECT drops FROM atlas_info").fetchone()[0])
+    except Exception:  # noqa: BLE001 - an index without atlas_info: alphabetical order
+        return []
+
+
+def metadata_table(connection, source: str) -> pa.Table:
+    """The selection as the ESM Atlas release's metadata table (see the module docstring)."""
+    columns = {row[0] for row in connection.execute(f"DESCRIBE {source}").fetchall()}
+    crc = "s.crc64" if "crc64" in columns else "NULL"
+    fragment = "s.is_fragment" if "is_fragment" in columns else "NULL"
+    rows = connection.execute(
+        f"""WITH selected AS ({source}),
+        holders AS (
+            SELECT checksum, list(DISTINCT "drop") AS drops FROM manifest
+            WHERE status IN ('queued', 'duplicate') AND checksum IN (SELECT checksum FROM selected)
+            GROUP BY checksum
+        )
+        SELECT s.id, s.ptm, s.mean_plddt / 100.0, s.num_conf, s.length, CAST({fragment} AS BOOLEAN),
+            CAST({crc} AS VARCHAR), s.sequence, s.model, s."drop", h.drops
+        FROM selected s LEFT JOIN holders h ON h.checksum = s.checksum
+        ORDER BY s."drop", s.chunk, s.id"""
+    ).fetchall()
+    order = {drop: position for position, drop in enumerate(_drop_order(connection))}
+    records = []
+    for (
+        identifier,
+        ptm,
+        plddt,
+        num_conf,
+        length,
+        fragment_value,
+        crc_value,
+        sequence,
+        model,
+        drop,
+        drops,
+    ) in rows:
+        holders = sorted(set(drops or [drop]), key=lambda name: (order.get(name, len(order)), name))
+        records.append(
+            {
+                "id": identifier,
+                "ptm": ptm,
+                "plddt": plddt,
+                "num_conf": num_conf,
+                "len": length,
+                "is_fragment": fragment_value,
+                "sequenceChecksum": normalise_crc64(crc_value) or crc64(sequence),
+                "esmfold_version": model,
+                "atlas_version": drop,
+                "sequence_dbs": ",".join(holders),
+            }
+        )
+    return pa.Table.from_pylist(records, schema=METADATA_SCHEMA)
+
+
+def export(
+    outdir: str | Path,
+    out: str | Path,
+    where: str | None = None,
+    fmt: str = "cif",
+    progress: bool | None = None,
+) -> dict[str, int]:
+    """Write the selection in FORMAT to OUT; returns {"written": n, "missing": rows without mmCIF text}."""
+    import duckdb
+
+    from atlas.tables import write_parquet_atomic
+
+    if fmt not in FORMATS:
+        raise AtlasError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+    connection = connect(outdir)
+    try:
+        source = selection_sql(connection, where)
+        out = Path(out)
+        if fmt in STRUCTURE_FORMATS:
+            return _write_files(connection, source, out, fmt, progress)
+        if out.is_dir():
+            raise AtlasError(f"--out {out} is a folder: format {fmt} writes one file, name it")
+        if fmt == "foldcomp":
+            return _write_foldcomp(connection, source, out, progress)
+        if fmt == "fasta":
+            return _write_fasta(connection, source, out, progress)
+        table = metadata_table(connection, source)
+        write_parquet_atomic(table, out)
+        return {"written": table.num_rows, "missing": 0}
+    except duckdb.Error as error:
+        raise AtlasError(str(error)) from error
+    finally:
+        connection.close()
+
+
+def export_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="atlas export",
+        description="write the selected predictions as mmCIF, PDB, a Foldcomp database, FASTA or ESM Atlas "
+        "metadata",
+    )
+    parser.add_argument(
+        "--where",
+        help="SQL predicate over the atlas view's columns and the predictions columns, e.g. "
+        '"novel AND mean_plddt >= 90" (default: the atlas index rows)',
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="a folder for cif, cif.gz and pdb; the database path for foldcomp; the file for fasta and "
+        "metadata",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="cif")
+    add_outdir_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        result = export(args.outdir or default_outdir(), args.out, args.where, args.format)
+    except (AtlasError, OSError) as error:
+        print(f"atlas export: error: {error}", file=sys.stderr)
+        return 1
+    what = "sequences" if args.format == "fasta" else "rows" if args.format == "metadata" else "structures"
+    print(f"wrote {result['written']} {what} ({args.format}) to {args.out}")
+    if result["missing"]:
+        print(f"atlas export: {result['missing']} selected predictions have no mmCIF text", file=sys.stderr)
+    return 0
