@@ -60,7 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from atlas.fasta import read_fasta, sequence_checksum
-from atlas.tables import PREDICTIONS
+from atlas.tables import PAE_STEP, PREDICTIONS
 
 log = logging.getLogger("atlas.fold")
 
@@ -68,7 +68,6 @@ log = logging.getLogger("atlas.fold")
 PLDDT_CONFIDENT = 70.0
 PAE_MAX_BIN = 31  # ESMFold's pTM / PAE head: 64 bins over 0-31 A
 PAE_BINS = 64
-PAE_STEP = 0.5  # Angstrom per stored PAE code (see the module docstring)
 CHUNK_SIZE_LADDER = (128, 64, 32, 16, 8, 4)  # trunk chunk sizes tried for a single sequence out of memory
 MAX_ERROR_CHARS = 4000
 FINAL_ROW_GROUP = 256

@@ -44,6 +44,9 @@ PREDICTIONS = pa.schema(
     ]
 )
 
+# Angstrom per code of the `pae` column (uint8): ESMFold's PAE lies in 0-31.75 A, codes 0-64 of 255
+PAE_STEP = 0.5
+
 # novelty/{drop}/{chunk}.parquet: one row per chunk sequence
 NOVELTY = pa.schema(
     [
