@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas.index import ROOT_VARIABLE, quote_identifier
-from atlas.query import connect, database_path
+from atlas.query import AtlasError, connect, database_path
 
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
@@ -173,7 +173,12 @@ class Atlas:
 
     def cursor(self):
         """A cursor of its own for one request (DuckDB cursors are not shared across threads)."""
-        stat = self.database.stat()
+        try:
+            stat = self.database.stat()
+        except FileNotFoundError:
+            raise AtlasError(
+                f"no atlas database at {self.database}: run the workflow first (or pass --outdir)"
+            ) from None
         stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
             if stamp != self._stamp:
@@ -212,12 +217,12 @@ class Atlas:
             clauses.append(f"{column} {comparison} ?")
             values.append(value)
         if search.novel is not None:
-            clauses.append("novel IS ?")
+            clauses.append("novel IS NOT DISTINCT FROM ?")
             values.append(search.novel)
         if search.fragment is not None:
             if "is_fragment" not in atlas_columns:
                 raise BadRequest("this atlas has no is_fragment column (its manifests carry no header data)")
-            clauses.append("is_fragment IS ?")
+            clauses.append("is_fragment IS NOT DISTINCT FROM ?")
             values.append(search.fragment)
         if search.drop is not None:
             if search.drop not in self.drops:

@@ -20,6 +20,9 @@ async function drawStructure() {
   viewer.setStyle({}, { cartoon: { colorfunc: (atom) => plddtColour(atom.b) } });
   viewer.zoomTo();
   viewer.render();
+  // where the drawing is, for the headless browser test (tests/test_serve.py)
+  const box = element.getBoundingClientRect();
+  document.body.dataset.viewerBox = [box.left, box.top, box.width, box.height].map(Math.round).join(",");
   document.body.dataset.viewer = "drawn";
 }
 
