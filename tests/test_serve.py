@@ -93,8 +93,8 @@ def outdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(outdir):
-    return TestClient(create_app(outdir))
+def client(outdir, tmp_path_factory):
+    return TestClient(create_app(outdir, tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="module")
@@ -262,8 +262,34 @@ def test_path_tricks_never_serve_a_file_outside_the_static_folder(client, outdir
             and b"root:" not in response.content
         )
     # a drop or chunk name in the index cannot point the structure reader outside the atlas
-    atlas = create_app(outdir).state.atlas
+    atlas = client.app.state.atlas
     assert atlas._stage_file("predictions", "../../..", "etc/passwd") is None
+
+
+def test_a_new_index_is_served_without_a_restart(tmp_path):
+    outdir = make_outdir(tmp_path)
+    cache = tmp_path / "cache"
+    client = TestClient(create_app(outdir, cache))
+    before = client.get("/api/search").json()["total"]
+    assert before == len(index_rows(outdir)) and len(list(cache.glob("*.duckdb"))) == 1
+    # the index job replaces index.parquet and atlas.duckdb (here with lower thresholds: more rows)
+    argv = [
+        "index",
+        "--outdir",
+        str(outdir),
+        "--drops",
+        "d1",
+        "d2",
+        "d3",
+        "--min-plddt",
+        "0",
+        "--min-ptm",
+        "0",
+    ]
+    assert atlas_main([*argv, "--novelty"]) == 0
+    after = client.get("/api/search").json()["total"]
+    assert after == len(index_rows(outdir)) > before
+    assert len(list(cache.glob("*.duckdb"))) == 1  # the copy of the old index is gone
 
 
 def test_missing_atlas_is_a_clear_error(tmp_path, capsys):
@@ -275,14 +301,14 @@ def test_missing_atlas_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_pae_is_stored_quantized_and_served(demo):
+def test_pae_is_stored_quantized_and_served(demo, tmp_path_factory):
     table = pq.read_table(next((demo / "predictions").rglob("*.parquet"))).to_pylist()
-    client = TestClient(create_app(demo))
+    client = TestClient(create_app(demo, tmp_path_factory.mktemp("cache")))
     for row in table:
         pae = dequantize_pae(row["pae"], row["length"])
         assert len(row["pae"]) == row["length"] ** 2
         assert abs(float(pae.max()) - row["max_pae"]) <= PAE_STEP / 2 + 1e-6  # quantized to 0.5 A
-        assert 0 <= pae.min() and pae.max() <= 31.75  # ESMFold's PAE head spans 0-31.75 A
+        assert pae.min() >= 0 and pae.max() <= 31.75  # ESMFold's PAE head spans 0-31.75 A
         served = client.get(f"/api/pae/{quote(row['id'], safe='')}")
         assert served.content == row["pae"] and served.headers["x-pae-length"] == str(row["length"])
         assert 'id="pae"' in client.get(f"/structure/{quote(row['id'], safe='')}").text
@@ -313,9 +339,8 @@ def running_server(outdir: Path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(outdir), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(outdir, outdir.parent / "serve-cache")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):

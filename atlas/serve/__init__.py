@@ -22,6 +22,11 @@ def serve_main(argv: list[str]) -> int:
         "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
     )
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--cache-dir",
+        help="where the copy of the index that results pages read is kept (default: atlas-serve-UID in the "
+        "system's temporary folder)",
+    )
     args = parser.parse_args(argv)
     import uvicorn
 
@@ -29,7 +34,7 @@ def serve_main(argv: list[str]) -> int:
 
     outdir = args.outdir or default_outdir()
     try:
-        app = create_app(outdir)
+        app = create_app(outdir, args.cache_dir)
     except (AtlasError, OSError) as error:
         print(f"atlas serve: error: {error}", file=sys.stderr)
         return 1

@@ -217,9 +217,10 @@ async def http_error(request: Request, error: HTTPException) -> Response:
     return _error(request, error.status_code, str(error.detail))
 
 
-def create_app(outdir: str | Path) -> Starlette:
-    """The explorer of OUTDIR's atlas (raises atlas.query.AtlasError when it has none)."""
-    atlas = Atlas(outdir)
+def create_app(outdir: str | Path, cache_dir: str | Path | None = None) -> Starlette:
+    """The explorer of OUTDIR's atlas (raises atlas.query.AtlasError when it has none); the copy of the index
+    that results pages read goes in CACHE_DIR (default: atlas-serve-UID in the system's temporary folder)."""
+    atlas = Atlas(outdir, cache_dir)
     routes = [
         Route("/", index_page),
         Route("/drops", drops_page),
