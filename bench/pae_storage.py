@@ -1,6 +1,6 @@
 """Storage cost of the predictions' columns per residue, from the Parquet metadata of an outdir's predictions.
 
-    .venv/bin/snakemake --cores all --configfile example/demo.yaml --config store_pae=true outdir=results/pae
+    .venv/bin/snakemake --cores all --configfile example/demo.yaml --config store_pae=True outdir=results/pae
     .venv/bin/python bench/pae_storage.py --outdir results/pae
 
 Prints, for each column (pae, mmcif, plddt, ...), the bytes per folded residue as stored (zstd-compressed, as
