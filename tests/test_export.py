@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import gemmi
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from Bio import SeqIO
@@ -262,3 +263,74 @@ def test_assign_names_is_deterministic_and_unique():
     assert export.assign_names(shuffled) == names
     assert names[("y", f"{5:032x}", "d1", "c0")] == "y"
     assert names[("é", f"{6:032x}", "d1", "c0")] == "e"
+
+
+@pytest.fixture(scope="module")
+def headed(tmp_path_factory):
+    """An outdir whose manifests carry the header columns the split may add (description, crc64,
+    is_fragment, header_fields), written here as such a split would: the export must use them."""
+    outdir = make_outdir(tmp_path_factory.mktemp("headed"))
+    for path in sorted((outdir / "chunks").glob("*/manifest.parquet")):
+        table = pq.read_table(path)
+        rows = table.to_pylist()
+        sequences = {}
+        for predictions in (outdir / "predictions").glob("*/*.parquet"):
+            sequences.update(
+                zip(
+                    *pq.read_table(predictions, columns=["checksum", "sequence"]).to_pydict().values(),
+                    strict=True,
+                )
+            )
+        extra = {
+            "description": [f"protein {r['id']} FL={i % 2}" for i, r in enumerate(rows)],
+            "crc64": [
+                biopython_crc64(sequences[r["checksum"]]) if r["checksum"] in sequences else None
+                for r in rows
+            ],
+            "is_fragment": [i % 2 == 0 for i in range(len(rows))],
+            "header_fields": pa.array(
+                [[("FL", str(i % 2))] for i in range(len(rows))], pa.map_(pa.string(), pa.string())
+            ),
+        }
+        for name, values in extra.items():
+            table = table.append_column(name, values if isinstance(values, pa.Array) else pa.array(values))
+        pq.write_table(table, path)
+    return outdir
+
+
+def test_header_columns_of_the_manifest_reach_where_fasta_and_metadata(headed, tmp_path, capsys):
+    manifest = {
+        r["id"]: r
+        for path in (headed / "chunks").glob("*/manifest.parquet")
+        for r in pq.read_table(path).to_pylist()
+        if r["status"] == "queued"
+    }
+    path = tmp_path / "fragments.fasta"
+    where = "is_fragment AND header_fields['FL'] = '0'"
+    argv = ["export", "--format", "fasta", "--where", where, "--out", str(path), "--outdir", str(headed)]
+    rc, _, err = run(capsys, *argv)
+    assert rc == 0, err
+    records = list(SeqIO.parse(str(path), "fasta"))
+    ok = {p[0] for p in selected(headed, "SELECT id FROM predictions WHERE status = 'ok'")}
+    expected = {
+        i for i, r in manifest.items() if i in ok and r["is_fragment"] and r["header_fields"] == [("FL", "0")]
+    }
+    assert {r.description.split(" protein ")[0] for r in records} == expected and expected
+    assert all(r.description.endswith("FL=0") for r in records)  # >id description
+    out = tmp_path / "metadata.parquet"
+    rc, _, err = run(
+        capsys,
+        "export",
+        "--format",
+        "metadata",
+        "--where",
+        "true",
+        "--out",
+        str(out),
+        "--outdir",
+        str(headed),
+    )
+    assert rc == 0, err
+    for row in pq.read_table(out).to_pylist():
+        assert row["is_fragment"] is manifest[row["id"]]["is_fragment"]
+        assert row["sequenceChecksum"] == manifest[row["id"]]["crc64"].removeprefix("CRC-")

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 
 import gemmi
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import uvicorn
@@ -379,3 +380,30 @@ def test_headless_chromium_search_and_3d_view(demo, tmp_path):
     assert canvas.size and canvas.std() > 5, "the 3D viewer drew nothing"
     drawn = (np.abs(canvas - 255).sum(axis=2) > 30).sum()  # pixels not white background
     assert drawn > 200, f"only {drawn} coloured pixels in the viewer"
+
+
+def test_header_columns_of_the_index_become_filters_and_facts(tmp_path):
+    """An index carrying the split's header columns (as the index may once it reads them from the manifest):
+    `fragment` and `header=KEY=VALUE` filter on them, the results list the description."""
+    outdir = make_outdir(tmp_path)
+    path = outdir / "atlas" / "index.parquet"
+    table = pq.read_table(path)
+    count = table.num_rows
+    columns = {
+        "description": pa.array([f"protein {i} FL={i % 2}" for i in range(count)]),
+        "is_fragment": pa.array([i % 2 == 0 for i in range(count)]),
+        "header_fields": pa.array(
+            [[("FL", str(i % 2))] for i in range(count)], pa.map_(pa.string(), pa.string())
+        ),
+    }
+    for name, values in columns.items():
+        table = table.append_column(name, values)
+    pq.write_table(table, path)
+    client = TestClient(create_app(outdir, tmp_path / "cache"))
+    fragments = client.get("/api/search", params={"fragment": "true", "per_page": 200}).json()["rows"]
+    assert len(fragments) == (count + 1) // 2 and all(r["is_fragment"] for r in fragments)
+    full = client.get("/api/search", params={"header": "FL=1", "per_page": 200}).json()["rows"]
+    assert len(full) == count // 2 and all(r["description"].endswith("FL=1") for r in full)
+    assert client.get("/api/search", params={"header": "FL=1", "fragment": "true"}).json()["total"] == 0
+    assert_clean_error(client.get("/api/search", params={"header": "no equals sign"}), 400, "KEY=VALUE")
+    assert "FL=" in client.get("/", params={"fragment": "false"}).text
