@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from atlas.fasta import read_fasta, sequence_checksum
-from atlas.fold import Entry, Folder, default_chunk_size, fold_main, parts_dir_for
+from atlas.fold import Entry, Folder, default_chunk_size, dequantize_pae, fold_main, parts_dir_for
 from atlas.model import load_model
-from atlas.tables import PREDICTIONS
+from atlas.tables import PAE_STEP, PREDICTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"  # as tests/conftest.py's TEST_DATA
@@ -81,7 +81,7 @@ def test_batch_invariance(tiny):
     """A sequence gets the same pLDDT, pTM, PAE and coordinates alone and in a batch with longer ones."""
     records = [*ESM_SEQS.items(), YBFI, *mgnifam(110, 1, min_length=90)]
     batch = entries(records)
-    f = folder(tiny, num_recycles=3)  # recycling feeds padded positions back too
+    f = folder(tiny, num_recycles=3, store_pae=True)  # recycling feeds padded positions back too
     together = f._forward(batch, None)
     for entry, batched in zip(batch, together, strict=True):
         alone = f._forward([entry], None)[0]
@@ -90,6 +90,13 @@ def test_batch_invariance(tiny):
         np.testing.assert_array_equal(batched["atom_mask"], alone["atom_mask"])
         assert batched["ptm"] == pytest.approx(alone["ptm"], abs=1e-4)
         assert batched["max_pae"] == pytest.approx(alone["max_pae"], abs=1e-3)
+        # the stored PAE is the sequence's own L x L block, in 0.5 A codes (a value on a code boundary may
+        # round either way)
+        length = len(entry.sequence)
+        assert len(batched["pae"]) == len(alone["pae"]) == length * length
+        difference = dequantize_pae(batched["pae"], length) - dequantize_pae(alone["pae"], length)
+        assert np.abs(difference).max() <= PAE_STEP
+        assert dequantize_pae(alone["pae"], length).max() == pytest.approx(alone["max_pae"], abs=PAE_STEP / 2)
     assert len({round(r["ptm"], 4) for r in together}) > 1, "per-sequence pTM, not one value per batch"
 
 
