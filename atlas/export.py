@@ -256,8 +256,8 @@ def _write_files(connection, source: str, folder: Path, fmt: str, progress) -> d
 
 
 def _write_foldcomp(connection, source: str, path: Path, progress) -> dict[str, int]:
-    """A Foldcomp database (the ffindex layout `foldcomp compress --db` writes: data, .index with name
-    number, offset and size, .lookup with number and name, .dbtype)."""
+    """A Foldcomp database, laid out as `foldcomp compress --db` writes one: the entries back to back, .index
+    (number, offset, size), .lookup (number, name, 0) and .dbtype (foldcomp's generic type, 12)."""
     import foldcomp
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +275,7 @@ def _write_foldcomp(connection, source: str, path: Path, progress) -> dict[str, 
                 if not mmcif:
                     missing += 1
                     continue
-                entry = foldcomp.compress(name, mmcif_to_pdb(mmcif)) + b"\0"
+                entry = foldcomp.compress(name, mmcif_to_pdb(mmcif))
                 data.write(entry)
                 index.write(f"{written}\t{offset}\t{len(entry)}\n")
                 lookup.write(f"{written}\t{name}\t0\n")
@@ -290,8 +290,8 @@ def _write_foldcomp(connection, source: str, path: Path, progress) -> dict[str, 
     return {"written": written, "missing": missing}
 
 
-# MMseqs2/Foldseek database type 13 (Foldcomp), as little-endian int32 in the .dbtype file
-FOLDCOMP_DBTYPE = (13).to_bytes(4, "little")
+# the database type foldcomp's own writer records (an int32; "generic" in MMseqs2's numbering)
+FOLDCOMP_DBTYPE = (12).to_bytes(4, "little")
 
 
 def _write_fasta(connection, source: str, path: Path, progress) -> dict[str, int]:
