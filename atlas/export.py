@@ -49,6 +49,7 @@ MAX_NAME = 100
 STRUCTURE_FORMATS = {"cif": ".cif", "cif.gz": ".cif.gz", "pdb": ".pdb"}
 FORMATS = (*STRUCTURE_FORMATS, "foldcomp", "fasta", "metadata")
 FETCH_ROWS = 256
+FETCH_METADATA = 100_000
 FASTA_WIDTH = 60
 # Columns of the manifest besides its base ones (description, crc64, is_fragment, header_fields...) are
 # offered to --where; these are the base ones, or predictions' own columns.
@@ -214,7 +215,7 @@ def mmcif_to_pdb(mmcif: str) -> str:
     return structure.make_pdb_string()
 
 
-def _progress(total: int, progress: bool | None):
+def _progress(total: int | None, progress: bool | None):
     from tqdm import tqdm
 
     return tqdm(
@@ -297,7 +298,6 @@ FOLDCOMP_DBTYPE = (12).to_bytes(4, "little")
 def _write_fasta(connection, source: str, path: Path, progress) -> dict[str, int]:
     has_description = "description" in [row[0] for row in connection.execute(f"DESCRIBE {source}").fetchall()]
     description = "description" if has_description else "NULL"
-    total = connection.execute(f"SELECT count(*) FROM ({source}) AS selected").fetchone()[0]
     connection.execute(
         f'SELECT id, {description}, sequence FROM ({source}) AS selected ORDER BY "drop", chunk, id'
     )
@@ -305,7 +305,7 @@ def _write_fasta(connection, source: str, path: Path, progress) -> dict[str, int
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     written = 0
     try:
-        with open(tmp, "w") as handle, _progress(total, progress) as bar:
+        with open(tmp, "w") as handle, _progress(None, progress) as bar:
             while rows := connection.fetchmany(10_000):
                 for identifier, text, sequence in rows:
                     header = identifier if not text else f"{identifier} {text}"
@@ -327,12 +327,16 @@ def _drop_order(connection) -> list[str]:
         return []
 
 
-def metadata_table(connection, source: str) -> pa.Table:
-    """The selection as the ESM Atlas release's metadata table (see the module docstring)."""
+def write_metadata(connection, source: str, path: Path) -> int:
+    """The selection as the ESM Atlas release's metadata Parquet (see the module docstring), streamed in
+    batches of FETCH_METADATA rows; returns the number of rows."""
+    import pyarrow.parquet as pq
+
     columns = {row[0] for row in connection.execute(f"DESCRIBE {source}").fetchall()}
     crc = "s.crc64" if "crc64" in columns else "NULL"
     fragment = "s.is_fragment" if "is_fragment" in columns else "NULL"
-    rows = connection.execute(
+    order = {drop: position for position, drop in enumerate(_drop_order(connection))}
+    connection.execute(
         f"""WITH selected AS ({source}),
         holders AS (
             SELECT checksum, list(DISTINCT "drop") AS drops FROM manifest
@@ -343,38 +347,42 @@ def metadata_table(connection, source: str) -> pa.Table:
             CAST({crc} AS VARCHAR), s.sequence, s.model, s."drop", h.drops
         FROM selected s LEFT JOIN holders h ON h.checksum = s.checksum
         ORDER BY s."drop", s.chunk, s.id"""
-    ).fetchall()
-    order = {drop: position for position, drop in enumerate(_drop_order(connection))}
-    records = []
-    for (
-        identifier,
-        ptm,
-        plddt,
-        num_conf,
-        length,
-        fragment_value,
-        crc_value,
-        sequence,
-        model,
-        drop,
-        drops,
-    ) in rows:
-        holders = sorted(set(drops or [drop]), key=lambda name: (order.get(name, len(order)), name))
-        records.append(
-            {
-                "id": identifier,
-                "ptm": ptm,
-                "plddt": plddt,
-                "num_conf": num_conf,
-                "len": length,
-                "is_fragment": fragment_value,
-                "sequenceChecksum": normalise_crc64(crc_value) or crc64(sequence),
-                "esmfold_version": model,
-                "atlas_version": drop,
-                "sequence_dbs": ",".join(holders),
-            }
-        )
-    return pa.Table.from_pylist(records, schema=METADATA_SCHEMA)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    written = 0
+    try:
+        with pq.ParquetWriter(tmp, METADATA_SCHEMA, compression="zstd") as writer:
+            while rows := connection.fetchmany(FETCH_METADATA):
+                records = []
+                for row in rows:
+                    identifier, ptm, plddt, num_conf, length, is_fragment, crc_value, sequence = row[:8]
+                    model, drop, drops = row[8:]
+                    holders = sorted(
+                        set(drops or [drop]), key=lambda name: (order.get(name, len(order)), name)
+                    )
+                    records.append(
+                        {
+                            "id": identifier,
+                            "ptm": ptm,
+                            "plddt": plddt,
+                            "num_conf": num_conf,
+                            "len": length,
+                            "is_fragment": is_fragment,
+                            "sequenceChecksum": normalise_crc64(crc_value) or crc64(sequence),
+                            "esmfold_version": model,
+                            "atlas_version": drop,
+                            "sequence_dbs": ",".join(holders),
+                        }
+                    )
+                writer.write_table(pa.Table.from_pylist(records, schema=METADATA_SCHEMA))
+                written += len(records)
+            if not written:
+                writer.write_table(METADATA_SCHEMA.empty_table())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written
 
 
 def export(
@@ -386,8 +394,6 @@ def export(
 ) -> dict[str, int]:
     """Write the selection in FORMAT to OUT; returns {"written": n, "missing": rows without mmCIF text}."""
     import duckdb
-
-    from atlas.tables import write_parquet_atomic
 
     if fmt not in FORMATS:
         raise AtlasError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
@@ -403,9 +409,7 @@ def export(
             return _write_foldcomp(connection, source, out, progress)
         if fmt == "fasta":
             return _write_fasta(connection, source, out, progress)
-        table = metadata_table(connection, source)
-        write_parquet_atomic(table, out)
-        return {"written": table.num_rows, "missing": 0}
+        return {"written": write_metadata(connection, source, out), "missing": 0}
     except duckdb.Error as error:
         raise AtlasError(str(error)) from error
     finally:
