@@ -23,8 +23,8 @@ localrules:
 
 rule all:
     input:
-        f"{OUTDIR}/atlas/index.parquet",
-        f"{OUTDIR}/atlas/atlas.duckdb",
+        f"{OUTDIR}/atlas/staged/index.parquet",
+        f"{OUTDIR}/atlas/staged/atlas.duckdb",
         f"{OUTDIR}/report/summary.json",
         f"{OUTDIR}/report/index.html",
     default_target: True

@@ -1,4 +1,5 @@
-"""The `atlas` command: user subcommands (query, export, stats, report) and the workflow steps the rules call.
+"""The `atlas` command: user subcommands (query, export, stats, report) and the workflow steps the rules call
+(the index and the report steps are called through workflow/scripts/, with their file lists in-process).
 
 Each subcommand lives in the module that does its job and is imported only when used, so `atlas query`
 never pays for importing torch.
@@ -13,19 +14,19 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "query": ("atlas.query", "query_main", "read-only SQL over atlas/atlas.duckdb"),
     "export": ("atlas.query", "export_main", "write structures as mmCIF files"),
-    "stats": ("atlas.query", "stats_main", "counts per stage"),
+    "stats": ("atlas.stats", "stats_main", "counts per stage and the accounting invariant"),
     "report": ("atlas.report", "report_main", "summary.json, plots and index.html under report/"),
     "split": ("atlas.chunking", "split_main", "workflow step: split a drop into length-bucketed chunks"),
     "fold": ("atlas.fold", "fold_main", "workflow step: fold one chunk with ESMFold"),
     "reference-db": ("atlas.novelty", "reference_db_main", "workflow step: build the MMseqs2 reference"),
     "novelty": ("atlas.novelty", "novelty_main", "workflow step: search one chunk against the reference"),
-    "index": ("atlas.index", "index_main", "workflow step: build the atlas index and DuckDB views"),
 }
 
 
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = ["usage: atlas COMMAND [options]   (atlas COMMAND --help for its options)", "", "commands:"]
+    lines = ["usage: atlas [--version] COMMAND [options]   (atlas COMMAND --help for its options)", ""]
+    lines.append("commands:")
     lines += [f"  {name:<{width}}  {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
+        return 0
+    if argv[0] == "--version":
+        from atlas import __version__
+
+        print(f"atlas {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
