@@ -111,7 +111,9 @@ def check_reading_statement(connection, sql: str) -> None:
     except duckdb.Error as error:
         raise AtlasError(str(error)) from error
     if len(statements) != 1:
-        raise AtlasError(f"one SQL statement at a time, not {len(statements)}")
+        raise AtlasError(
+            f"refused: {len(statements)} statements; atlas query runs one SQL statement at a time"
+        )
     kind = statements[0].type.name
     if kind not in READING_STATEMENTS:
         raise AtlasError(
