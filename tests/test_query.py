@@ -16,8 +16,8 @@ import pytest
 from test_index import MIN_PLDDT, MIN_PTM, example_drops, make_outdir
 
 from atlas import query
-from atlas.stats import counts_of
 from atlas.cli import main as atlas_main
+from atlas.stats import counts_of
 
 
 @pytest.fixture(scope="module")
