@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import base64
 from importlib import resources
+from urllib.parse import quote
 
 from atlas.counts import STAGES, format_invariant
+
+# where the atlas explorer serves one structure, relative to the page's server
+STRUCTURE_URL = "/structure/{id}"
 
 
 def number(value) -> str:
@@ -100,6 +104,15 @@ def render_html(summary: dict, images: dict[str, bytes], plots: dict[str, tuple[
             throughput["residues"],
             throughput["seconds"],
             throughput["residues_per_second"],
+        ],
+        top=[
+            {**row, "href": STRUCTURE_URL.format(id=quote(row["id"], safe=""))}
+            for row in summary["top_predictions"]
+        ],
+        failed=summary["failed_predictions"],
+        failed_rows=[
+            [row["drop"], row["chunk"], row["id"], row["error"]]
+            for row in summary["failed_predictions"]["first"]
         ],
         software_rows=[[name, version or "not installed"] for name, version in summary["software"].items()],
     )

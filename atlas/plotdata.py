@@ -117,3 +117,29 @@ def models_used(connection) -> list[dict]:
             GROUP BY ALL ORDER BY count(*) DESC, model"""
         ).fetchall()
     ]
+
+
+TOP_COLUMNS = ("id", "length", "mean_plddt", "ptm", "best_hit", "identity", "drop")
+
+
+def top_predictions(connection, novelty_computed: bool, limit: int = 50) -> list[dict]:
+    """The most confident high-confidence (and novel) predictions, one per sequence, best first (mean pLDDT x
+    pTM, then id)."""
+    novel = "AND novel IS TRUE" if novelty_computed else ""
+    rows = connection.execute(
+        f"""SELECT id, length, mean_plddt, ptm, best_hit, identity, "drop" FROM outcomes
+        WHERE high_confidence {novel}
+        QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY "drop", chunk, id) = 1
+        ORDER BY mean_plddt * ptm DESC, id LIMIT {int(limit)}"""
+    ).fetchall()
+    return [dict(zip(TOP_COLUMNS, row, strict=True)) for row in rows]
+
+
+def failed_predictions(connection, limit: int = 50) -> tuple[int, list[dict]]:
+    """How many predictions failed, and the first `limit` of them (drop, chunk, id) with their error."""
+    (total,) = connection.execute("SELECT count(*) FROM outcomes WHERE outcome = 'failed'").fetchone()
+    rows = connection.execute(
+        f"""SELECT "drop", chunk, id, error FROM outcomes WHERE outcome = 'failed'
+        ORDER BY "drop", chunk, id LIMIT {int(limit)}"""
+    ).fetchall()
+    return total, [dict(zip(("drop", "chunk", "id", "error"), row, strict=True)) for row in rows]

@@ -181,6 +181,8 @@ def write_report(
             settings.novelty,
         )
         models = plotdata.models_used(connection)
+        top = plotdata.top_predictions(connection, settings.novelty)
+        failed_total, failed = plotdata.failed_predictions(connection)
     chunks, overall = throughput_data(files.predictions)
     figures["fold_throughput"] = plots.fold_throughput(chunks, overall["residues_per_second"])
     images = {key: plots.save_png(figure, report_dir / PLOTS[key][0]) for key, figure in figures.items()}
@@ -205,6 +207,8 @@ def write_report(
         },
         "atlas_index_rows": _index_rows(index),
         "fold_throughput": {**overall, "per_chunk": chunks},
+        "top_predictions": top,
+        "failed_predictions": {"total": failed_total, "first": failed},
         "software": software_versions(),
         "plots": {key: PLOTS[key][0] for key in images},
         "html": HTML_FILE,

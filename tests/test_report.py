@@ -370,6 +370,23 @@ def test_html_is_self_contained(full):
     assert f"{summary['counts']['total']['records']:,}" in page
 
 
+def test_page_names_the_top_predictions_and_the_failed_ids(full):
+    outdir, drops, summary = full
+    top = summary["top_predictions"]
+    assert 0 < len(top) <= 50
+    scores = [row["mean_plddt"] * row["ptm"] for row in top]
+    assert scores == sorted(scores, reverse=True)
+    index_ids = set(
+        pq.read_table(outdir / "atlas" / "index.parquet", columns=["id"]).column("id").to_pylist()
+    )
+    assert {row["id"] for row in top} <= index_ids  # confident and novel, as the index
+    failed = summary["failed_predictions"]
+    assert failed["total"] == summary["counts"]["total"]["failed"] and failed["first"]
+    page = (outdir / "report" / "index.html").read_text()
+    assert f'<a href="/structure/{top[0]["id"]}">{top[0]["id"]}</a>' in page
+    assert all(row["id"] in page for row in failed["first"]) and "CUDA out of memory" in page
+
+
 def test_empty_outdir_gives_no_data_panels(tmp_path):
     outdir = tmp_path / "empty"
     outdir.mkdir()
