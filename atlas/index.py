@@ -17,7 +17,10 @@ IncompleteAtlasError naming the drop, chunk and ids missing, and nothing is publ
     views `manifest`, `predictions`, `novelty` (one glob per drop folder, `atlas_root() || '/predictions/d1/
     *.parquet'`, so the database never names 10^5 files and never a path that exists only inside one job),
     `novelty_best`, `prediction_best`, `outcomes` (the classification, with the thresholds of this build),
-    `atlas` over index.parquet, and a table `atlas_info` (thresholds, drops, novelty, counts, when).
+    `atlas` over index.parquet, `lookup_by_id` and `lookup_by_checksum` (atlas.lookup: one row group read per
+    drop to find an id or checksum), and tables `chunk_files` (drop, chunk -> its predictions and novelty
+    file, relative to the outdir: one lookup reads one predictions file) and `atlas_info` (thresholds, drops,
+    novelty, counts, when).
     `atlas_root()` is `coalesce(getvariable('atlas_outdir'), '<absolute outdir when built>')`; after moving
     the outdir, `SET VARIABLE atlas_outdir = '/new/outdir'` first (`atlas query` always does).
 
@@ -38,7 +41,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from atlas.sql import sql_string
+from atlas.sql import duckdb_columns, sql_string
 from atlas.views import (
     create_outcome_views,
     create_stage_views,
@@ -83,6 +86,43 @@ def glob_locations(outdir: Path, paths: Sequence[str | Path], stage: str) -> lis
     else:
         targets = sorted({(path.parent / "*.parquet").as_posix() for path in relative})
     return [f"atlas_root() || {sql_string('/' + target)}" for target in targets]
+
+
+def create_lookup_views(connection, outdir: Path, lookups: Sequence[str | Path]) -> None:
+    """Views lookup_by_id and lookup_by_checksum over the drops' lookup files (atlas.lookup)."""
+    from atlas.lookup import LOOKUP_COLUMNS
+    from atlas.tables import MANIFEST
+
+    for key in ("id", "checksum"):
+        files = [path for path in lookups if Path(path).name.endswith(f".by_{key}.parquet")]
+        if files:
+            source = f"read_parquet([{', '.join(glob_locations(outdir, files, 'manifest'))}])"
+        else:
+            types = duckdb_columns(MANIFEST, LOOKUP_COLUMNS)
+            nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in types.items())
+            source = f"(SELECT {nulls} WHERE false)"
+        connection.execute(f"CREATE VIEW lookup_by_{key} AS SELECT * FROM {source}")
+
+
+def chunk_files_table(connection, outdir: Path, predictions, novelty) -> None:
+    """Table chunk_files: drop, chunk, and the outdir-relative path of its predictions and novelty file
+    (`predictions/{drop}/{chunk}.parquet`), so a lookup reads one predictions file."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for stage, paths in (("predictions", predictions), ("novelty", novelty)):
+        for path in paths:
+            relative = Path(path).resolve().relative_to(outdir)
+            rows.setdefault((relative.parent.name, relative.stem), {})[stage] = "/" + relative.as_posix()
+    connection.execute(
+        'CREATE TABLE chunk_files ("drop" VARCHAR, chunk VARCHAR, predictions VARCHAR, novelty VARCHAR)'
+    )
+    if rows:
+        connection.executemany(
+            "INSERT INTO chunk_files VALUES (?, ?, ?, ?)",
+            [
+                [drop, chunk, paths.get("predictions"), paths.get("novelty")]
+                for (drop, chunk), paths in sorted(rows.items())
+            ],
+        )
 
 
 def check_complete(connection) -> None:
@@ -137,8 +177,10 @@ def build_index(
     min_plddt: float,
     min_ptm: float,
     novelty_computed: bool,
+    lookups: Sequence[str | Path] = (),
 ) -> dict[str, int]:
-    """Build the staged index and database from exactly these files, then publish both; returns counts."""
+    """Build the staged index and database from exactly these files, then publish both; returns counts.
+    `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`)."""
     import duckdb
 
     index, database = Path(index), Path(database)
@@ -188,6 +230,8 @@ def build_index(
             },
         )
         create_outcome_views(connection, min_plddt, min_ptm)
+        create_lookup_views(connection, outdir, lookups)
+        chunk_files_table(connection, outdir, predictions, novelty)
         connection.execute(
             "CREATE VIEW atlas AS SELECT * FROM read_parquet(atlas_root() || "
             f"{sql_string(f'/{ATLAS_DIR}/{INDEX_FILE}')})"
@@ -245,6 +289,7 @@ def run_index_step(job) -> int:
                 params.min_plddt,
                 params.min_ptm,
                 bool(params.novelty),
+                job.input.lookups,
             )
         except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
             print(f"atlas index: error: {error}", file=sys.stderr)

@@ -19,6 +19,7 @@ import pytest
 
 from atlas import index
 from atlas.fasta import read_fasta, sequence_checksum
+from atlas.lookup import ROW_GROUP_ROWS, write_lookups
 from atlas.tables import ATLAS_INDEX, MANIFEST, NOVELTY, PREDICTIONS
 from atlas.views import OUTCOME_NOVELTY_COLUMNS, index_query
 
@@ -213,6 +214,12 @@ def stage_files(outdir: Path, drops: list[str], novelty: bool) -> dict[str, list
 
 def build_index(outdir: Path, drops: list[str], novelty: bool, **files) -> dict:
     given = {**stage_files(outdir, drops, novelty), **files}
+    lookups = []
+    for drop in drops:
+        paths = [outdir / "atlas" / "lookup" / f"{drop}.by_{key}.parquet" for key in ("id", "checksum")]
+        if not all(path.exists() for path in paths):
+            write_lookups(outdir / "chunks" / drop / "manifest.parquet", *paths)
+        lookups += paths
     staged = outdir / "atlas" / "staged"
     return index.build_index(
         given["manifests"],
@@ -224,6 +231,7 @@ def build_index(outdir: Path, drops: list[str], novelty: bool, **files) -> dict:
         MIN_PLDDT,
         MIN_PTM,
         novelty,
+        lookups,
     )
 
 
@@ -374,3 +382,39 @@ def test_views_glob_the_drop_folders_never_list_files(tmp_path):
             0
         ]
     assert "/predictions/d1/*.parquet" in sql and "b064_0000" not in sql
+
+
+def test_lookup_by_id_or_checksum_reads_one_row_group_and_one_predictions_file(tmp_path):
+    outdir = make_outdir(tmp_path)
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        drop, chunk, path = connection.execute(
+            "SELECT l.drop, l.chunk, f.predictions FROM lookup_by_id l JOIN chunk_files f USING (drop, chunk)"
+            " WHERE l.id = 'seq14'"
+        ).fetchone()
+        assert (drop, chunk, path) == ("d1", "b128_0000", "/predictions/d1/b128_0000.parquet")
+        checksum = sequence_checksum(real_sequences()[21])
+        assert connection.execute(
+            "SELECT list(id ORDER BY id) FROM lookup_by_checksum WHERE checksum = ?", [checksum]
+        ).fetchone()[0] == ["d3-copy", "seq21"]
+    # a drop of 5 row groups: one id is found in one of them
+    big = tmp_path / "big"
+    rows = 4 * ROW_GROUP_ROWS + 10
+    manifest = pa.table(
+        {
+            "id": [f"r{i}" for i in range(rows)],
+            "drop": ["big"] * rows,
+            "checksum": [f"{i * 7919 % rows:032x}" for i in range(rows)],
+            "length": [100] * rows,
+            "status": ["queued"] * rows,
+            "reason": [None] * rows,
+            "chunk": [f"c{i % 7}" for i in range(rows)],
+        },
+        schema=MANIFEST,
+    )
+    big.mkdir()
+    pq.write_table(manifest, big / "manifest.parquet")
+    assert write_lookups(big / "manifest.parquet", big / "by_id.parquet", big / "by_checksum.parquet") == rows
+    for name, column, value in (("by_id", "id", "r123456"), ("by_checksum", "checksum", f"{5:032x}")):
+        sql = f"SELECT * FROM read_parquet('{big / name}.parquet') WHERE {column} = '{value}'"
+        plan = duckdb.connect().execute(f"EXPLAIN ANALYZE {sql}").fetchall()[0][1]
+        assert "Row Groups Scanned: 1 / 5" in plan, plan[-800:]

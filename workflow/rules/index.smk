@@ -1,9 +1,35 @@
 # The atlas index. A script, not a shell command: at scale its inputs are 10^5 paths, more than one shell
 # command line holds. The outputs are staged files; atlas/index.parquet and atlas/atlas.duckdb, which
 # readers open, are swapped in by renames once both are complete (atlas/index.py).
+LOOKUP_BY_ID = f"{OUTDIR}/atlas/lookup/{{drop}}.by_id.parquet"
+LOOKUP_BY_CHECKSUM = f"{OUTDIR}/atlas/lookup/{{drop}}.by_checksum.parquet"
+
+
+# Once per drop: its records sorted by id and by checksum, so a lookup reads one row group per drop.
+rule drop_lookup:
+    input:
+        manifest=MANIFEST_FILE,
+    output:
+        by_id=LOOKUP_BY_ID,
+        by_checksum=LOOKUP_BY_CHECKSUM,
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(2000, min(16000, int(4 * input.size_mb))) * attempt,
+    log:
+        f"{OUTDIR}/logs/lookup/{{drop}}.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/lookup/{{drop}}.tsv"
+    conda:
+        "../../envs/atlas.yaml"
+    shell:
+        "export ATLAS_LOOKUP_MEMORY_LIMIT=$(({resources.mem_mb} * 3 / 4))MB; "
+        "atlas lookup --manifest {input.manifest:q} --by-id {output.by_id:q}"
+        " --by-checksum {output.by_checksum:q} > {log:q} 2>&1"
+
+
 rule atlas_index:
     input:
         manifests=all_manifests,
+        lookups=expand(LOOKUP_BY_ID, drop=DROPS) + expand(LOOKUP_BY_CHECKSUM, drop=DROPS),
         predictions=all_predictions,
         novelty=all_novelty,
     output:
