@@ -23,8 +23,11 @@ localrules:
 
 rule all:
     input:
-        f"{OUTDIR}/atlas/index.parquet",
-        f"{OUTDIR}/atlas/atlas.duckdb",
+        f"{OUTDIR}/atlas/staged/index.parquet",
+        f"{OUTDIR}/atlas/staged/atlas.duckdb",
         f"{OUTDIR}/report/summary.json",
         f"{OUTDIR}/report/index.html",
+        # every drop's split is a target of its own: a job whose inputs wait on a checkpoint (the index, the
+        # report) does not by itself make Snakemake split a new drop
+        all_manifests,
     default_target: True

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas.fasta import STANDARD_RESIDUES, FastaFormatError, check_sequence, iter_raw_records
-from atlas.index import sql_string
+from atlas.sql import sql_string
 
 MANIFEST_COLUMNS = ("id", "drop", "checksum", "length", "status", "reason", "chunk")
 CHUNK_NAME = re.compile(r"^L\d+-\d+\.fasta$")  # what a chunk FASTA of ours looks like (stale-file cleanup)

@@ -1,5 +1,6 @@
 """The `atlas` command: user subcommands (query, export, stats, report, serve) and the workflow steps the
-rules call.
+rules call (the index and the report steps are called through workflow/scripts/, with their file lists
+in-process).
 
 Each subcommand lives in the module that does its job and is imported only when used, so `atlas query`
 never pays for importing torch.
@@ -15,19 +16,20 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "query": ("atlas.query", "query_main", "read-only SQL over atlas/atlas.duckdb"),
     "export": ("atlas.export", "export_main", "write structures (mmCIF, PDB, Foldcomp), FASTA or metadata"),
     "serve": ("atlas.serve", "serve_main", "a local read-only web explorer of the atlas"),
-    "stats": ("atlas.query", "stats_main", "counts per stage"),
+    "stats": ("atlas.stats", "stats_main", "counts per stage and the accounting invariant"),
     "report": ("atlas.report", "report_main", "summary.json, plots and index.html under report/"),
     "split": ("atlas.chunking", "split_main", "workflow step: split a drop into length-bucketed chunks"),
     "fold": ("atlas.fold", "fold_main", "workflow step: fold one chunk with ESMFold"),
     "reference-db": ("atlas.novelty", "reference_db_main", "workflow step: build the MMseqs2 reference"),
     "novelty": ("atlas.novelty", "novelty_main", "workflow step: search one chunk against the reference"),
-    "index": ("atlas.index", "index_main", "workflow step: build the atlas index and DuckDB views"),
+    "lookup": ("atlas.lookup", "lookup_main", "workflow step: a drop's manifest sorted by id and checksum"),
 }
 
 
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = ["usage: atlas COMMAND [options]   (atlas COMMAND --help for its options)", "", "commands:"]
+    lines = ["usage: atlas [--version] COMMAND [options]   (atlas COMMAND --help for its options)", ""]
+    lines.append("commands:")
     lines += [f"  {name:<{width}}  {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -36,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
+        return 0
+    if argv[0] == "--version":
+        from atlas import __version__
+
+        print(f"atlas {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

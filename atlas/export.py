@@ -42,8 +42,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from atlas.index import quote_identifier
-from atlas.query import AtlasError, add_outdir_argument, connect, default_outdir
+from atlas.query import AtlasError, add_outdir_argument, connect, resolve_outdir
+from atlas.sql import quote_identifier
 
 MAX_NAME = 100
 STRUCTURE_FORMATS = {"cif": ".cif", "cif.gz": ".cif.gz", "pdb": ".pdb"}
@@ -437,7 +437,7 @@ def export_main(argv: list[str]) -> int:
     add_outdir_argument(parser)
     args = parser.parse_args(argv)
     try:
-        result = export(args.outdir or default_outdir(), args.out, args.where, args.format)
+        result = export(resolve_outdir(args.outdir), args.out, args.where, args.format)
     except (AtlasError, OSError) as error:
         print(f"atlas export: error: {error}", file=sys.stderr)
         return 1

@@ -60,7 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from atlas.fasta import read_fasta, sequence_checksum
-from atlas.tables import PAE_STEP, PREDICTIONS
+from atlas.tables import FOLD_RESIDUES_KEY, FOLD_SECONDS_KEY, PAE_STEP, PREDICTIONS
 
 log = logging.getLogger("atlas.fold")
 
@@ -473,11 +473,21 @@ def read_parts(
     return done
 
 
-def write_final(output: Path, records: list[Entry], done: dict[str, pa.Table], drop: str, chunk: str) -> None:
-    """The chunk's Parquet in FASTA order, written to a temporary file and renamed into place."""
+def write_final(
+    output: Path,
+    records: list[Entry],
+    done: dict[str, pa.Table],
+    drop: str,
+    chunk: str,
+    timing: dict[str, str] | None = None,
+) -> None:
+    """The chunk's Parquet in FASTA order, written to a temporary file and renamed into place. `timing`
+    (FOLD_SECONDS_KEY, FOLD_RESIDUES_KEY of this job) goes into the file's key-value metadata: the report's
+    throughput plot reads it there, from a declared input."""
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     output.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(tmp, PREDICTIONS, compression="zstd") as writer:
+    schema = PREDICTIONS.with_metadata(timing) if timing else PREDICTIONS
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         if not records:
             writer.write_table(PREDICTIONS.empty_table())
         for start in range(0, len(records), FINAL_ROW_GROUP):
@@ -630,7 +640,8 @@ def fold_main(argv: list[str]) -> int:
     if missing:  # cannot happen: every entry gets a row; guard against losing sequences silently
         log.error("no row for %d sequences (%s...); parts kept in %s", len(missing), missing[:3], parts_dir)
         return 1
-    write_final(output, records, done, args.drop, args.chunk)
+    timing = {FOLD_SECONDS_KEY: repr(stats.seconds), FOLD_RESIDUES_KEY: str(stats.residues)}
+    write_final(output, records, done, args.drop, args.chunk, timing if stats.seconds > 0 else None)
     shutil.rmtree(parts_dir, ignore_errors=True)
 
     elapsed = time.monotonic() - started

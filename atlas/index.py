@@ -1,293 +1,298 @@
-"""The atlas index: the confident (and novel) predictions, and DuckDB views over every Parquet output.
+"""The atlas index step: atlas/index.parquet and atlas/atlas.duckdb from the files the workflow declares.
 
-`atlas index --outdir OUT --drops d1 d2 ... --min-plddt F --min-ptm F (--novelty | --no-novelty)` writes
+`build_index(manifests, predictions, novelty, index, database, drops, min_plddt, min_ptm, novelty_computed)`
+is called by workflow/scripts/atlas_index.py with the rule's declared inputs (at scale 10^5 paths, which no
+shell command line holds) and outputs `OUTDIR/atlas/staged/index.parquet` and
+`OUTDIR/atlas/staged/atlas.duckdb`.
 
-`OUT/atlas/index.parquet`
-    one row per unique sequence (checksum) whose prediction has status ok, mean_plddt >= min_plddt,
-    ptm >= min_ptm and, with --novelty, novel = true; with --no-novelty every confident prediction, with
-    null novelty columns and novelty_computed = false (thresholds allow THRESHOLD_TOLERANCE = 1e-6, so a
-    metric stored as float32 equal to a threshold passes). Columns (INDEX_COLUMNS): id, checksum, drop, chunk,
-    length, mean_plddt, ptm, num_conf, max_pae, model, num_recycles, best_hit, identity, query_coverage,
-    target_coverage, evalue, novel, novelty_computed. No structures: the `mmcif` column is never read.
-    When a checksum has more than one ok prediction (the split stage folds each sequence once, so only a
-    defensive case), the one of the earliest drop in --drops order, then chunk, then id is used. Other ids
-    of the same sequence are in the manifest (join on checksum). Rows are ordered by drop, chunk, id.
+It reads exactly the given files and first checks the accounting invariant: every queued record of every
+manifest has a prediction row (ok, or failed with its error) in its drop; else it stops with an
+IncompleteAtlasError naming the drop, chunk and ids missing, and nothing is published.
 
-`OUT/atlas/atlas.duckdb`
-    views `manifest`, `predictions`, `novelty` over the Parquet files of the given drops (manifests,
-    `predictions/{drop}/{chunk}.parquet`, `novelty/{drop}/{chunk}.parquet` for the chunks of
-    `chunks/{drop}/*.fasta`), `atlas` over index.parquet, and a table `atlas_info` (thresholds, drops,
-    whether novelty was computed, when). A view with no file (no reference; a drop without chunks) is an
-    empty view with the right columns.
+`atlas/index.parquet`
+    one row per unique sequence (checksum) with an ok prediction that is high confidence and, with novelty,
+    novel (atlas.views: `outcomes`, `INDEX_QUERY`); columns atlas.tables.ATLAS_INDEX, no structures.
 
-    Paths: every view reads `atlas_root() || '/relative/path'`, where the macro `atlas_root()` is
-    `coalesce(getvariable('atlas_outdir'), '<absolute outdir when built>')`. Any DuckDB client opening the
-    file reads the files where they were built; after moving the outdir, `SET VARIABLE atlas_outdir =
-    '/new/outdir'` first (`atlas query` and `atlas.query.connect()` always do), so a moved or copied atlas
-    keeps working and a query never reads another outdir's files by accident.
+`atlas/atlas.duckdb`
+    views `manifest`, `predictions`, `novelty` (one glob per drop folder, `atlas_root() || '/predictions/d1/
+    *.parquet'`, so the database never names 10^5 files and never a path that exists only inside one job),
+    `novelty_best`, `prediction_best`, `outcomes` (the classification, with the thresholds of this build),
+    `atlas` over index.parquet, `lookup_by_id` and `lookup_by_checksum` (atlas.lookup: one row group read per
+    drop to find an id or checksum), and tables `chunk_files` (drop, chunk -> its predictions and novelty
+    file, relative to the outdir: one lookup reads one predictions file) and `atlas_info` (thresholds, drops,
+    novelty, counts, when).
+    `atlas_root()` is `coalesce(getvariable('atlas_outdir'), '<absolute outdir when built>')`; after moving
+    the outdir, `SET VARIABLE atlas_outdir = '/new/outdir'` first (`atlas query` always does).
 
-Both files are built under temporary names and moved into place (index first), so a killed job leaves
-either the previous files or the new ones.
+Swapped, never rebuilt in place: Snakemake deletes a job's outputs before it runs, so the rule's outputs are
+the staged files; each, once complete, is published by hard link (a copy where links are not possible)
+under a temporary name and renamed over `atlas/index.parquet`, then `atlas/atlas.duckdb` (whose `atlas`
+view reads the published index). A reader (`atlas query`) always opens a whole database and a whole index,
+the previous or the new ones, and a kill at any moment leaves whole files in place.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
+import shutil
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Column types of the three stage outputs (docs/SPEC.md), used for the empty views and to type the index.
-MANIFEST_COLUMNS = {
-    "id": "VARCHAR",
-    "drop": "VARCHAR",
-    "checksum": "VARCHAR",
-    "length": "BIGINT",
-    "status": "VARCHAR",
-    "reason": "VARCHAR",
-    "chunk": "VARCHAR",
-}
-PREDICTION_COLUMNS = {
-    "id": "VARCHAR",
-    "checksum": "VARCHAR",
-    "sequence": "VARCHAR",
-    "length": "BIGINT",
-    "mean_plddt": "DOUBLE",
-    "ptm": "DOUBLE",
-    "num_conf": "BIGINT",
-    "plddt": "FLOAT[]",
-    "max_pae": "DOUBLE",
-    "mmcif": "VARCHAR",
-    "model": "VARCHAR",
-    "num_recycles": "BIGINT",
-    "status": "VARCHAR",
-    "error": "VARCHAR",
-    "drop": "VARCHAR",
-    "chunk": "VARCHAR",
-}
-NOVELTY_COLUMNS = {
-    "checksum": "VARCHAR",
-    "best_hit": "VARCHAR",
-    "identity": "DOUBLE",
-    "query_coverage": "DOUBLE",
-    "target_coverage": "DOUBLE",
-    "evalue": "DOUBLE",
-    "novel": "BOOLEAN",
-}
-INDEX_PREDICTION_COLUMNS = (
-    "id", "checksum", "drop", "chunk", "length", "mean_plddt", "ptm", "num_conf", "max_pae", "model",
-    "num_recycles",
-)  # fmt: skip
-INDEX_NOVELTY_COLUMNS = ("best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
-INDEX_COLUMNS = (*INDEX_PREDICTION_COLUMNS, *INDEX_NOVELTY_COLUMNS, "novelty_computed")
-VIEWS = ("manifest", "predictions", "novelty", "atlas")
+from atlas.sql import duckdb_columns, sql_string
+from atlas.views import (
+    create_outcome_views,
+    create_stage_views,
+    index_query,
+    path_literals,
+)
+
 ROOT_VARIABLE = "atlas_outdir"
-# Metrics stored as float32 (0.7 -> 0.69999999) must still pass a threshold they are equal to.
-THRESHOLD_TOLERANCE = 1e-6
+ATLAS_DIR = "atlas"
+STAGED_DIR = "atlas/staged"
+INDEX_FILE = "index.parquet"
+DATABASE_FILE = "atlas.duckdb"
+SHOWN_MISSING = 10
+
+
+class IncompleteAtlasError(RuntimeError):
+    """A queued record has no prediction row: the index is not built."""
 
 
 def _log(message: str) -> None:
     print(f"[atlas] {message}", file=sys.stderr, flush=True)
 
 
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def outdir_of(staged_file: str | Path) -> Path:
+    """The outdir of a staged output (OUTDIR/atlas/staged/FILE)."""
+    path = Path(staged_file).resolve()
+    if path.parent.as_posix().endswith("/" + STAGED_DIR):
+        return path.parents[2]
+    raise ValueError(f"{staged_file} is not under OUTDIR/{STAGED_DIR}/")
 
 
-def sql_string(text: str | Path) -> str:
-    """A SQL string literal for DuckDB (paths, names)."""
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def drop_chunks(outdir: Path, drop: str) -> list[str]:
-    """Chunk names of a drop: its `chunks/{drop}/*.fasta`, as the workflow finds them."""
-    return sorted(path.name[: -len(".fasta")] for path in (outdir / "chunks" / drop).glob("*.fasta"))
-
-
-def stage_files(outdir: Path, drops: list[str], novelty: bool) -> dict[str, list[str]]:
-    """Paths relative to outdir of the drops' manifests, predictions and novelty files; all must exist."""
-    files: dict[str, list[str]] = {"manifest": [], "predictions": [], "novelty": []}
-    for drop in drops:
-        files["manifest"].append(f"chunks/{drop}/manifest.parquet")
-        for chunk in drop_chunks(outdir, drop):
-            files["predictions"].append(f"predictions/{drop}/{chunk}.parquet")
-            if novelty:
-                files["novelty"].append(f"novelty/{drop}/{chunk}.parquet")
-    missing = [path for paths in files.values() for path in paths if not (outdir / path).is_file()]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise FileNotFoundError(f"missing under {outdir}: {shown}")
-    return files
-
-
-def _source(paths: list[str], columns: dict[str, str]) -> str:
-    """A FROM-able SQL source over the Parquet files (through atlas_root()), or a typed empty one."""
-    if not paths:
-        typed = ", ".join(
-            f"CAST(NULL AS {kind}) AS {quote_identifier(name)}" for name, kind in columns.items()
-        )
-        return f"(SELECT {typed} WHERE false)"
-    listed = ", ".join(f"atlas_root() || {sql_string('/' + path)}" for path in paths)
-    return f"read_parquet([{listed}], union_by_name = true)"
-
-
-def index_query(
-    files: dict[str, list[str]], drops: list[str], min_plddt: float, min_ptm: float, novelty: bool
-) -> str:
-    """The SELECT of the index rows (explicit columns only: the structures are never read)."""
-    positions = ", ".join(f"({sql_string(drop)}, {position})" for position, drop in enumerate(drops))
-    prediction_columns = ", ".join(
-        f"CAST({quote_identifier(name)} AS {PREDICTION_COLUMNS[name]}) AS {quote_identifier(name)}"
-        for name in (*INDEX_PREDICTION_COLUMNS, "status")
-    )
-    chosen = ", ".join(f"p.{quote_identifier(name)}" for name in INDEX_PREDICTION_COLUMNS)
-    if novelty:
-        novelty_columns = ", ".join(
-            f"CAST({quote_identifier(name)} AS {NOVELTY_COLUMNS[name]}) AS {quote_identifier(name)}"
-            for name in ("checksum", *INDEX_NOVELTY_COLUMNS)
-        )
-        novelty_cte = f""",
-    novelty_rows AS (
-        SELECT {novelty_columns} FROM {_source(files["novelty"], NOVELTY_COLUMNS)}
-        QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY novel, best_hit) = 1
-    )"""
-        novelty_select = (
-            ", ".join(f"n.{name}" for name in INDEX_NOVELTY_COLUMNS) + ", true AS novelty_computed"
-        )
-        novelty_join = "LEFT JOIN novelty_rows n ON n.checksum = p.checksum"
-        novelty_filter = "AND n.novel IS TRUE"
+def glob_locations(outdir: Path, paths: Sequence[str | Path], stage: str) -> list[str]:
+    """One `atlas_root() || '/rel/dir/*.parquet'` per folder of the given files (manifests: each file)."""
+    relative = []
+    for path in paths:
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(outdir):
+            raise ValueError(f"{path} is not under the outdir {outdir}")
+        relative.append(resolved.relative_to(outdir))
+    if stage == "manifest":
+        targets = sorted({path.as_posix() for path in relative})
     else:
-        novelty_cte = ""
-        novelty_select = (
-            ", ".join(f"CAST(NULL AS {NOVELTY_COLUMNS[name]}) AS {name}" for name in INDEX_NOVELTY_COLUMNS)
-            + ", false AS novelty_computed"
+        targets = sorted({(path.parent / "*.parquet").as_posix() for path in relative})
+    return [f"atlas_root() || {sql_string('/' + target)}" for target in targets]
+
+
+def create_lookup_views(connection, outdir: Path, lookups: Sequence[str | Path]) -> None:
+    """Views lookup_by_id and lookup_by_checksum over the drops' lookup files (atlas.lookup)."""
+    from atlas.lookup import LOOKUP_COLUMNS
+    from atlas.tables import MANIFEST
+
+    for key in ("id", "checksum"):
+        files = [path for path in lookups if Path(path).name.endswith(f".by_{key}.parquet")]
+        if files:
+            source = f"read_parquet([{', '.join(glob_locations(outdir, files, 'manifest'))}])"
+        else:
+            types = duckdb_columns(MANIFEST, LOOKUP_COLUMNS)
+            nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in types.items())
+            source = f"(SELECT {nulls} WHERE false)"
+        connection.execute(f"CREATE VIEW lookup_by_{key} AS SELECT * FROM {source}")
+
+
+def chunk_files_table(connection, outdir: Path, predictions, novelty) -> None:
+    """Table chunk_files: drop, chunk, and the outdir-relative path of its predictions and novelty file
+    (`predictions/{drop}/{chunk}.parquet`), so a lookup reads one predictions file."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for stage, paths in (("predictions", predictions), ("novelty", novelty)):
+        for path in paths:
+            relative = Path(path).resolve().relative_to(outdir)
+            rows.setdefault((relative.parent.name, relative.stem), {})[stage] = "/" + relative.as_posix()
+    connection.execute(
+        'CREATE TABLE chunk_files ("drop" VARCHAR, chunk VARCHAR, predictions VARCHAR, novelty VARCHAR)'
+    )
+    if rows:
+        connection.executemany(
+            "INSERT INTO chunk_files VALUES (?, ?, ?, ?)",
+            [
+                [drop, chunk, paths.get("predictions"), paths.get("novelty")]
+                for (drop, chunk), paths in sorted(rows.items())
+            ],
         )
-        novelty_join = novelty_filter = ""
-    return f"""
-    WITH drop_order(drop_name, drop_position) AS (VALUES {positions}),
-    ok AS (
-        SELECT {prediction_columns} FROM {_source(files["predictions"], PREDICTION_COLUMNS)}
-        WHERE status = 'ok'
-    ),
-    representative AS (
-        SELECT ok.*, coalesce(drop_order.drop_position, {len(drops)}) AS drop_position
-        FROM ok LEFT JOIN drop_order ON drop_order.drop_name = ok."drop"
-        QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY drop_position, chunk, id) = 1
-    ){novelty_cte}
-    SELECT {chosen}, {novelty_select}
-    FROM representative p {novelty_join}
-    WHERE p.mean_plddt >= {float(min_plddt) - THRESHOLD_TOLERANCE!r}
-        AND p.ptm >= {float(min_ptm) - THRESHOLD_TOLERANCE!r} {novelty_filter}
-    ORDER BY p.drop_position, p.chunk, p.id
-    """
 
 
-def _remove(path: Path) -> None:
-    for candidate in (path, Path(f"{path}.wal")):
-        if candidate.exists():
-            candidate.unlink()
+def check_complete(connection) -> None:
+    """Stop when a queued record has no prediction row (the accounting invariant)."""
+    total = connection.execute("SELECT count(*) FROM outcomes WHERE outcome = 'pending'").fetchone()[0]
+    if not total:
+        return
+    rows = connection.execute(
+        f"""SELECT "drop", chunk, count(*), list(id ORDER BY id)[1:3] FROM outcomes
+        WHERE outcome = 'pending' GROUP BY ALL ORDER BY "drop", chunk LIMIT {SHOWN_MISSING}"""
+    ).fetchall()
+    shown = "; ".join(
+        f"{drop}/{chunk}: {n} ({', '.join(ids)}{', ...' if n > 3 else ''})" for drop, chunk, n, ids in rows
+    )
+    raise IncompleteAtlasError(
+        f"{total} queued records have no prediction row (drop/chunk: missing ids): {shown}"
+        + (" and more chunks" if len(rows) == SHOWN_MISSING else "")
+        + ". Their chunk's predictions file lacks them: rerun the workflow to fold them."
+    )
+
+
+def index_counts(connection) -> dict[str, int]:
+    row = connection.execute(
+        """SELECT count(*), count(*) FILTER (outcome = 'ok'), count(*) FILTER (outcome = 'failed'),
+            count(*) FILTER (high_confidence), count(*) FILTER (outcome = 'ok' AND novel)
+        FROM outcomes"""
+    ).fetchone()
+    return dict(zip(("queued", "ok", "failed", "high_confidence", "novel"), row, strict=True))
+
+
+def _publish(staged: Path, published: Path) -> None:
+    """Put `staged` at `published` in one rename: a hard link (or a copy) under a temporary name first."""
+    tmp = published.with_name(f".{published.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(staged, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(staged, tmp)
+        os.replace(tmp, published)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def build_index(
-    outdir: str | Path, drops: list[str], min_plddt: float, min_ptm: float, novelty: bool
+    manifests: Sequence[str | Path],
+    predictions: Sequence[str | Path],
+    novelty: Sequence[str | Path],
+    index: str | Path,
+    database: str | Path,
+    drops: Sequence[str],
+    min_plddt: float,
+    min_ptm: float,
+    novelty_computed: bool,
+    lookups: Sequence[str | Path] = (),
 ) -> dict[str, int]:
-    """Write atlas/index.parquet and atlas/atlas.duckdb; returns counts for the log."""
+    """Build the staged index and database from exactly these files, then publish both; returns counts.
+    `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`)."""
     import duckdb
 
-    outdir = Path(outdir)
-    root = outdir.resolve()
-    files = stage_files(outdir, drops, novelty)
-    atlas_dir = outdir / "atlas"
-    atlas_dir.mkdir(parents=True, exist_ok=True)
-    index_path = atlas_dir / "index.parquet"
-    database_path = atlas_dir / "atlas.duckdb"
-    tmp_index = atlas_dir / f".index.parquet.tmp-{os.getpid()}"
-    tmp_database = atlas_dir / f".atlas.duckdb.tmp-{os.getpid()}"
-    for stale in [*atlas_dir.glob(".index.parquet.tmp-*"), *atlas_dir.glob(".atlas.duckdb.tmp-*")]:
-        stale.unlink(missing_ok=True)  # left by a killed run (one index job runs at a time)
-    try:
-        connection = duckdb.connect(str(tmp_database))
+    index, database = Path(index), Path(database)
+    outdir = outdir_of(database)
+    if outdir_of(index) != outdir:
+        raise ValueError(f"{index} and {database} are not in the same {STAGED_DIR}/")
+    novelty = list(novelty) if novelty_computed else []
+    index.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (index, database, Path(f"{database}.wal")):
+        stale.unlink(missing_ok=True)  # a killed run's staged files; the published atlas is untouched
+
+    with duckdb.connect(":memory:") as connection:
+        create_stage_views(
+            connection,
+            {
+                "manifest": path_literals(manifests),
+                "predictions": path_literals(predictions),
+                "novelty": path_literals(novelty),
+            },
+            temporary=True,
+        )
+        create_outcome_views(connection, min_plddt, min_ptm, temporary=True)
+        check_complete(connection)
+        counts = index_counts(connection)
+        connection.execute(
+            f"COPY ({index_query(list(drops), novelty_computed)}) TO {sql_string(index)} (FORMAT parquet)"
+        )
+        counts["atlas"] = connection.execute(
+            f"SELECT count(*) FROM read_parquet({sql_string(index)})"
+        ).fetchone()[0]
+
+    atlas_dir = outdir / ATLAS_DIR
+    _publish(index, atlas_dir / INDEX_FILE)  # first: the database's `atlas` view reads it
+
+    root = outdir.as_posix()
+    with duckdb.connect(str(database)) as connection:
+        connection.execute(
+            f"CREATE MACRO atlas_root() AS coalesce(getvariable({sql_string(ROOT_VARIABLE)}), "
+            f"{sql_string(root)})"
+        )
+        create_stage_views(
+            connection,
+            {
+                "manifest": glob_locations(outdir, manifests, "manifest"),
+                "predictions": glob_locations(outdir, predictions, "predictions"),
+                "novelty": glob_locations(outdir, novelty, "novelty"),
+            },
+        )
+        create_outcome_views(connection, min_plddt, min_ptm)
+        create_lookup_views(connection, outdir, lookups)
+        chunk_files_table(connection, outdir, predictions, novelty)
+        connection.execute(
+            "CREATE VIEW atlas AS SELECT * FROM read_parquet(atlas_root() || "
+            f"{sql_string(f'/{ATLAS_DIR}/{INDEX_FILE}')})"
+        )
+        connection.execute(
+            """CREATE TABLE atlas_info AS SELECT
+                ?::DOUBLE AS min_plddt, ?::DOUBLE AS min_ptm, ?::BOOLEAN AS novelty_computed,
+                ?::VARCHAR[] AS drops, ?::BIGINT AS atlas_rows, ?::VARCHAR AS counts,
+                ?::VARCHAR AS built_outdir, ?::TIMESTAMP AS built_at_utc, ?::VARCHAR AS paths""",
+            [
+                float(min_plddt),
+                float(min_ptm),
+                bool(novelty_computed),
+                list(drops),
+                counts["atlas"],
+                json.dumps(counts),
+                root,
+                datetime.now(UTC).replace(tzinfo=None, microsecond=0),
+                "views read atlas_root() || '/<path relative to the outdir>'; "
+                f"after moving the outdir run: SET VARIABLE {ROOT_VARIABLE} = '/new/outdir'",
+            ],
+        )
+        connection.execute("CHECKPOINT")
+    _publish(database, atlas_dir / DATABASE_FILE)
+    return counts
+
+
+def log_counts(counts: dict[str, int], novelty_computed: bool, min_plddt: float, min_ptm: float) -> str:
+    return (
+        f"{counts['queued']} queued records: {counts['ok']} folded ok, {counts['failed']} failed; "
+        + (f"{counts['novel']} novel; " if novelty_computed else "novelty not computed; ")
+        + f"{counts['high_confidence']} high confidence; {counts['atlas']} in the atlas"
+        f" (min_plddt {min_plddt}, min_ptm {min_ptm})"
+    )
+
+
+def run_index_step(job) -> int:
+    """Entry point of rule atlas_index (workflow/scripts/atlas_index.py): `job` is the script's `snakemake`
+    object; its inputs manifests/predictions/novelty, outputs index/database, params drops/min_plddt/min_ptm/
+    novelty and log. Errors go to the log and return 1."""
+    import contextlib
+
+    import duckdb
+
+    with open(job.log[0], "w") as log, contextlib.redirect_stderr(log):
+        params = job.params
         try:
-            connection.execute(
-                f"CREATE MACRO atlas_root() AS coalesce(getvariable({sql_string(ROOT_VARIABLE)}), "
-                f"{sql_string(root.as_posix())})"
+            counts = build_index(
+                job.input.manifests,
+                job.input.predictions,
+                job.input.novelty,
+                job.output.index,
+                job.output.database,
+                list(params.drops),
+                params.min_plddt,
+                params.min_ptm,
+                bool(params.novelty),
+                job.input.lookups,
             )
-            sources = {
-                "manifest": _source(files["manifest"], MANIFEST_COLUMNS),
-                "predictions": _source(files["predictions"], PREDICTION_COLUMNS),
-                "novelty": _source(files["novelty"], NOVELTY_COLUMNS),
-            }
-            for view, source in sources.items():
-                connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {source}")
-            query = index_query(files, drops, min_plddt, min_ptm, novelty)
-            connection.execute(f"COPY ({query}) TO {sql_string(str(tmp_index))} (FORMAT parquet)")
-            os.replace(tmp_index, index_path)
-            connection.execute(
-                "CREATE VIEW atlas AS SELECT * FROM read_parquet(atlas_root() || '/atlas/index.parquet')"
-            )
-            counts = _counts(connection, novelty)
-            connection.execute(
-                """CREATE TABLE atlas_info AS SELECT
-                    ?::DOUBLE AS min_plddt, ?::DOUBLE AS min_ptm, ?::BOOLEAN AS novelty_computed,
-                    ?::VARCHAR[] AS drops, ?::BIGINT AS atlas_rows, ?::VARCHAR AS built_outdir,
-                    ?::TIMESTAMP AS built_at_utc, ?::VARCHAR AS paths""",
-                [
-                    float(min_plddt),
-                    float(min_ptm),
-                    novelty,
-                    list(drops),
-                    counts["atlas"],
-                    root.as_posix(),
-                    datetime.now(UTC).replace(tzinfo=None, microsecond=0),
-                    "views read atlas_root() || '/<path relative to the outdir>'; "
-                    f"after moving the outdir run: SET VARIABLE {ROOT_VARIABLE} = '/new/outdir'",
-                ],
-            )
-            connection.execute("CHECKPOINT")
-        finally:
-            connection.close()
-        os.replace(tmp_database, database_path)
-    finally:
-        _remove(tmp_index)
-        _remove(tmp_database)
-    return counts
-
-
-def _counts(connection, novelty: bool) -> dict[str, int]:
-    row = connection.execute(
-        """SELECT count(*), count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status <> 'ok')
-        FROM (SELECT status FROM predictions)"""
-    ).fetchone()
-    atlas_rows = connection.execute("SELECT count(*) FROM atlas").fetchone()[0]
-    counts = {"predictions": row[0], "ok": row[1], "failed": row[2], "atlas": atlas_rows}
-    if novelty:
-        counts["novel"] = connection.execute("SELECT count(*) FROM novelty WHERE novel").fetchone()[0]
-    return counts
-
-
-def index_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="atlas index", description="build atlas/index.parquet and atlas.duckdb"
-    )
-    parser.add_argument("--outdir", required=True)
-    parser.add_argument("--drops", nargs="+", required=True, help="drop names, in arrival order")
-    parser.add_argument("--min-plddt", type=float, required=True)
-    parser.add_argument("--min-ptm", type=float, required=True)
-    novelty = parser.add_mutually_exclusive_group(required=True)
-    novelty.add_argument("--novelty", dest="novelty", action="store_true", help="keep novel predictions only")
-    novelty.add_argument("--no-novelty", dest="novelty", action="store_false", help="no reference configured")
-    args = parser.parse_args(argv)
-    import duckdb
-
-    try:
-        counts = build_index(args.outdir, args.drops, args.min_plddt, args.min_ptm, args.novelty)
-    except (OSError, duckdb.Error) as error:
-        print(f"atlas index: error: {error}", file=sys.stderr)
-        return 1
-    _log(
-        f"{counts['predictions']} predictions ({counts['ok']} ok, {counts['failed']} failed); "
-        + (f"{counts['novel']} novel; " if args.novelty else "novelty not computed; ")
-        + f"{counts['atlas']} in the atlas (min_plddt {args.min_plddt}, min_ptm {args.min_ptm})"
-    )
+        except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
+            print(f"atlas index: error: {error}", file=sys.stderr)
+            return 1
+        _log(log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm))
     return 0

@@ -8,8 +8,9 @@ Precision: the ESM-2 language model (`model.esm`) runs in bf16 (fp16 where bf16 
 folding trunk and structure module always in fp32 with TF32 matmuls (a full half-precision cast of ESMFold
 gives NaN). On CPU everything runs in fp32 unless `lm_precision` asks otherwise.
 
-Weights are only read from safetensors files: a model directory or cached hub snapshot holding only a
-pickled `pytorch_model.bin` is refused (unpickling can run code), with instructions to convert it once.
+Weights are read from safetensors files where present (a cached hub id uses the cached revision that has
+them, e.g. refs/pr/4 of facebook/esmfold_v1), else from `pytorch_model.bin` through torch's restricted
+unpickler (tensors only).
 """
 
 from __future__ import annotations
@@ -189,19 +190,44 @@ def build_random_model(config, seed: int = TINY_SEED) -> torch.nn.Module:
     return model
 
 
+def _has_safetensors(snapshot: Path) -> bool:
+    return any(snapshot.glob("*.safetensors")) or (snapshot / "model.safetensors.index.json").exists()
+
+
+def _cached_revisions(repo_id: str) -> list[str]:
+    """The revisions of `repo_id` in the local cache (`main` first), e.g. main and refs/pr/4."""
+    import huggingface_hub.constants
+
+    refs = Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs"
+    cached = sorted(path.relative_to(refs).as_posix() for path in refs.rglob("*") if path.is_file())
+    return ["main", *(revision for revision in cached if revision != "main")]
+
+
 def _hub_snapshot(repo_id: str) -> Path:
+    """The cached snapshot of a hub id: one with safetensors weights when any cached revision has them
+    (esmfold_v1's main branch has only pytorch_model.bin; its refs/pr/4 adds model.safetensors), else main."""
     from huggingface_hub import snapshot_download
 
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception as error:  # LocalEntryNotFoundError, OfflineModeIsEnabled, ...
-        raise ModelLoadError(
-            f"model {repo_id!r} is not in the local Hugging Face cache ({type(error).__name__}: {error}).\n"
-            f"Fetch it once on a machine with network access:  huggingface-cli download {repo_id}\n"
-            "(same HF_HOME as the fold jobs; copy the cache directory over if the GPU nodes are offline),\n"
-            "or set `model` to a local directory holding config.json and model.safetensors"
-            " (or pytorch_model.bin)."
-        ) from error
+    snapshots, failure = [], None
+    for revision in _cached_revisions(repo_id):
+        try:
+            snapshots.append(Path(snapshot_download(repo_id, revision=revision, local_files_only=True)))
+        except Exception as error:  # LocalEntryNotFoundError, OfflineModeIsEnabled, ...
+            failure = failure or error
+    for snapshot in snapshots:
+        if _has_safetensors(snapshot):
+            return snapshot
+    if snapshots:
+        return snapshots[0]
+    raise ModelLoadError(
+        f"model {repo_id!r} is not in the local Hugging Face cache ({type(failure).__name__}: {failure}).\n"
+        f"Fetch it once on a machine with network access:  hf download {repo_id}\n"
+        f"(safetensors weights, read without unpickling: hf download {repo_id} --revision refs/pr/4;"
+        " either is found in the cache),\n"
+        "with the same HF_HOME as the fold jobs (copy the cache over if the GPU nodes are offline),\n"
+        "or set `model` to a local directory holding config.json and model.safetensors"
+        " (or pytorch_model.bin)."
+    )
 
 
 def _dir_version(path: Path) -> str:

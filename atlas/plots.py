@@ -281,7 +281,7 @@ def fold_throughput(chunks: Sequence[Mapping], overall: float | None) -> Figure:
     ax.set_ylabel("fold throughput (residues / s)")
     ax.set_title(f"Fold throughput per chunk (n = {len(chunks)} chunks)")
     if not chunks:
-        no_data(ax, "no data: no fold benchmark files\n(benchmarks/fold/{drop}/{chunk}.tsv)")
+        no_data(ax, "no data: no predictions file records\nits fold job's timing")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
     else:

@@ -1,19 +1,19 @@
-"""User commands over a finished (or running) atlas: `atlas query` and `atlas stats` (export: atlas.export).
+"""`atlas query` over a finished (or running) atlas (export: atlas.export, stats: atlas.stats).
 
-Every command takes `--outdir DIR` (default: `outdir` of ./config.yaml when there is one, else `results`).
+Every command takes `--outdir DIR` (default: `outdir` of ./config.yaml, else the config schema's default).
 
-`atlas query "SQL" [--format table|csv|json|parquet] [--output FILE]`
-    SQL over atlas/atlas.duckdb (views manifest, predictions, novelty, atlas; table atlas_info), opened
-    read-only: statements that would change it fail. An error prints DuckDB's message and exits 1. `table`
-    (default) aligns every row, cutting cells at 60 characters (mmCIF text) and long floats at 7 significant
-    digits; `csv` (full precision) has a header row; `json` is an array of objects (NaN as null); `parquet`
-    needs --output. --output FILE is written under a temporary name and moved into place.
+`atlas query "SQL" [--format table|csv|json|parquet] [--output FILE] [--max-cell N]`
+    One reading statement (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) over atlas/atlas.duckdb
+    (views manifest, predictions, novelty, outcomes, atlas; table atlas_info). Read-only in fact: any other
+    statement (COPY, EXPORT, ATTACH, INSTALL/LOAD, SET, PRAGMA, CALL, CREATE, ...) is refused before it runs,
+    the database is opened read-only, and files are readable only under the outdir (DuckDB's
+    enable_external_access = false with allowed_directories = [outdir], then lock_configuration), so
+    `read_csv('/etc/passwd')` or a URL is refused too. A refusal or an error prints the reason and exits 1.
+    Floats stored as float32 print in their shortest float32 form (0.5542629, not 0.5542628765106201), in
+    every format. `table` (default) aligns every row and cuts cells longer than --max-cell characters (60;
+    0: never), saying so under the table; `csv` has a header row; `json` is an array of objects (NaN as
+    null); `parquet` needs --output. --output FILE is written under a temporary name and moved into place.
 
-`atlas stats [--json]`
-    Counts per drop and in total: input records, rejected (and per reason), duplicates, queued, folded,
-    failed, not folded yet, high confidence, novel, high confidence and novel (what the index holds; n/a
-    without a reference). They come from atlas.report.stage_counts, so summary.json shows the same numbers;
-    it reads the stage Parquet files (never the structures), so it works while the workflow runs.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_OUTDIR = "results"
+from atlas.config import default_outdir
+from atlas.index import ATLAS_DIR, DATABASE_FILE, ROOT_VARIABLE
+
 MAX_CELL = 60
+# statement types that only read (DuckDB parses DESCRIBE, SHOW, SUMMARIZE and FROM-first as SELECT)
+READING_STATEMENTS = ("SELECT", "EXPLAIN")
 
 
 class AtlasError(Exception):
@@ -39,66 +43,97 @@ class AtlasError(Exception):
 # ------------------------------------------------------------------------------------------------- helpers
 
 
-def load_config(path: str | Path = "config.yaml") -> dict:
-    """The workflow config of the current directory (the CLI's defaults), or {} when there is none or it is
-    unreadable (said on stderr)."""
-    try:
-        import yaml
-
-        with open(path) as handle:
-            config = yaml.safe_load(handle) or {}
-        if not isinstance(config, dict):
-            raise ValueError("not a mapping of config keys")
-    except FileNotFoundError:
-        return {}
-    except Exception as error:  # unreadable, a YAML syntax error, not a mapping
-        print(f"atlas: ignoring {path}: {error}", file=sys.stderr)
-        return {}
-    return config
-
-
-def default_outdir(config: str | Path = "config.yaml") -> str:
-    """`outdir` of ./config.yaml when it names one, else `results`."""
-    value = load_config(config).get("outdir")
-    return str(value) if isinstance(value, str) and value.strip() else DEFAULT_OUTDIR
-
-
 def add_outdir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--outdir",
         default=None,
-        help="the workflow's outdir (default: outdir of ./config.yaml, else results)",
+        help="the workflow's outdir (default: outdir of ./config.yaml, else the config schema's default)",
     )
 
 
+def resolve_outdir(outdir: str | None) -> str:
+    chosen = outdir or default_outdir()
+    if not chosen:
+        raise AtlasError("no --outdir given and no config.yaml naming one")
+    return chosen
+
+
 def database_path(outdir: str | Path) -> Path:
-    return Path(outdir) / "atlas" / "atlas.duckdb"
+    return Path(outdir) / ATLAS_DIR / DATABASE_FILE
 
 
 def connect(outdir: str | Path):
-    """A read-only DuckDB connection to OUTDIR/atlas/atlas.duckdb whose views read OUTDIR's files.
+    """A DuckDB connection to OUTDIR/atlas/atlas.duckdb that can only read, and only files under OUTDIR.
 
-    The views find their files through the `atlas_outdir` variable (see atlas.index), set here to this outdir,
-    so a moved or copied outdir works as well.
+    Read-only database; external access off except the outdir (`allowed_directories`), no extension
+    auto-loading, and the configuration locked. The views find their files through the `atlas_outdir`
+    variable (see atlas.index), set here to this outdir, so a moved or copied outdir works as well.
     """
     import duckdb
-
-    from atlas.index import ROOT_VARIABLE
 
     path = database_path(outdir)
     if not path.is_file():
         raise AtlasError(f"no atlas database at {path}: run the workflow first (or pass --outdir)")
+    root = Path(outdir).resolve().as_posix()
     try:
-        connection = duckdb.connect(str(path), read_only=True)
-        connection.execute(f"SET VARIABLE {ROOT_VARIABLE} = ?", [Path(outdir).resolve().as_posix()])
+        connection = duckdb.connect(
+            str(path),
+            read_only=True,
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+        )
+        connection.execute(f"SET VARIABLE {ROOT_VARIABLE} = ?", [root])
+        connection.execute("SET allowed_directories = ?", [[root + "/"]])
+        connection.execute("SET enable_external_access = false")
+        connection.execute("SET lock_configuration = true")
     except duckdb.Error as error:
         raise AtlasError(f"cannot open {path}: {error}") from error
     return connection
 
 
+def check_reading_statement(connection, sql: str) -> None:
+    """Refuse, before running anything, SQL that is not exactly one reading statement."""
+    import duckdb
+
+    try:
+        statements = connection.extract_statements(sql)
+    except duckdb.Error as error:
+        raise AtlasError(str(error)) from error
+    if len(statements) != 1:
+        raise AtlasError(
+            f"refused: {len(statements)} statements; atlas query runs one SQL statement at a time"
+        )
+    kind = statements[0].type.name
+    if kind not in READING_STATEMENTS:
+        raise AtlasError(
+            f"refused: {kind} statement. atlas query is read-only: it runs one reading statement"
+            " (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN)"
+        )
+
+
+def _duckdb_error(error: Exception, outdir: str | Path) -> AtlasError:
+    import duckdb
+
+    if isinstance(error, duckdb.PermissionException):
+        return AtlasError(
+            f"refused: {error}. atlas query reads only the files of the atlas under {Path(outdir).resolve()}"
+        )
+    return AtlasError(str(error))
+
+
+def short_float(value: float) -> float:
+    """A float32 value widened to double, as the shortest float that prints it (0.5542629); doubles that are
+    no float32 value are returned as they are."""
+    if not math.isfinite(value):
+        return value
+    import numpy as np
+
+    narrow = np.float32(value)
+    return float(str(narrow)) if float(narrow) == value else value
+
+
 def _json_value(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return short_float(value) if math.isfinite(value) else None
     if isinstance(value, decimal.Decimal):
         return float(value)
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
@@ -111,7 +146,7 @@ def _json_value(value):
         return [_json_value(item) for item in value]
     if isinstance(value, dict):
         return {str(key): _json_value(item) for key, item in value.items()}
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, (str, int, bool)) or value is None:
         return value
     return str(value)
 
@@ -120,19 +155,24 @@ def _text(value) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        text = repr(value)  # shortest round-trip form; float32 values widened to double get 7 digits
-        return text if len(text) <= 10 else format(value, ".7g")
+        return repr(short_float(value)) if math.isfinite(value) else str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_text(item) for item in value) + "]"
     return str(value)
 
 
 def render_table(columns: list[str], rows: list[tuple], max_cell: int = MAX_CELL) -> str:
-    """Plain aligned text table (numbers right-aligned), cells cut at max_cell characters."""
+    """Plain aligned text table (numbers right-aligned); cells longer than max_cell (0: no limit) are cut
+    with `…` and a line under the table says so."""
+    cut = 0
 
     def cell(value) -> str:
+        nonlocal cut
         text = _text(value).replace("\n", "\\n").replace("\t", " ")
-        return text if len(text) <= max_cell else text[: max_cell - 1] + "…"
+        if max_cell and len(text) > max_cell:
+            cut += 1
+            return text[: max_cell - 1] + "…"
+        return text
 
     cells = [[cell(value) for value in row] for row in rows]
     widths = [len(name) for name in columns]
@@ -154,6 +194,11 @@ def render_table(columns: list[str], rows: list[tuple], max_cell: int = MAX_CELL
     out = [line(list(columns)), "  ".join("-" * width for width in widths)]
     out += [line(row) for row in cells]
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    if cut:
+        out.append(
+            f"({cut} cell{'s' if cut != 1 else ''} cut at {max_cell} characters, marked …:"
+            " --max-cell 0 shows them whole; --format csv or json never cuts)"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -187,22 +232,27 @@ class _Output:
 # --------------------------------------------------------------------------------------------------- query
 
 
-def run_query(outdir: str | Path, sql: str, fmt: str = "table", output: str | None = None) -> int:
-    """Run SQL read-only and write its result; returns the number of rows written."""
+def _csv_value(value):
+    if value is None:
+        return ""
+    return short_float(value) if isinstance(value, float) else value
+
+
+def run_query(
+    outdir: str | Path, sql: str, fmt: str = "table", output: str | None = None, max_cell: int = MAX_CELL
+) -> int:
+    """Run one reading statement and write its result; returns the number of rows written."""
     import duckdb
 
     if fmt == "parquet" and not output:
         raise AtlasError("--format parquet needs --output FILE")
     connection = connect(outdir)
     try:
+        check_reading_statement(connection, sql)
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            relation = connection.sql(sql)
-            if relation is None:
-                raise AtlasError("the statement returns no rows to write")
-            to_table = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table  # duckdb < 1.4
-            table = to_table()
+            table = connection.sql(sql).to_arrow_table()
             with _Output(output, binary=True) as handle:
                 pq.write_table(table, handle)
             return table.num_rows
@@ -212,13 +262,13 @@ def run_query(outdir: str | Path, sql: str, fmt: str = "table", output: str | No
         with _Output(output) as handle:
             if fmt == "table":
                 rows = connection.fetchall() if columns else []
-                handle.write(render_table(columns, rows))
+                handle.write(render_table(columns, rows, max_cell))
                 count = len(rows)
             elif fmt == "csv":
                 writer = csv.writer(handle, lineterminator="\n")
                 writer.writerow(columns)
                 while columns and (rows := connection.fetchmany(10_000)):
-                    writer.writerows([[("" if v is None else v) for v in row] for row in rows])
+                    writer.writerows([[_csv_value(v) for v in row] for row in rows])
                     count += len(rows)
             else:  # json: an array of objects
                 handle.write("[")
@@ -232,24 +282,32 @@ def run_query(outdir: str | Path, sql: str, fmt: str = "table", output: str | No
                 handle.write("\n]\n" if count else "]\n")
         return count
     except duckdb.Error as error:
-        raise AtlasError(str(error)) from error
+        raise _duckdb_error(error, outdir) from error
     finally:
         connection.close()
 
 
 def query_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="atlas query", description="read-only SQL over atlas/atlas.duckdb")
+    parser = argparse.ArgumentParser(
+        prog="atlas query", description="one read-only SQL statement over atlas/atlas.duckdb"
+    )
     parser.add_argument(
         "sql", help='e.g. "SELECT id, mean_plddt FROM atlas ORDER BY mean_plddt DESC LIMIT 10"'
     )
     parser.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
     parser.add_argument("--output", help="write to FILE instead of stdout (required for parquet)")
+    parser.add_argument(
+        "--max-cell",
+        type=int,
+        default=MAX_CELL,
+        help="table format: cut longer cells, saying so (0: never cut; default %(default)s)",
+    )
     add_outdir_argument(parser)
     args = parser.parse_args(argv)
     if args.format == "parquet" and not args.output:
         parser.error("--format parquet needs --output FILE")
     try:
-        count = run_query(args.outdir or default_outdir(), args.sql, args.format, args.output)
+        count = run_query(resolve_outdir(args.outdir), args.sql, args.format, args.output, args.max_cell)
     except AtlasError as error:
         print(f"atlas query: error: {error}", file=sys.stderr)
         return 1
@@ -258,54 +316,4 @@ def query_main(argv: list[str]) -> int:
         return 0
     if args.output:
         print(f"wrote {count} rows to {args.output}", file=sys.stderr)
-    return 0
-
-
-# --------------------------------------------------------------------------------------------------- stats
-
-
-def stage_counts(outdir: str | Path, drops: list[str] | None = None, **thresholds) -> dict:
-    """Counts per stage, per drop and in total: atlas.report.stage_counts, the one definition of them.
-
-    (summary.json and `atlas stats` show the same numbers; see atlas.report for the keys and the defaults,
-    which follow the index's atlas_info.)
-    """
-    import duckdb
-
-    from atlas import report
-
-    try:
-        return report.stage_counts(outdir, drops, **thresholds)
-    except duckdb.Error as error:
-        raise AtlasError(str(error)) from error
-
-
-def format_stats(stats: dict, outdir: str | Path) -> str:
-    from atlas import report
-
-    thresholds = stats["thresholds"]
-    novelty = "novelty computed" if stats["novelty_computed"] else "novelty not computed (no reference)"
-    caption = (
-        f"atlas {outdir}: high confidence = status ok, mean_plddt >= {thresholds['min_plddt']:g} and "
-        f"ptm >= {thresholds['min_ptm']:g}; {novelty}"
-    )
-    return f"{caption}\n\n{report.format_counts(stats)}"
-
-
-def stats_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="atlas stats", description="counts per stage, per drop, in total")
-    add_outdir_argument(parser)
-    parser.add_argument("--json", action="store_true", help="print the counts as JSON")
-    args = parser.parse_args(argv)
-    outdir = args.outdir or default_outdir()
-    if not (Path(outdir) / "chunks").is_dir():
-        print(f"atlas stats: error: nothing under {outdir}/chunks: run the workflow first (or pass --outdir)",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    try:
-        stats = stage_counts(outdir)
-    except AtlasError as error:
-        print(f"atlas stats: error: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(stats, indent=2) if args.json else format_stats(stats, outdir))
     return 0

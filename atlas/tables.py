@@ -43,6 +43,10 @@ PREDICTIONS = pa.schema(
         ("chunk", pa.string()),
     ]
 )
+# Key-value metadata of a predictions file: wall seconds of folding and residues folded by the job that
+# wrote it (absent when the job folded nothing, everything having been resumed from parts)
+FOLD_SECONDS_KEY = "atlas.fold_seconds"
+FOLD_RESIDUES_KEY = "atlas.fold_residues"
 
 # Angstrom per code of the `pae` column (uint8): ESMFold's PAE lies in 0-31.75 A, codes 0-64 of 255
 PAE_STEP = 0.5
@@ -57,6 +61,18 @@ NOVELTY = pa.schema(
         ("target_coverage", pa.float64()),
         ("evalue", pa.float64()),
         ("novel", pa.bool_()),
+    ]
+)
+
+# atlas/index.parquet: one row per unique sequence in the atlas (atlas.views.INDEX_QUERY); no structures
+ATLAS_INDEX = pa.schema(
+    [
+        *(PREDICTIONS.field(name) for name in ("id", "checksum", "drop", "chunk", "length", "mean_plddt")),
+        *(PREDICTIONS.field(name) for name in ("ptm", "num_conf", "max_pae", "model", "num_recycles")),
+        *(NOVELTY.field(name) for name in ("best_hit", "identity", "query_coverage", "target_coverage")),
+        NOVELTY.field("evalue"),
+        NOVELTY.field("novel"),
+        ("novelty_computed", pa.bool_()),
     ]
 )
 

@@ -18,9 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from atlas import index
-from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta, sequence_checksum
-from atlas.tables import MANIFEST, NOVELTY, PREDICTIONS
+from atlas.lookup import ROW_GROUP_ROWS, write_lookups
+from atlas.tables import ATLAS_INDEX, MANIFEST, NOVELTY, PREDICTIONS
+from atlas.views import OUTCOME_NOVELTY_COLUMNS, index_query
 
 DATA = Path(__file__).resolve().parent / "data"  # as tests/conftest.py's TEST_DATA
 PDB = DATA / "mgnifams_esmfold_khalifam1_1-4587088355.pdb"
@@ -194,10 +195,44 @@ def make_outdir(root: Path, novelty: bool = True, build: bool = True, drops: dic
     for drop, records in drops.items():
         write_drop(outdir, drop, records, novelty=novelty)
     if build:
-        argv = ["index", "--outdir", str(outdir), "--drops", *drops, "--min-plddt", str(MIN_PLDDT)]
-        argv += ["--min-ptm", str(MIN_PTM), "--novelty" if novelty else "--no-novelty"]
-        assert atlas_main(argv) == 0
+        build_index(outdir, list(drops), novelty)
     return outdir
+
+
+def stage_files(outdir: Path, drops: list[str], novelty: bool) -> dict[str, list[Path]]:
+    """The files the workflow declares as the index's inputs: every manifest, chunk predictions, novelty."""
+    return {
+        "manifests": [outdir / "chunks" / drop / "manifest.parquet" for drop in drops],
+        "predictions": [
+            p for drop in drops for p in sorted((outdir / "predictions" / drop).glob("*.parquet"))
+        ],
+        "novelty": [p for drop in drops for p in sorted((outdir / "novelty" / drop).glob("*.parquet"))]
+        if novelty
+        else [],
+    }
+
+
+def build_index(outdir: Path, drops: list[str], novelty: bool, **files) -> dict:
+    given = {**stage_files(outdir, drops, novelty), **files}
+    lookups = []
+    for drop in drops:
+        paths = [outdir / "atlas" / "lookup" / f"{drop}.by_{key}.parquet" for key in ("id", "checksum")]
+        if not all(path.exists() for path in paths):
+            write_lookups(outdir / "chunks" / drop / "manifest.parquet", *paths)
+        lookups += paths
+    staged = outdir / "atlas" / "staged"
+    return index.build_index(
+        given["manifests"],
+        given["predictions"],
+        given["novelty"],
+        staged / "index.parquet",
+        staged / "atlas.duckdb",
+        drops,
+        MIN_PLDDT,
+        MIN_PTM,
+        novelty,
+        lookups,
+    )
 
 
 def expected_index(outdir: Path, drops: list[str], novelty: bool) -> list[tuple]:
@@ -238,18 +273,22 @@ def test_index_equals_python_recomputation(tmp_path, novelty):
     assert read_index(outdir) == expected
     assert len(expected) >= (4 if novelty else 8)
     table = pq.read_table(outdir / "atlas" / "index.parquet")
-    assert table.column_names == list(index.INDEX_COLUMNS)
+    assert [(f.name, f.type) for f in table.schema] == [(f.name, f.type) for f in ATLAS_INDEX]
     rows = table.to_pylist()
     assert len({r["checksum"] for r in rows}) == len(rows)
     assert all(r["novelty_computed"] is novelty for r in rows)
     if novelty:
         assert all(r["novel"] is True for r in rows)
     else:
-        assert all(r[name] is None for r in rows for name in index.INDEX_NOVELTY_COLUMNS)
+        assert all(r[name] is None for r in rows for name in OUTCOME_NOVELTY_COLUMNS)
     ids = {r["id"] for r in rows}
     assert "seq0" in ids and "seq1" not in ids and "seq2" not in ids and "seq3" not in ids  # >= edges, failed
     assert "seq6-refolded" not in ids  # the earlier drop's row is kept
     assert not list((outdir / "atlas").glob(".*")), "temporary files left behind"
+    # the published atlas is the staged one, swapped in whole
+    staged = outdir / "atlas" / "staged"
+    assert (outdir / "atlas" / "index.parquet").read_bytes() == (staged / "index.parquet").read_bytes()
+    assert (outdir / "atlas" / "atlas.duckdb").read_bytes() == (staged / "atlas.duckdb").read_bytes()
 
 
 def test_views_and_info(tmp_path):
@@ -280,7 +319,7 @@ def test_no_novelty_views_are_empty_with_columns(tmp_path):
     with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM novelty").fetchone()[0] == 0
         columns = [row[0] for row in connection.execute("DESCRIBE novelty").fetchall()]
-        assert columns == list(index.NOVELTY_COLUMNS)
+        assert columns == NOVELTY.names
         assert connection.execute("SELECT novelty_computed FROM atlas_info").fetchone()[0] is False
 
 
@@ -299,46 +338,83 @@ def test_only_drops_without_chunks(tmp_path):
     drops = {"d3": example_drops()["d3"]}
     outdir = make_outdir(tmp_path, drops=drops)
     assert pq.read_table(outdir / "atlas" / "index.parquet").num_rows == 0
-    assert pq.read_schema(outdir / "atlas" / "index.parquet").names == list(index.INDEX_COLUMNS)
+    assert pq.read_schema(outdir / "atlas" / "index.parquet").names == ATLAS_INDEX.names
     with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
         assert connection.execute("SELECT count(*) FROM manifest").fetchone()[0] == 2
         assert "mmcif" in [row[0] for row in connection.execute("DESCRIBE predictions").fetchall()]
 
 
-def test_missing_prediction_file_is_an_error_and_keeps_old_outputs(tmp_path, capsys):
+def test_a_queued_record_without_prediction_stops_the_index_and_keeps_the_atlas(tmp_path):
     outdir = make_outdir(tmp_path)
-    before = (outdir / "atlas" / "index.parquet").read_bytes()
+    before = (outdir / "atlas" / "atlas.duckdb").read_bytes()
     (outdir / "predictions" / "d2" / "b064_0000.parquet").unlink()
-    argv = ["index", "--outdir", str(outdir), "--drops", "d1", "d2", "--min-plddt", "70", "--min-ptm", "0.7"]
-    assert atlas_main([*argv, "--novelty"]) == 1
-    assert "predictions/d2/b064_0000.parquet" in capsys.readouterr().err
-    assert (outdir / "atlas" / "index.parquet").read_bytes() == before
+    with pytest.raises(index.IncompleteAtlasError) as error:  # the chunk file is not among the inputs
+        build_index(outdir, ["d1", "d2"], True)
+    message = str(error.value)
+    assert "11 queued records have no prediction row" in message and "d2/b064_0000" in message
+    assert (outdir / "atlas" / "atlas.duckdb").read_bytes() == before
+    # a declared input that is missing is named too
+    missing = outdir / "predictions" / "d2" / "b064_0000.parquet"
+    with pytest.raises(duckdb.Error, match="b064_0000.parquet"):
+        build_index(outdir, ["d1", "d2"], True, predictions=[missing])
 
 
 def test_only_the_given_drops_are_indexed(tmp_path):
     outdir = make_outdir(tmp_path, build=False)
-    argv = [
-        "index",
-        "--outdir",
-        str(outdir),
-        "--drops",
-        "d1",
-        "--min-plddt",
-        "70",
-        "--min-ptm",
-        "0.7",
-        "--novelty",
-    ]
-    assert atlas_main(argv) == 0
+    build_index(outdir, ["d1"], True)
     assert {r["drop"] for r in pq.read_table(outdir / "atlas" / "index.parquet").to_pylist()} == {"d1"}
     assert read_index(outdir) == expected_index(outdir, ["d1"], True)
 
 
 def test_index_query_never_reads_the_structures(tmp_path):
     outdir = make_outdir(tmp_path)
-    drops = ["d1", "d2", "d3"]
-    query = index.index_query(index.stage_files(outdir, drops, True), drops, MIN_PLDDT, MIN_PTM, True)
     with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        query = index_query(["d1", "d2", "d3"], True)
         plan = "\n".join(row[-1] for row in connection.execute(f"EXPLAIN {query}").fetchall())
     assert "mean_plddt" in plan and "mmcif" not in plan and "sequence" not in plan
+
+
+def test_views_glob_the_drop_folders_never_list_files(tmp_path):
+    outdir = make_outdir(tmp_path)
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        sql = connection.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'predictions'").fetchone()[
+            0
+        ]
+    assert "/predictions/d1/*.parquet" in sql and "b064_0000" not in sql
+
+
+def test_lookup_by_id_or_checksum_reads_one_row_group_and_one_predictions_file(tmp_path):
+    outdir = make_outdir(tmp_path)
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        drop, chunk, path = connection.execute(
+            "SELECT l.drop, l.chunk, f.predictions FROM lookup_by_id l JOIN chunk_files f USING (drop, chunk)"
+            " WHERE l.id = 'seq14'"
+        ).fetchone()
+        assert (drop, chunk, path) == ("d1", "b128_0000", "/predictions/d1/b128_0000.parquet")
+        checksum = sequence_checksum(real_sequences()[21])
+        assert connection.execute(
+            "SELECT list(id ORDER BY id) FROM lookup_by_checksum WHERE checksum = ?", [checksum]
+        ).fetchone()[0] == ["d3-copy", "seq21"]
+    # a drop of 5 row groups: one id is found in one of them
+    big = tmp_path / "big"
+    rows = 4 * ROW_GROUP_ROWS + 10
+    manifest = pa.table(
+        {
+            "id": [f"r{i}" for i in range(rows)],
+            "drop": ["big"] * rows,
+            "checksum": [f"{i * 7919 % rows:032x}" for i in range(rows)],
+            "length": [100] * rows,
+            "status": ["queued"] * rows,
+            "reason": [None] * rows,
+            "chunk": [f"c{i % 7}" for i in range(rows)],
+        },
+        schema=MANIFEST,
+    )
+    big.mkdir()
+    pq.write_table(manifest, big / "manifest.parquet")
+    assert write_lookups(big / "manifest.parquet", big / "by_id.parquet", big / "by_checksum.parquet") == rows
+    for name, column, value in (("by_id", "id", "r123456"), ("by_checksum", "checksum", f"{5:032x}")):
+        sql = f"SELECT * FROM read_parquet('{big / name}.parquet') WHERE {column} = '{value}'"
+        plan = duckdb.connect().execute(f"EXPLAIN ANALYZE {sql}").fetchall()[0][1]
+        assert "Row Groups Scanned: 1 / 5" in plan, plan[-800:]

@@ -85,13 +85,43 @@ def test_hub_id_from_the_local_cache(hf_cache, tiny):
 
 
 def test_hub_id_not_cached_says_how_to_fetch_it(hf_cache, tmp_path, capsys):
-    with pytest.raises(ModelLoadError, match="huggingface-cli download facebook/esmfold_v1"):
+    with pytest.raises(ModelLoadError, match="hf download facebook/esmfold_v1") as error:
         load_model("facebook/esmfold_v1", "cpu")
+    assert "--revision refs/pr/4" in str(error.value) and "huggingface-cli" not in str(error.value)
     fasta = tmp_path / "c.fasta"
     fasta.write_text(">a\nMKTVRQERLK\n")
     argv = ["--fasta", str(fasta), "--output", str(tmp_path / "c.parquet"), "--drop", "d", "--chunk", "c"]
     assert fold_main([*argv, "--model", "facebook/esmfold_v1", "--device", "cpu"]) == 1
     assert not (tmp_path / "c.parquet").exists()
+
+
+def _cached_revision(cache: Path, revision: str, commit: str, weights: str) -> Path:
+    """A hub cache entry as `hf download facebook/esmfold_v1 [--revision R]` leaves it."""
+    repo = cache / "models--facebook--esmfold_v1"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / weights).write_bytes(b"weights")
+    ref = repo / "refs" / revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit)
+    return snapshot
+
+
+def test_hub_id_prefers_a_cached_revision_with_safetensors(hf_cache):
+    main = "a" * 40
+    _cached_revision(hf_cache, "main", main, "pytorch_model.bin")
+    assert resolve_model("facebook/esmfold_v1").path.name == main  # only main: its pickled weights
+    pr4 = "b" * 40
+    _cached_revision(hf_cache, "refs/pr/4", pr4, "model.safetensors")
+    source = resolve_model("facebook/esmfold_v1")  # the default `model:` finds refs/pr/4's safetensors
+    assert source.path.name == pr4 and source.name == f"facebook/esmfold_v1@{pr4}"
+
+
+def test_hub_id_with_only_the_safetensors_revision(hf_cache):
+    pr4 = "c" * 40
+    _cached_revision(hf_cache, "refs/pr/4", pr4, "model.safetensors")
+    assert resolve_model("facebook/esmfold_v1").path.name == pr4
 
 
 def test_model_directory(tmp_path, tiny):

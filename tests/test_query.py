@@ -14,6 +14,7 @@ from test_index import MIN_PLDDT, MIN_PTM, example_drops, make_outdir
 
 from atlas import query
 from atlas.cli import main as atlas_main
+from atlas.stats import counts_of
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +37,15 @@ def index_rows(outdir: Path) -> list[dict]:
 
 def test_query_formats(outdir, capsys, tmp_path):
     sql = "SELECT id, mean_plddt, novel FROM atlas ORDER BY id"
-    expected = sorted((r["id"], r["mean_plddt"], r["novel"]) for r in index_rows(outdir))
+    stored = sorted((r["id"], r["mean_plddt"], r["novel"]) for r in index_rows(outdir))
+    expected = [(i, query.short_float(plddt), novel) for i, plddt, novel in stored]
 
     rc, out, _ = run(capsys, "query", sql, "--outdir", str(outdir))
     assert rc == 0
     lines = out.splitlines()
     assert lines[0].split() == ["id", "mean_plddt", "novel"]
-    assert lines[-1] == f"({len(expected)} rows)"
+    assert lines[-2] == f"({len(expected)} rows)"
+    assert "1 cell cut at 60 characters" in lines[-1] and "--max-cell 0" in lines[-1]
     assert "../../x" in out
 
     rc, out, _ = run(capsys, "query", sql, "--format", "csv", "--outdir", str(outdir))
@@ -58,7 +61,7 @@ def test_query_formats(outdir, capsys, tmp_path):
     )
     table = pq.read_table(target)
     assert rc == 0 and table.column_names == ["id", "mean_plddt", "novel"]
-    assert [(r["id"], r["mean_plddt"], r["novel"]) for r in table.to_pylist()] == expected
+    assert [(r["id"], r["mean_plddt"], r["novel"]) for r in table.to_pylist()] == stored
     assert f"wrote {len(expected)} rows" in err
 
     target = tmp_path / "result.json"
@@ -83,6 +86,27 @@ def test_query_json_of_lists_nulls_and_empty_results(outdir, capsys):
     assert rc == 0 and json.loads(out) == []
     rc, out, _ = run(capsys, "query", "SELECT 1 AS a WHERE false", "--outdir", str(outdir))
     assert rc == 0 and out.splitlines()[-1] == "(0 rows)"
+
+
+def test_long_cells_whole_on_request_and_float32_noise_rounded(outdir, capsys):
+    sql = "SELECT id FROM atlas WHERE length(id) > 60"
+    rc, out, _ = run(capsys, "query", sql, "--max-cell", "0", "--outdir", str(outdir))
+    assert rc == 0 and "x" * 300 in out and "cut" not in out
+    # 0.1 stored as float32 reads back as 0.10000000149011612: printed as 0.1 in every format
+    sql = "SELECT 0.1::FLOAT AS f, 0.1::DOUBLE AS d, 1/3 AS third"
+    for fmt in ("json", "csv", "table"):
+        rc, out, _ = run(capsys, "query", sql, "--format", fmt, "--outdir", str(outdir))
+        assert rc == 0 and "0.10000000149011612" not in out and "0.1" in out, fmt
+        assert "0.3333333333333333" in out, fmt  # a double keeps its digits
+    rc, out, _ = run(capsys, "query", sql, "--format", "json", "--outdir", str(outdir))
+    assert json.loads(out) == [{"f": 0.1, "d": 0.1, "third": 1 / 3}]
+
+
+def test_version(capsys):
+    import atlas
+
+    rc, out, _ = run(capsys, "--version")
+    assert rc == 0 and out.strip() == f"atlas {atlas.__version__}"
 
 
 def test_parquet_format_needs_output(outdir, capsys):
@@ -120,7 +144,7 @@ def test_bad_sql_prints_duckdb_message(outdir, capsys, sql, message):
 def test_writes_are_rejected(outdir, capsys, sql):
     before = (outdir / "atlas" / "atlas.duckdb").read_bytes()
     rc, _, err = run(capsys, "query", sql, "--outdir", str(outdir))
-    assert rc == 1 and "read-only" in err
+    assert rc == 1 and "refused" in err and "read-only" in err
     assert (outdir / "atlas" / "atlas.duckdb").read_bytes() == before
 
 
@@ -179,7 +203,7 @@ STAGE_KEYS = ("records", "rejected", "duplicates", "queued", "folded", "failed",
 
 
 def test_stage_counts_match(outdir):
-    stats = query.stage_counts(outdir)
+    stats = counts_of(outdir)
     drops = example_drops()
     assert stats["drops"] == ["d1", "d2", "d3"]
     for drop, records in drops.items():
@@ -200,7 +224,7 @@ def test_stage_counts_match(outdir):
 def test_stage_counts_midway_and_without_novelty(tmp_path):
     outdir = make_outdir(tmp_path, novelty=False, build=False)
     (outdir / "predictions" / "d2" / "b064_0000.parquet").unlink()  # d2 not folded yet
-    stats = query.stage_counts(outdir)
+    stats = counts_of(outdir)
     assert stats["novelty_computed"] is False
     assert stats["total"]["novel"] is None and stats["total"]["high_confidence_novel"] is None
     assert stats["per_drop"]["d2"]["pending"] == stats["per_drop"]["d2"]["queued"] == 11
@@ -216,6 +240,15 @@ def test_stats_cli(outdir, capsys, tmp_path):
     records = next(line.split() for line in lines if line.startswith("input records"))
     total = sum(len(records) for records in example_drops().values())
     assert records[-1] == str(total)
+    # the accounting invariant, with its numbers
+    invariant = next(line for line in lines if line.startswith("records in"))
+    every = [record for records in example_drops().values() for record in records]
+    kinds = [r["status"] if r["status"] != "queued" else r["result"] for r in every]
+    parts = [kinds.count(kind) for kind in ("ok", "failed", "duplicate", "rejected")]
+    assert sum(parts) == total and all(parts)
+    assert invariant == "records in {} = {} folded + {} failed + {} duplicate + {} rejected".format(
+        total, *parts
+    )
     rc, out, _ = run(capsys, "stats", "--outdir", str(outdir), "--json")
     assert rc == 0 and json.loads(out)["total"]["records"] == total
     rc, _, err = run(capsys, "stats", "--outdir", str(tmp_path / "empty"))

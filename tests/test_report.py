@@ -13,14 +13,17 @@ import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from atlas import report
-from atlas.index import build_index
+from atlas import index, report
+from atlas.counts import format_counts
+from atlas.stats import counts_of
+from atlas.tables import FOLD_RESIDUES_KEY, FOLD_SECONDS_KEY
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 PNG_FILES = [filename for filename, _, _ in report.PLOTS.values()]
@@ -42,7 +45,8 @@ def write_drop(
     benchmark: bool = True,
 ):
     """A realistic drop: manifest (queued, duplicate, rejected with reasons), two chunks of predictions (with
-    failed rows and the heavy mmcif/plddt columns), novelty per chunk and fold benchmark TSVs."""
+    failed rows and the heavy mmcif/plddt columns, and the fold job's timing in the file's metadata, as
+    atlas fold writes it), novelty per chunk."""
     manifest = []
     queued = []
     for i in range(n):
@@ -139,18 +143,17 @@ def write_drop(
         table = table.append_column("drop", pa.array([drop] * len(rows))).append_column(
             "chunk", pa.array([chunk] * len(rows))
         )
+        if benchmark:
+            residues = sum(len(seq) for _, seq in rows)
+            seconds = residues / rng.uniform(50, 400)
+            table = table.replace_schema_metadata(
+                {FOLD_SECONDS_KEY: repr(seconds), FOLD_RESIDUES_KEY: str(residues)}
+            )
         (outdir / "predictions" / drop).mkdir(parents=True, exist_ok=True)
         pq.write_table(table, outdir / "predictions" / drop / f"{chunk}.parquet")
         if novelty:
             (outdir / "novelty" / drop).mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.table(nov), outdir / "novelty" / drop / f"{chunk}.parquet")
-        if benchmark:
-            (outdir / "benchmarks" / "fold" / drop).mkdir(parents=True, exist_ok=True)
-            seconds = sum(len(seq) for _, seq in rows) / rng.uniform(50, 400)
-            (outdir / "benchmarks" / "fold" / drop / f"{chunk}.tsv").write_text(
-                "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-                f"{seconds:.4f}\t0:00:{int(seconds):02d}\t1024.5\t2048.1\t900.2\t950.3\t1.0\t2.0\t95.0\t{seconds:.2f}\n"
-            )
 
 
 def build_outdir(tmp_path: Path, drops=("drop1", "drop2", "drop3"), *, novelty=True, seed=7, n=140) -> Path:
@@ -202,19 +205,47 @@ def expected_counts(outdir: Path, drops, novelty: bool) -> dict:
     return result
 
 
-def run_report(outdir: Path, drops, *extra: str) -> dict:
-    argv = [
-        "--outdir",
-        str(outdir),
-        "--drops",
-        *drops,
-        "--min-plddt",
-        str(MIN_PLDDT),
-        "--min-ptm",
-        str(MIN_PTM),
-    ]
-    assert report.report_main([*argv, "--min-length", "16", "--max-length", "1280", *extra]) == 0
+def stage_files(outdir: Path, drops, novelty: bool = True) -> report.StageFiles:
+    """What the workflow declares: every manifest, predictions and novelty file of the drops."""
+    return report.StageFiles(
+        [str(outdir / "chunks" / d / "manifest.parquet") for d in drops if (outdir / "chunks" / d).is_dir()],
+        [str(p) for d in drops for p in sorted((outdir / "predictions" / d).glob("*.parquet"))],
+        [str(p) for d in drops for p in sorted((outdir / "novelty" / d).glob("*.parquet"))]
+        if novelty
+        else [],
+    )
+
+
+def run_report(outdir: Path, drops, novelty: bool) -> dict:
+    settings = report.ReportSettings(
+        drops=list(drops),
+        min_plddt=MIN_PLDDT,
+        min_ptm=MIN_PTM,
+        novelty=novelty,
+        max_identity=0.9,
+        min_coverage=0.8,
+        min_length=16,
+        max_length=1280,
+    )
+    files = stage_files(outdir, drops)  # stale novelty files too: novelty=False must ignore them
+    report.write_report(files, outdir / "report", settings, index=outdir / "atlas" / "index.parquet")
     return json.loads((outdir / "report" / "summary.json").read_text())
+
+
+def build_index(outdir: Path, drops, novelty: bool = True) -> None:
+    files = stage_files(outdir, drops, novelty)
+    staged = outdir / "atlas" / "staged"
+    index.build_index(
+        files.manifests,
+        files.predictions,
+        files.novelty,
+        staged / "index.parquet",
+        staged / "atlas.duckdb",
+        list(drops),
+        MIN_PLDDT,
+        MIN_PTM,
+        novelty,
+    )
 
 
 def assert_png_ok(path: Path) -> None:
@@ -230,8 +261,8 @@ def full(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("full")
     drops = ["drop1", "drop2", "drop3"]
     outdir = build_outdir(tmp_path, drops)
-    build_index(outdir, drops, MIN_PLDDT, MIN_PTM, True)
-    return outdir, drops, run_report(outdir, drops, "--novelty")
+    build_index(outdir, drops)
+    return outdir, drops, run_report(outdir, drops, True)
 
 
 def test_summary_counts_match_parquet(full):
@@ -268,7 +299,7 @@ def test_summary_metadata(full):
     for name in ("atlas", "torch", "transformers", "mmseqs", "duckdb", "snakemake"):
         assert name in software
     assert software["duckdb"] and software["snakemake"] and software["atlas"]
-    # benchmarks exist for drop1 and drop2 only (2 chunks each): residues / benchmark seconds
+    # timing is recorded for drop1 and drop2 only (2 chunks each): residues / seconds
     throughput = summary["fold_throughput"]
     assert throughput["chunks"] == 4
     for row in throughput["per_chunk"]:
@@ -276,24 +307,48 @@ def test_summary_metadata(full):
             outdir / "predictions" / row["drop"] / f"{row['chunk']}.parquet", columns=["length"]
         )
         assert row["residues"] == sum(table.column("length").to_pylist())
-        assert row["residues_per_second"] == pytest.approx(row["residues"] / row["seconds"])
+        assert row["residues_per_second"] == pytest.approx(row["residues"] / row["seconds"], rel=1e-3)
 
 
 def test_stage_counts_is_the_summary(full):
     outdir, drops, summary = full
-    counts = report.stage_counts(outdir, drops, min_plddt=MIN_PLDDT, min_ptm=MIN_PTM)
+    counts = counts_of(outdir)  # `atlas stats`: through atlas.duckdb, as the index was built
+    assert counts["drops"] == drops
     assert counts["per_drop"] == summary["counts"]["per_drop"]
     assert counts["total"] == summary["counts"]["total"]
-    assert "high confidence" in report.format_counts(counts)
-    # with only the outdir (as `atlas stats` calls it), drops/thresholds/novelty come from atlas.duckdb
-    assert report.index_info(outdir) == {
-        "drops": drops,
-        "min_plddt": MIN_PLDDT,
-        "min_ptm": MIN_PTM,
-        "novelty_computed": True,
-    }
-    defaults = report.stage_counts(outdir)
-    assert defaults["drops"] == drops and defaults["total"] == summary["counts"]["total"]
+    assert summary["counts"]["invariant"] is True
+    assert "high confidence" in format_counts(counts) and "records in" in format_counts(counts)
+
+
+def test_report_step_reads_only_the_declared_inputs(full, tmp_path):
+    """The rule's script entry point: the inputs, params and log of Snakemake's `snakemake` object."""
+    outdir, drops, summary = full
+    files = stage_files(outdir, drops[:1])
+    job = SimpleNamespace(
+        input=SimpleNamespace(
+            manifests=files.manifests,
+            predictions=files.predictions,
+            novelty=files.novelty,
+            index=str(outdir / "atlas" / "index.parquet"),
+        ),
+        output=SimpleNamespace(summary=str(tmp_path / "report" / "summary.json")),
+        params={
+            "drops": drops[:1],
+            "min_plddt": MIN_PLDDT,
+            "min_ptm": MIN_PTM,
+            "novelty": True,
+            "max_identity": 0.9,
+            "min_coverage": 0.8,
+            "min_length": 16,
+            "max_length": 1280,
+        },
+        log=[str(tmp_path / "report.log")],
+    )
+    assert report.run_report_step(job) == 0
+    written = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert written["drops"] == drops[:1]
+    assert written["counts"]["per_drop"]["drop1"] == summary["counts"]["per_drop"]["drop1"]
+    assert "records in" in (tmp_path / "report.log").read_text()
 
 
 def test_pngs_valid_and_not_blank(full):
@@ -315,10 +370,27 @@ def test_html_is_self_contained(full):
     assert f"{summary['counts']['total']['records']:,}" in page
 
 
+def test_page_names_the_top_predictions_and_the_failed_ids(full):
+    outdir, drops, summary = full
+    top = summary["top_predictions"]
+    assert 0 < len(top) <= 50
+    scores = [row["mean_plddt"] * row["ptm"] for row in top]
+    assert scores == sorted(scores, reverse=True)
+    index_ids = set(
+        pq.read_table(outdir / "atlas" / "index.parquet", columns=["id"]).column("id").to_pylist()
+    )
+    assert {row["id"] for row in top} <= index_ids  # confident and novel, as the index
+    failed = summary["failed_predictions"]
+    assert failed["total"] == summary["counts"]["total"]["failed"] and failed["first"]
+    page = (outdir / "report" / "index.html").read_text()
+    assert f'<a href="/structure/{top[0]["id"]}">{top[0]["id"]}</a>' in page
+    assert all(row["id"] in page for row in failed["first"]) and "CUDA out of memory" in page
+
+
 def test_empty_outdir_gives_no_data_panels(tmp_path):
     outdir = tmp_path / "empty"
     outdir.mkdir()
-    summary = run_report(outdir, ["nothing"], "--no-novelty")
+    summary = run_report(outdir, ["nothing"], False)
     assert summary["counts"]["total"]["records"] == 0
     assert summary["counts"]["total"]["novel"] is None
     for name in PNG_FILES:
@@ -328,7 +400,7 @@ def test_empty_outdir_gives_no_data_panels(tmp_path):
 def test_no_novelty_and_tiny_data(tmp_path):
     drops = ["only"]
     outdir = build_outdir(tmp_path, drops, novelty=False, n=3, seed=3)
-    summary = run_report(outdir, drops, "--no-novelty")
+    summary = run_report(outdir, drops, False)
     expected = expected_counts(outdir, drops, novelty=False)
     assert summary["counts"]["per_drop"]["only"] == expected["only"]
     assert summary["novelty_computed"] is False
@@ -340,7 +412,7 @@ def test_no_novelty_and_tiny_data(tmp_path):
 def test_no_novelty_ignores_stale_novelty_files(tmp_path):
     drops = ["d1"]
     outdir = build_outdir(tmp_path, drops, novelty=True, n=30)
-    summary = run_report(outdir, drops, "--no-novelty")
+    summary = run_report(outdir, drops, False)
     assert summary["counts"]["total"]["novel"] is None
     assert "max_identity" not in summary["thresholds"]
 

@@ -142,7 +142,15 @@ def test_dry_run_after_split_lists_fold_and_novelty_jobs_of_new_chunks_only(incr
     for rule in ("fold_chunk", "novelty_chunk"):
         chunks = {(wc["drop"], wc["chunk"]) for name, wc in jobs if name == rule}
         assert chunks == {("drop2", chunk) for chunk in chunk_names(results, "drop2")}
-    assert {name for name, _ in jobs} <= {"fold_chunk", "novelty_chunk", "atlas_index", "report", "all"}
+    assert {name for name, _ in jobs} <= {
+        "fold_chunk",
+        "novelty_chunk",
+        "atlas_index",
+        "report",
+        "all",
+        "drop_lookup",
+    }
+    assert {wc["drop"] for name, wc in jobs if name == "drop_lookup"} <= {"drop2"}  # drop1's lookups stay
 
 
 def test_first_drop_outputs_are_byte_identical_after_the_second(incremental_run):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from atlas.query import AtlasError, add_outdir_argument, default_outdir
+from atlas.query import AtlasError, add_outdir_argument, resolve_outdir
 
 
 def serve_main(argv: list[str]) -> int:
@@ -32,7 +32,7 @@ def serve_main(argv: list[str]) -> int:
 
     from atlas.serve.app import create_app
 
-    outdir = args.outdir or default_outdir()
+    outdir = resolve_outdir(args.outdir)
     try:
         app = create_app(outdir, args.cache_dir)
     except (AtlasError, OSError) as error:

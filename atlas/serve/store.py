@@ -26,8 +26,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atlas.index import ROOT_VARIABLE, quote_identifier, sql_string
+from atlas.index import ROOT_VARIABLE
 from atlas.query import AtlasError, connect, database_path
+from atlas.sql import quote_identifier, sql_string
 
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50

@@ -1,17 +1,45 @@
+# The atlas index. A script, not a shell command: at scale its inputs are 10^5 paths, more than one shell
+# command line holds. The outputs are staged files; atlas/index.parquet and atlas/atlas.duckdb, which
+# readers open, are swapped in by renames once both are complete (atlas/index.py).
+LOOKUP_BY_ID = f"{OUTDIR}/atlas/lookup/{{drop}}.by_id.parquet"
+LOOKUP_BY_CHECKSUM = f"{OUTDIR}/atlas/lookup/{{drop}}.by_checksum.parquet"
+
+
+# Once per drop: its records sorted by id and by checksum, so a lookup reads one row group per drop.
+rule drop_lookup:
+    input:
+        manifest=MANIFEST_FILE,
+    output:
+        by_id=LOOKUP_BY_ID,
+        by_checksum=LOOKUP_BY_CHECKSUM,
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(2000, min(16000, int(4 * input.size_mb))) * attempt,
+    log:
+        f"{OUTDIR}/logs/lookup/{{drop}}.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/lookup/{{drop}}.tsv"
+    conda:
+        "../../envs/atlas.yaml"
+    shell:
+        "export ATLAS_LOOKUP_MEMORY_LIMIT=$(({resources.mem_mb} * 3 / 4))MB; "
+        "atlas lookup --manifest {input.manifest:q} --by-id {output.by_id:q}"
+        " --by-checksum {output.by_checksum:q} > {log:q} 2>&1"
+
+
 rule atlas_index:
     input:
         manifests=all_manifests,
+        lookups=expand(LOOKUP_BY_ID, drop=DROPS) + expand(LOOKUP_BY_CHECKSUM, drop=DROPS),
         predictions=all_predictions,
         novelty=all_novelty,
     output:
-        index=f"{OUTDIR}/atlas/index.parquet",
-        database=f"{OUTDIR}/atlas/atlas.duckdb",
+        index=f"{OUTDIR}/atlas/staged/index.parquet",
+        database=f"{OUTDIR}/atlas/staged/atlas.duckdb",
     params:
+        drops=DROPS,
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
-        novelty="--novelty" if NOVELTY_REFERENCE else "--no-novelty",
-        drops=" ".join(DROPS),
-        outdir=lambda wildcards, output: Path(output.index).parents[1],
+        novelty=bool(NOVELTY_REFERENCE),
     resources:
         mem_mb=lambda wildcards, input, attempt: max(4000, min(32000, int(input.size_mb / 10))) * attempt,
     log:
@@ -20,6 +48,5 @@ rule atlas_index:
         f"{OUTDIR}/benchmarks/atlas_index.tsv"
     conda:
         "../../envs/atlas.yaml"
-    shell:
-        "atlas index --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
-        " --min-ptm {params.min_ptm} {params.novelty} > {log:q} 2>&1"
+    script:
+        "../scripts/atlas_index.py"

@@ -1,13 +1,16 @@
 # The atlas report: summary.json, PNG plots and a self-contained index.html under {OUTDIR}/report/.
 # The plots and the page are also registered for `snakemake --report report.html` (category "Atlas").
+# A script, not a shell command: at scale its inputs are 10^5 paths. It reads only these declared inputs
+# (fold throughput from the predictions files' metadata); every setting comes from the config.
 REPORT_DIR = f"{OUTDIR}/report"
 
 
 rule report:
     input:
-        index=f"{OUTDIR}/atlas/index.parquet",
-        database=f"{OUTDIR}/atlas/atlas.duckdb",
+        index=rules.atlas_index.output.index,
         manifests=all_manifests,
+        predictions=all_predictions,
+        novelty=all_novelty,
     output:
         summary=f"{REPORT_DIR}/summary.json",
         html=report(
@@ -47,23 +50,19 @@ rule report:
             labels={"figure": "fold throughput"},
         ),
     params:
-        drops=" ".join(DROPS),
+        drops=DROPS,
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
-        novelty="--novelty" if NOVELTY_REFERENCE else "--no-novelty",
+        novelty=bool(NOVELTY_REFERENCE),
         max_identity=config["novelty"]["max_identity"],
         min_coverage=config["novelty"]["min_coverage"],
         min_length=config["min_length"],
         max_length=config["max_length"],
-        outdir=lambda wildcards, output: Path(output.summary).parents[1],
     log:
         f"{OUTDIR}/logs/report.log",
     benchmark:
         f"{OUTDIR}/benchmarks/report.tsv"
     conda:
         "../../envs/atlas.yaml"
-    shell:
-        "atlas report --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
-        " --min-ptm {params.min_ptm} {params.novelty} --max-identity {params.max_identity}"
-        " --min-coverage {params.min_coverage} --min-length {params.min_length}"
-        " --max-length {params.max_length} > {log:q} 2>&1"
+    script:
+        "../scripts/atlas_report.py"

@@ -1,0 +1,118 @@
+"""The DuckDB views over the stage outputs, and the one classification of every queued record.
+
+`create_stage_views` makes the views `manifest`, `predictions`, `novelty` over Parquet files (explicit
+paths, or glob patterns such as `atlas_root() || '/predictions/d1/*.parquet'`); a stage without files is an
+empty view typed from atlas.tables.
+
+`create_outcome_views` adds, on top of them, the rules the index, the report and `atlas stats` share:
+
+- `novelty_best`: one novelty row per checksum. A sequence searched more than once (a defensive case) is
+  novel only when every search says so: the non-novel row comes first, then the highest identity, then the
+  best hit's name, so the choice never depends on file order.
+- `outcomes`: one row per queued manifest record with its prediction (of the same drop and checksum; an ok
+  row before a failed one), `outcome` = ok, failed or pending (no prediction row yet), `high_confidence`
+  (HIGH_CONFIDENCE_RULE, both thresholds less THRESHOLD_TOLERANCE so a float32 metric equal to a threshold
+  passes) and the `novelty_best` columns (`searched` when the sequence has a novelty row).
+  The structures (`mmcif`, per-residue `plddt`, `sequence`) are never read through it.
+
+`INDEX_QUERY` selects the index rows from `outcomes`: per checksum, the ok outcome of the earliest drop
+(then chunk, then id), kept when it is high confidence (and novel when novelty was computed).
+"""
+
+from __future__ import annotations
+
+from atlas.sql import duckdb_columns, quote_identifier, sql_float, sql_string
+from atlas.tables import ATLAS_INDEX, MANIFEST, NOVELTY, PREDICTIONS
+
+STAGE_SCHEMAS = {"manifest": MANIFEST, "predictions": PREDICTIONS, "novelty": NOVELTY}
+HIGH_CONFIDENCE_RULE = "status = 'ok' AND mean_plddt >= min_plddt AND ptm >= min_ptm"
+# Metrics stored as float32 (0.7 -> 0.69999999) must still pass a threshold they are equal to.
+THRESHOLD_TOLERANCE = 1e-6
+# prediction columns an outcome carries: metrics and provenance, never the structure
+OUTCOME_PREDICTION_COLUMNS = ("mean_plddt", "ptm", "num_conf", "max_pae", "model", "num_recycles", "error")
+OUTCOME_NOVELTY_COLUMNS = ("best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
+
+
+def parquet_source(locations: list[str], stage: str) -> str:
+    """A FROM-able source over SQL path expressions (literals or globs) of one stage, or a typed empty one."""
+    if not locations:
+        typed = ", ".join(
+            f"CAST(NULL AS {kind}) AS {quote_identifier(name)}"
+            for name, kind in duckdb_columns(STAGE_SCHEMAS[stage]).items()
+        )
+        return f"(SELECT {typed} WHERE false)"
+    return f"read_parquet([{', '.join(locations)}], union_by_name = true)"
+
+
+def create_stage_views(connection, locations: dict[str, list[str]], temporary: bool = False) -> None:
+    """Views manifest, predictions, novelty over `locations[stage]` (SQL path expressions)."""
+    kind = "TEMP VIEW" if temporary else "VIEW"
+    for stage in STAGE_SCHEMAS:
+        source = parquet_source(locations.get(stage, []), stage)
+        connection.execute(f"CREATE OR REPLACE {kind} {stage} AS SELECT * FROM {source}")
+
+
+def path_literals(paths) -> list[str]:
+    return [sql_string(path) for path in paths]
+
+
+def create_outcome_views(connection, min_plddt: float, min_ptm: float, temporary: bool = False) -> None:
+    """Views novelty_best and outcomes (see the module docstring) over the stage views."""
+    kind = "TEMP VIEW" if temporary else "VIEW"
+    plddt = sql_float(float(min_plddt) - THRESHOLD_TOLERANCE)
+    ptm = sql_float(float(min_ptm) - THRESHOLD_TOLERANCE)
+    prediction_columns = ", ".join(f"p.{quote_identifier(name)}" for name in OUTCOME_PREDICTION_COLUMNS)
+    novelty_columns = ", ".join(f"n.{quote_identifier(name)}" for name in OUTCOME_NOVELTY_COLUMNS)
+    connection.execute(
+        f"""
+        CREATE OR REPLACE {kind} novelty_best AS
+        SELECT checksum, {", ".join(OUTCOME_NOVELTY_COLUMNS)} FROM novelty WHERE checksum IS NOT NULL
+        QUALIFY row_number() OVER (
+            PARTITION BY checksum ORDER BY novel NULLS LAST, identity DESC NULLS LAST, best_hit) = 1;
+        CREATE OR REPLACE {kind} prediction_best AS
+        SELECT "drop", checksum, status, {", ".join(OUTCOME_PREDICTION_COLUMNS)} FROM predictions
+        QUALIFY row_number() OVER (
+            PARTITION BY "drop", checksum ORDER BY status IS DISTINCT FROM 'ok', chunk, id) = 1;
+        CREATE OR REPLACE {kind} outcomes AS
+        SELECT m."drop", m.chunk, m.id, m.checksum, m.length,
+            CASE WHEN p.status IS NULL THEN 'pending' WHEN p.status = 'ok' THEN 'ok' ELSE 'failed' END
+                AS outcome,
+            {prediction_columns},
+            coalesce(p.status = 'ok' AND p.mean_plddt >= {plddt} AND p.ptm >= {ptm}, false)
+                AS high_confidence,
+            n.checksum IS NOT NULL AS searched, {novelty_columns}
+        FROM manifest m
+        LEFT JOIN prediction_best p ON p."drop" = m."drop" AND p.checksum = m.checksum
+        LEFT JOIN novelty_best n ON n.checksum = m.checksum
+        WHERE m.status = 'queued';
+        """
+    )
+
+
+def index_query(drops: list[str], novelty: bool) -> str:
+    """The SELECT of atlas/index.parquet's rows (ATLAS_INDEX columns) from the `outcomes` view."""
+    positions = ", ".join(f"({sql_string(drop)}, {position})" for position, drop in enumerate(drops))
+    types = duckdb_columns(ATLAS_INDEX)
+    columns = []
+    for name, kind in types.items():
+        if name == "novelty_computed":
+            value = "true" if novelty else "false"
+        elif name in OUTCOME_NOVELTY_COLUMNS and not novelty:
+            value = "NULL"
+        else:
+            value = f"o.{quote_identifier(name)}"
+        columns.append(f"CAST({value} AS {kind}) AS {quote_identifier(name)}")
+    novel_filter = "AND o.novel IS TRUE" if novelty else ""
+    return f"""
+    WITH drop_order(drop_name, drop_position) AS (VALUES {positions or "(NULL, 0)"}),
+    representative AS (
+        SELECT outcomes.*, coalesce(drop_order.drop_position, {len(drops)}) AS drop_position
+        FROM outcomes LEFT JOIN drop_order ON drop_order.drop_name = outcomes."drop"
+        WHERE outcome = 'ok'
+        QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY drop_position, chunk, id) = 1
+    )
+    SELECT {", ".join(columns)}
+    FROM representative o
+    WHERE o.high_confidence {novel_filter}
+    ORDER BY o.drop_position, o.chunk, o.id
+    """
