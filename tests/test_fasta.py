@@ -195,9 +195,19 @@ def test_binary_nul_byte_found_in_a_later_block(tmp_path):
     assert_format_error(write(tmp_path / "x.fa", data), "NUL byte", "line 4", f"byte offset {index}")
 
 
-def test_non_ascii_names_the_byte(tmp_path):
-    path = write(tmp_path / "x.fa", ">a café\nMKV\n".encode())
-    assert_format_error(path, "non-ASCII byte 0xc3", "line 1", "byte offset 6")
+def test_utf8_header_is_accepted(tmp_path):
+    path = write(tmp_path / "x.fa", ">prot_ü_α some description é\nMKV\n>b\nMKW\n".encode())
+    records = list(read_fasta(path))
+    assert [(r.id, r.description, r.sequence) for r in records] == [
+        ("prot_ü_α", "some description é", "MKV"),
+        ("b", "", "MKW"),
+    ]
+
+
+def test_invalid_utf8_names_file_record_and_byte(tmp_path):
+    data = b">a\nMKV\n>b caf\xe9\nMKV\n"
+    path = write(tmp_path / "x.fa", data)
+    assert_format_error(path, "invalid UTF-8 byte 0xe9", "line 3", f"byte offset {data.index(0xE9)}", "'b'")
 
 
 def test_random_binary_file(tmp_path):
