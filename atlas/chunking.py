@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import hashlib
 import multiprocessing
 import os
 import re
@@ -65,6 +64,9 @@ from pathlib import Path
 from atlas.fasta import (
     BLOCK_SIZE,
     NUCLEOTIDE_MIN_LENGTH,
+    NUCLEOTIDE_RESIDUES,
+    NUCLEOTIDE_SHARE,
+    NUCLEOTIDE_WINDOW,
     STANDARD_RESIDUES,
     Block,
     FastaFormatError,
@@ -72,8 +74,8 @@ from atlas.fasta import (
     check_sequence,
     crc64_hex,
     header_metadata,
-    is_nucleotide,
     iter_blocks,
+    normalise,
     parse_block,
 )
 from atlas.index import sql_string
@@ -85,6 +87,21 @@ TEMP_PREFIX = ".split-tmp-"
 ROW_GROUP = 1 << 17  # rows per streamed batch of (status, reason, chunk)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
 DEFAULT_MEMORY_LIMIT = "512MB"  # DuckDB's cap: the whole job then stays under 1 GB
+
+
+_STANDARD_BYTES = STANDARD_RESIDUES.encode()
+
+
+def _byte_table(letters: str, inside: int):
+    import numpy as np
+
+    table = np.full(256, 1 - inside, np.uint8)
+    table[list(letters.encode())] = inside
+    return table
+
+
+_NOT_STANDARD = _byte_table(STANDARD_RESIDUES, 0)
+_NUCLEOTIDE = _byte_table(NUCLEOTIDE_RESIDUES, 1)
 
 
 class SplitError(Exception):
@@ -234,99 +251,192 @@ def _part_schema():
         [
             ("line", pa.int64()),
             MANIFEST.field("id"),
-            MANIFEST.field("checksum"),
+            ("checksum", pa.string()),  # only for a record the reader skipped (too long); else md5(sequence)
             MANIFEST.field("crc64"),
             MANIFEST.field("length"),
             ("reason", pa.string()),  # why the record failed its checks; null: it passed
             MANIFEST.field("description"),
             MANIFEST.field("is_fragment"),
             MANIFEST.field("header_fields"),
-            ("fasta", pa.binary()),  # ">id\nSEQUENCE\n" of a record that passed its checks
+            ("sequence", pa.binary()),  # normalised (null for a record the reader skipped)
         ]
     )
 
 
 def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: int, max_length: int) -> int:
     """Parse one block (in a worker process) into a Parquet part of `_part_schema()` rows; returns the
-    number of records."""
+    number of records. Vectorised over the block (numpy, Arrow); only records that need it (non-standard
+    letters, lower case, a terminal '*', a length out of bounds, DNA-like) take the per-record checks."""
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    lines: list[int] = []
-    ids: list[bytes] = []
-    checksums: list[str] = []
-    crcs: list[str] = []
-    lengths: list[int] = []
-    reasons: list[str | None] = []
-    descriptions: list[str] = []
-    fragments: list[bool | None] = []
-    field_offsets = [0]
-    keys: list[str] = []
-    values: list[str] = []
-    texts: list[bytes | None] = []
     if isinstance(item, SkippedRecord):
-        records = [(item.id, item.description, None, item.line, item.offset)]
+        reason = f"too long: {item.length} residues > max_length {max_length}" if item.id else "empty id"
+        columns = {
+            "line": [item.line],
+            "id": [item.id.decode()],
+            "checksum": [item.checksum],
+            "crc64": [item.crc64],
+            "length": [item.length],
+            "reason": [reason],
+            "description": [item.description.decode()],
+            "is_fragment": [None],
+            "header_fields": [[]],
+            "sequence": [None],
+        }
+        columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
+        pq.write_table(pa.Table.from_pydict(columns, schema=_part_schema()), part, compression="none")
+        return 1
+    data = item.data
+    if b"\r" in data or not data.isascii():
+        # CR line ends or UTF-8 headers: the per-record reader (which names a record with bad UTF-8)
+        ids, descriptions, sequences, lines = [], [], [], []
+        for name, description, sequence, line, _ in parse_block(item, fasta):
+            ids.append(name)
+            descriptions.append(description)
+            sequences.append(sequence)
+            lines.append(line)
+        headers_id = pa.array(ids, pa.binary()).cast(pa.string())
+        headers_description = pa.array(descriptions, pa.binary()).cast(pa.string())
+        sequence_array = pa.array(sequences, pa.binary())
+        line_numbers = np.array(lines, np.int64)
+        slow = np.arange(len(ids))
     else:
-        records = parse_block(item, fasta)
-    md5 = hashlib.md5
-    standard = STANDARD_RESIDUES.encode()
-    no_fields: tuple[list, None] = ([], None)
-    for name, description, sequence, line, _ in records:
-        if sequence is None:  # a SkippedRecord: too long, checksummed by the reader
-            length = item.length
-            checksums.append(item.checksum)
-            crcs.append(item.crc64)
-            reason = f"too long: {length} residues > max_length {max_length}" if name else "empty id"
-            texts.append(None)
-        else:
-            length = len(sequence)
-            checksums.append(md5(sequence).hexdigest())
-            crcs.append(crc64_hex(sequence))
-            # Fast path: standard residues only, a length in bounds, not DNA; else the full check says why.
-            if (
-                name
-                and min_length <= length <= max_length
-                and not sequence.translate(None, standard)
-                and (length < NUCLEOTIDE_MIN_LENGTH or not is_nucleotide(sequence))
-            ):
-                reason = None
-            else:
-                reason = check_sequence(sequence, min_length, max_length) if name else "empty id"
-            texts.append(None if reason else b">" + name + b"\n" + sequence + b"\n")
-        lines.append(line)
-        ids.append(name)
-        lengths.append(length)
-        reasons.append(reason)
-        if description:
-            text = description.decode()
-            descriptions.append(text)
-            pairs, fragment = header_metadata(text)
-        else:
-            descriptions.append("")
-            pairs, fragment = no_fields
-        fragments.append(fragment)
-        for key, value in pairs:
-            keys.append(key)
-            values.append(value)
-        field_offsets.append(len(keys))
-    schema = _part_schema()
-    # ids and sequences were checked as UTF-8 / ASCII by the reader: viewed as strings without a second check
-    arrays = [
-        pa.array(lines, pa.int64()),
-        pa.array(ids, pa.binary()).view(pa.string()),
-        pa.array(checksums, pa.string()),
-        pa.array(crcs, pa.string()),
-        pa.array(lengths, pa.int64()),
-        pa.array(reasons, pa.string()),
-        pa.array(descriptions, pa.string()),
-        pa.array(fragments, pa.bool_()),
-        pa.MapArray.from_arrays(
-            pa.array(field_offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
-        ),
-        pa.array(texts, pa.binary()),
-    ]
-    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), part, compression="none")
-    return len(lines)
+        headers_id, headers_description, sequence_array, line_numbers, slow = _split_block(item)
+    count = len(sequence_array)
+
+    # Records whose sequence needs the per-record path: anything but the 20 standard letters.
+    offsets = np.frombuffer(sequence_array.buffers()[1], np.int32, count + 1, sequence_array.offset * 4)
+    residues = np.frombuffer(sequence_array.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+    offsets = offsets - offsets[0]
+    lengths = np.diff(offsets).astype(np.int64)
+    if len(slow) == 0 and residues.tobytes().translate(None, _STANDARD_BYTES):
+        bad = np.flatnonzero(_NOT_STANDARD[residues])
+        slow = np.unique(np.searchsorted(offsets, bad, side="right") - 1)
+    # DNA-like: the share of ACGTUN among the first NUCLEOTIDE_WINDOW residues (atlas.fasta.is_nucleotide)
+    window = np.minimum(lengths, NUCLEOTIDE_WINDOW)
+    steps = np.arange(NUCLEOTIDE_WINDOW)
+    if len(residues):
+        at = np.minimum(offsets[:-1, None] + steps, len(residues) - 1)
+        nucleotides = (_NUCLEOTIDE[residues[at]] & (steps < window[:, None])).sum(axis=1)
+    else:
+        nucleotides = np.zeros(count, np.int64)
+    looks_dna = (lengths >= NUCLEOTIDE_MIN_LENGTH) & (nucleotides >= NUCLEOTIDE_SHARE * window)
+    ids_empty = pc.equal(pc.binary_length(headers_id), 0).to_numpy(zero_copy_only=False)
+    needs_check = (lengths < min_length) | (lengths > max_length) | looks_dna | ids_empty
+    needs_check[slow] = True
+
+    sequences = None
+    reasons: list[str | None] = [None] * count
+    checked = np.flatnonzero(needs_check)
+    if len(checked):
+        sequences = sequence_array.to_pylist()
+        names = headers_id.to_pylist()
+        unnormalised = set(slow.tolist())
+        for index in checked.tolist():
+            sequence = sequences[index]
+            if index in unnormalised:
+                sequence = sequences[index] = normalise(sequence)
+                lengths[index] = len(sequence)
+            reasons[index] = check_sequence(sequence, min_length, max_length) if names[index] else "empty id"
+        sequence_array = pa.array(sequences, pa.binary())
+    crcs = [crc64_hex(sequence) for sequence in (sequences or sequence_array.to_pylist())]
+
+    fields, fragments = _header_metadata_column(headers_description)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(line_numbers, pa.int64()),
+            headers_id,
+            pa.nulls(count, pa.string()),
+            pa.array(crcs, pa.string()),
+            pa.array(lengths, pa.int64()),
+            pa.array(reasons, pa.string()),
+            headers_description,
+            fragments,
+            fields,
+            sequence_array,
+        ],
+        schema=_part_schema(),
+    )
+    pq.write_table(table, part, compression="none")
+    return count
+
+
+def _split_block(block: Block):
+    """A block with '\n' line ends only and ASCII text, cut without a loop per record: (ids, descriptions,
+    sequences with the newlines removed but otherwise as written, header line numbers, an empty array)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    data = block.data
+    text = np.frombuffer(data, np.uint8)
+    size = len(text)
+    newlines = np.flatnonzero(text == 10)
+    after = newlines + 1
+    after = after[after < size]
+    starts = np.concatenate(([0], after[text[after] == ord(">")]))
+    count = len(starts)
+    before = np.searchsorted(newlines, starts)  # newlines before each header
+    ends = np.full(count, size)  # end of each header line
+    inside = before < len(newlines)
+    ends[inside] = newlines[before[inside]]
+    # Headers: every other element of an array over the text whose offsets alternate header / the rest.
+    bounds = np.empty(2 * count, np.int64)
+    bounds[0::2], bounds[1::2] = starts + 1, ends
+    headers = _every_other(data, bounds)
+    # Sequences: the same over the text without its newlines (a header's offset shifts by the newlines
+    # before it), taking the spans from the end of each header to the start of the next.
+    compact = data.translate(None, b"\n")
+    bounds[0::2] = ends - before
+    bounds[1:-1:2] = starts[1:] - before[1:]
+    bounds[-1] = len(compact)
+    sequences = _every_other(compact, bounds)
+    headers = headers.view(pa.string())
+    if pc.any(pc.match_substring_regex(headers, r"\s")).as_py():
+        trimmed = pc.utf8_trim_whitespace(headers)
+        ids = pc.replace_substring_regex(trimmed, r"\s.*$", "")
+        descriptions = pc.replace_substring_regex(trimmed, r"^\S*\s+", "")
+        descriptions = pc.if_else(pc.equal(ids, trimmed), "", descriptions)
+    else:
+        ids, descriptions = headers, pa.array([""] * count, pa.string())
+    return ids, descriptions, sequences, block.line + before, np.empty(0, np.int64)
+
+
+def _every_other(data: bytes, bounds):
+    """Elements 0, 2, 4... of the binary array over `data` with these offsets (copied, contiguous)."""
+    import numpy as np
+    import pyarrow as pa
+
+    elements = len(bounds) - 1
+    spans = pa.Array.from_buffers(
+        pa.binary(), elements, [None, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data)]
+    )
+    return spans.take(pa.array(np.arange(0, elements, 2)))
+
+
+def _header_metadata_column(descriptions):
+    """(header_fields, is_fragment) arrays: each distinct description parsed once (MGnify drops repeat a few
+    `PL=.. FL=.. CR=..` descriptions millions of times)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from atlas.tables import MANIFEST
+
+    kinds = MANIFEST.field("header_fields").type
+    if not pc.any(pc.greater(pc.binary_length(descriptions), 0)).as_py():
+        count = len(descriptions)
+        empty = pa.MapArray.from_arrays(
+            pa.array([0] * (count + 1), pa.int32()), pa.array([], pa.string()), pa.array([], pa.string())
+        )
+        return empty, pa.nulls(count, pa.bool_())
+    encoded = descriptions.dictionary_encode()
+    parsed = [header_metadata(text) for text in encoded.dictionary.to_pylist()]
+    fields = pa.array([pairs for pairs, _ in parsed], kinds)
+    fragments = pa.array([fragment for _, fragment in parsed], pa.bool_())
+    return fields.take(encoded.indices), fragments.take(encoded.indices)
 
 
 def _read_drop(
@@ -431,7 +541,6 @@ def _dedupe_and_chunk(
     import duckdb
 
     clock = time.monotonic()
-    records = f"read_parquet({sql_string(parts / 'part-*.parquet')})"
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory = {sql_string(temp / 'spill')}")
@@ -439,6 +548,13 @@ def _dedupe_and_chunk(
         con.execute(f"SET threads = {_cpus()}")
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
+        # MD5 here: vectorised and on every CPU, where Python would pay a call per record.
+        con.execute(
+            f"""CREATE TABLE records AS
+            SELECT line, id, coalesce(checksum, md5(sequence)) AS checksum, length, reason
+            FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
+        )
+        records = "records"
 
         # Sequences of this drop queued by earlier drops: the first queued row of each checksum, in drop then
         # row order (a checksum is queued once over all drops; the order only matters for hand-made input).
@@ -518,7 +634,7 @@ def _dedupe_and_chunk(
         clock = time.monotonic()
         summary.chunks = _write_outputs(
             con.sql(
-                """SELECT c.status, c.reason, n.chunk FROM classified c
+                """SELECT c.checksum, c.status, c.reason, n.chunk FROM classified c
                 LEFT JOIN assigned a USING (line) LEFT JOIN named n USING (bound, number) ORDER BY c.line"""
             ),
             sorted(parts.glob("part-*.parquet")),
@@ -577,6 +693,7 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
                 columns = {
                     "id": part.column("id"),
                     "drop": pa.repeat(pa.scalar(drop), part.num_rows),
+                    "checksum": mine.column("checksum"),
                     "status": mine.column("status"),
                     "reason": mine.column("reason"),
                     "chunk": chunk,
@@ -588,7 +705,14 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
                 if not pc.any(queued).as_py():
                     continue
                 names = pc.filter(chunk, queued).combine_chunks().dictionary_encode()
-                texts = pc.filter(part.column("fasta"), queued).combine_chunks()
+                texts = pc.binary_join_element_wise(
+                    b">",
+                    pc.filter(part.column("id"), queued).cast(pa.binary()),
+                    b"\n",
+                    pc.filter(part.column("sequence"), queued),
+                    b"\n",
+                    b"",
+                ).combine_chunks()
                 codes = names.indices.to_numpy(zero_copy_only=False)
                 for code, name in enumerate(names.dictionary.to_pylist()):
                     selected = pc.take(texts, pa.array(np.flatnonzero(codes == code)))

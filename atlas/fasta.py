@@ -58,7 +58,7 @@ STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 UNKNOWN_RESIDUES = "BJOUXZ"  # the rest of A-Z: folded as X
 NUCLEOTIDE_RESIDUES = "ACGTUN"
 NUCLEOTIDE_SHARE = 0.9
-NUCLEOTIDE_WINDOW = 256  # residues looked at: enough to tell, and a bounded cost per record
+NUCLEOTIDE_WINDOW = 64  # residues looked at: enough to tell, and a small bounded cost per record
 NUCLEOTIDE_MIN_LENGTH = 30  # shorter peptides are too short to tell
 BLOCK_SIZE = 1 << 24  # bytes read at a time, and about the size of the blocks handed out
 GZIP_PIECE = 1 << 17  # decompressed at a time: a gzip error can then say how far the text went
@@ -123,9 +123,15 @@ def sequence_checksum(sequence: str | bytes) -> str:
     return hashlib.md5(sequence.upper()).hexdigest()
 
 
-def crc64_hex(sequence: bytes, previous: int = 0) -> str:
+def crc64_hex(sequence: bytes) -> str:
     """CRC64 of UniProt/MGnify as 16 upper-case hex digits (Biopython's crc64 is `CRC-` + these)."""
-    return f"{_CRC64.calc(sequence, previous) if previous else _CRC64.calc(sequence):016X}"
+    return f"{_CRC64.calc(sequence):016X}"
+
+
+def normalise(body: bytes) -> bytes:
+    """Upper case, whitespace removed, one terminal stop codon '*' removed (module docstring)."""
+    sequence = body.translate(_UPPER, _WHITESPACE)
+    return sequence[:-1] if sequence[-1:] == b"*" else sequence
 
 
 def header_metadata(description: str) -> tuple[list[tuple[str, str]], bool | None]:
