@@ -61,6 +61,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from atlas.fasta import (
     BLOCK_SIZE,
     NUCLEOTIDE_MIN_LENGTH,
@@ -72,7 +74,7 @@ from atlas.fasta import (
     FastaFormatError,
     SkippedRecord,
     check_sequence,
-    crc64_hex,
+    crc64_calc,
     header_metadata,
     iter_blocks,
     normalise,
@@ -93,8 +95,6 @@ _STANDARD_BYTES = STANDARD_RESIDUES.encode()
 
 
 def _byte_table(letters: str, inside: int):
-    import numpy as np
-
     table = np.full(256, 1 - inside, np.uint8)
     table[list(letters.encode())] = inside
     return table
@@ -102,6 +102,7 @@ def _byte_table(letters: str, inside: int):
 
 _NOT_STANDARD = _byte_table(STANDARD_RESIDUES, 0)
 _NUCLEOTIDE = _byte_table(NUCLEOTIDE_RESIDUES, 1)
+_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8)
 
 
 class SplitError(Exception):
@@ -267,7 +268,6 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
     """Parse one block (in a worker process) into a Parquet part of `_part_schema()` rows; returns the
     number of records. Vectorised over the block (numpy, Arrow); only records that need it (non-standard
     letters, lower case, a terminal '*', a length out of bounds, DNA-like) take the per-record checks."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -315,15 +315,7 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
     if len(slow) == 0 and residues.tobytes().translate(None, _STANDARD_BYTES):
         bad = np.flatnonzero(_NOT_STANDARD[residues])
         slow = np.unique(np.searchsorted(offsets, bad, side="right") - 1)
-    # DNA-like: the share of ACGTUN among the first NUCLEOTIDE_WINDOW residues (atlas.fasta.is_nucleotide)
-    window = np.minimum(lengths, NUCLEOTIDE_WINDOW)
-    steps = np.arange(NUCLEOTIDE_WINDOW)
-    if len(residues):
-        at = np.minimum(offsets[:-1, None] + steps, len(residues) - 1)
-        nucleotides = (_NUCLEOTIDE[residues[at]] & (steps < window[:, None])).sum(axis=1)
-    else:
-        nucleotides = np.zeros(count, np.int64)
-    looks_dna = (lengths >= NUCLEOTIDE_MIN_LENGTH) & (nucleotides >= NUCLEOTIDE_SHARE * window)
+    looks_dna = _looks_like_nucleotides(residues, offsets, lengths)
     ids_empty = pc.equal(pc.binary_length(headers_id), 0).to_numpy(zero_copy_only=False)
     needs_check = (lengths < min_length) | (lengths > max_length) | looks_dna | ids_empty
     needs_check[slow] = True
@@ -342,7 +334,8 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
                 lengths[index] = len(sequence)
             reasons[index] = check_sequence(sequence, min_length, max_length) if names[index] else "empty id"
         sequence_array = pa.array(sequences, pa.binary())
-    crcs = [crc64_hex(sequence) for sequence in (sequences or sequence_array.to_pylist())]
+    calc = crc64_calc()
+    crcs = _hex16(np.fromiter(map(calc, sequences or sequence_array.to_pylist()), np.uint64, count))
 
     fields, fragments = _header_metadata_column(headers_description)
     table = pa.Table.from_arrays(
@@ -350,7 +343,7 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             pa.array(line_numbers, pa.int64()),
             headers_id,
             pa.nulls(count, pa.string()),
-            pa.array(crcs, pa.string()),
+            crcs,
             pa.array(lengths, pa.int64()),
             pa.array(reasons, pa.string()),
             headers_description,
@@ -360,14 +353,46 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
         ],
         schema=_part_schema(),
     )
-    pq.write_table(table, part, compression="none")
+    pq.write_table(table, part, compression="none", use_dictionary=False, write_statistics=False)
     return count
+
+
+def _looks_like_nucleotides(residues, offsets, lengths):
+    """Per record: atlas.fasta.is_nucleotide, vectorised. The first 16 residues filter (a record that passes
+    the rule has at least 16 - 10% of its window of them in ACGTUN); the full window is gathered only for
+    the few that pass the filter."""
+
+    result = np.zeros(len(lengths), bool)
+    if not len(residues):
+        return result
+    window = np.minimum(lengths, NUCLEOTIDE_WINDOW)
+    allowed = np.floor((1 - NUCLEOTIDE_SHARE) * window + 1e-9).astype(np.int64)  # non-ACGTUN allowed
+    candidates = np.flatnonzero(lengths >= NUCLEOTIDE_MIN_LENGTH)
+    for width in (16, NUCLEOTIDE_WINDOW):
+        steps = np.arange(width)
+        at = np.minimum(offsets[candidates, None] + steps, len(residues) - 1)
+        inside = steps < window[candidates, None]
+        others = (inside & (_NUCLEOTIDE[residues[at]] == 0)).sum(axis=1)
+        candidates = candidates[others <= allowed[candidates]]
+    result[candidates] = True
+    return result
+
+
+def _hex16(values):
+    """uint64 values as 16 upper-case hex digits each, an Arrow string array (no Python loop)."""
+    import pyarrow as pa
+
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    digits = _HEX_DIGITS[((values[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)]
+    offsets = np.arange(0, 16 * len(values) + 1, 16, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())]
+    )
 
 
 def _split_block(block: Block):
     """A block with '\n' line ends only and ASCII text, cut without a loop per record: (ids, descriptions,
     sequences with the newlines removed but otherwise as written, header line numbers, an empty array)."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -407,7 +432,6 @@ def _split_block(block: Block):
 
 def _every_other(data: bytes, bounds):
     """Elements 0, 2, 4... of the binary array over `data` with these offsets (copied, contiguous)."""
-    import numpy as np
     import pyarrow as pa
 
     elements = len(bounds) - 1
@@ -574,19 +598,22 @@ def _dedupe_and_chunk(
             con.execute("CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR)")
 
         # Rejections (validation, then repeated ids), then duplicates (earlier drops, then within this drop).
-        # Narrow rows only: sequences stay in the parts.
+        # Narrow rows only: sequences stay in the parts. Ids and sequences seen more than once are few: they
+        # are found by aggregates and only they are looked at again.
         con.execute(
             f"""CREATE TABLE classified AS
-            WITH checked AS (
-                SELECT line, id, checksum, length,
-                    coalesce(reason, CASE WHEN line <> min(line) OVER (PARTITION BY id)
-                        THEN 'repeated id: first occurrence at line ' || min(line) OVER (PARTITION BY id)
-                        END) AS reason
-                FROM {records}
+            WITH repeated_ids AS (
+                SELECT id, min(line) AS first_line FROM {records} GROUP BY id HAVING count(*) > 1
             ),
-            owners AS (  -- the first record of each sequence that passed the checks
+            checked AS (
+                SELECT r.line, r.id, r.checksum, r.length,
+                    coalesce(r.reason, CASE WHEN r.line <> i.first_line
+                        THEN 'repeated id: first occurrence at line ' || i.first_line END) AS reason
+                FROM {records} r LEFT JOIN repeated_ids i USING (id)
+            ),
+            owners AS (  -- the first record of each sequence that passed the checks, if it has others
                 SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id
-                FROM checked WHERE reason IS NULL GROUP BY checksum
+                FROM checked WHERE reason IS NULL GROUP BY checksum HAVING count(*) > 1
             )
             SELECT c.line, c.id, c.checksum, c.length,
                 CASE WHEN c.reason IS NOT NULL THEN 'rejected'
@@ -606,15 +633,17 @@ def _dedupe_and_chunk(
             {"drop": drop},
         )
 
-        # Chunks: per bucket, in input order, cut every chunk_residues residues; named by their content.
+        # Chunks: per bucket, in input order, cut every chunk_residues residues; named by their content: the
+        # XOR of the MD5s of the members' `id<TAB>checksum` (stable across DuckDB versions, unlike hash()).
         bucket_of = (
             "CASE " + " ".join(f"WHEN length <= {bound} THEN {bound}" for bound in length_buckets) + " END"
         )
         con.execute(
             f"""CREATE TABLE assigned AS
-            SELECT line, id, checksum, bound,
+            SELECT line, bound,
                 (sum(length) OVER (PARTITION BY bound ORDER BY line ROWS UNBOUNDED PRECEDING) - length)
-                    // {chunk_residues} AS number
+                    // {chunk_residues} AS number,
+                md5_number_upper(id || chr(9) || checksum) AS member
             FROM (SELECT line, id, checksum, length, {bucket_of} AS bound FROM classified
                   WHERE status = 'queued')"""
         )
@@ -626,8 +655,7 @@ def _dedupe_and_chunk(
             SELECT bound, number,
                 'L' || lpad(bound::VARCHAR, {bound_width}, '0')
                 || '-' || lpad(number::VARCHAR, {number_width}, '0')
-                || '-' || left(sha256(string_agg(id || chr(9) || checksum, chr(10) ORDER BY line)),
-                               {CHUNK_HASH_DIGITS}) AS chunk
+                || '-' || left(printf('%016x', bit_xor(member)), {CHUNK_HASH_DIGITS}) AS chunk
             FROM assigned GROUP BY bound, number"""
         )
         summary.stages["dedupe"] = time.monotonic() - clock
@@ -664,7 +692,6 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
     """One ordered pass over the parts beside the (status, reason, chunk) rows of the same records: the
     manifest rows, and each queued record appended to its chunk FASTA. A chunk's records are one slice of
     an Arrow buffer per part: no Python loop per record. Returns the chunk names in order of first use."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq

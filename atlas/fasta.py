@@ -128,6 +128,11 @@ def crc64_hex(sequence: bytes) -> str:
     return f"{_CRC64.calc(sequence):016X}"
 
 
+def crc64_calc() -> Callable[[bytes], int]:
+    """The CRC64 of `crc64_hex` as an int: the fast form for a loop over many records."""
+    return _CRC64.calc
+
+
 def normalise(body: bytes) -> bytes:
     """Upper case, whitespace removed, one terminal stop codon '*' removed (module docstring)."""
     sequence = body.translate(_UPPER, _WHITESPACE)

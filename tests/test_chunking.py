@@ -121,9 +121,12 @@ def test_chunks_hold_exactly_the_queued_sequences_in_their_buckets(test_data, dr
     for name, members in chunks.items():  # in name order
         match = re.fullmatch(r"L(\d{4})-(\d{5})-([0-9a-f]{10})", name)
         assert match, name
-        # content-addressed: the hash is that of the chunk's (id, checksum) lines
-        content = "\n".join(f"{ident}\t{checksums[ident]}" for ident, _ in members)
-        assert match.group(3) == hashlib.sha256(content.encode()).hexdigest()[:10]
+        # content-addressed: XOR of the MD5s (first 8 bytes, little-endian) of the members' id<TAB>checksum
+        digest = 0
+        for ident, _ in members:
+            member = hashlib.md5(f"{ident}\t{checksums[ident]}".encode()).digest()
+            digest ^= int.from_bytes(member[:8], "little")
+        assert match.group(3) == f"{digest:016x}"[:10]
         by_bucket.setdefault(match.group(1), []).append((int(match.group(2)), name, members))
     for numbered in by_bucket.values():
         assert [number for number, _, _ in numbered] == list(range(len(numbered)))
