@@ -703,6 +703,8 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
     pending_rows = 0
     chunks: list[str] = []
     handles: dict[str, object] = {}  # bound prefix ("L0064") -> (chunk name, open file)
+    waiting: list = []  # manifest rows not yet written
+    waiting_rows = 0
     try:
         with pq.ParquetWriter(manifest, MANIFEST, compression="zstd") as writer:
             for path in parts:
@@ -726,7 +728,13 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
                     "chunk": chunk,
                 }
                 columns.update({name: part.column(name) for name in MANIFEST.names if name not in columns})
-                writer.write_table(pa.table([columns[name] for name in MANIFEST.names], schema=MANIFEST))
+                waiting.append(pa.table([columns[name] for name in MANIFEST.names], schema=MANIFEST))
+                waiting_rows += part.num_rows
+                if waiting_rows >= ROW_GROUP:  # row groups of ROW_GROUP rows whatever the block size
+                    ready = pa.concat_tables(waiting).combine_chunks()
+                    whole = ready.num_rows // ROW_GROUP * ROW_GROUP
+                    writer.write_table(ready.slice(0, whole), row_group_size=ROW_GROUP)
+                    waiting, waiting_rows = [ready.slice(whole)], ready.num_rows - whole
 
                 queued = pc.is_valid(chunk)
                 if not pc.any(queued).as_py():
@@ -754,6 +762,8 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
                     _, offsets, data = selected.buffers()
                     offsets = memoryview(offsets).cast("i")[selected.offset :]
                     handles[prefix][1].write(memoryview(data)[offsets[0] : offsets[len(selected)]])
+            if waiting_rows:
+                writer.write_table(pa.concat_tables(waiting).combine_chunks(), row_group_size=ROW_GROUP)
     finally:
         for _, handle in handles.values():
             handle.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import random
 import re
 from collections import Counter
@@ -393,3 +394,113 @@ def test_a_sequence_queued_by_two_earlier_drops_names_the_first(tmp_path):
     manifest = tmp_path / "dc" / "manifest.parquet"
     assert run_split(tmp_path / "dc.fa", manifest, drop="dc", earlier=earlier) == 0
     assert manifest_rows(manifest)[0]["reason"] == "duplicate of db_seq in drop db"
+
+
+def test_manifest_keeps_description_crc64_and_header_fields(test_data, tmp_path):
+    from Bio.SeqUtils.CheckSum import crc64
+
+    manifest = tmp_path / "uniprot" / "manifest.parquet"
+    assert run_split(test_data / "UP000000625_83333.fasta", manifest, drop="uniprot") == 0
+    records = list(read_fasta(test_data / "UP000000625_83333.fasta"))
+    rows = manifest_rows(manifest)
+    assert [row["description"] for row in rows] == [r.description for r in records]
+    assert [f"CRC-{row['crc64']}" for row in rows] == [crc64(r.sequence) for r in records]
+    assert dict(rows[0]["header_fields"])["OS"] == "Escherichia coli (strain K12)"
+    assert all(row["is_fragment"] is None for row in rows)
+
+    manifest = tmp_path / "prodigal" / "manifest.parquet"
+    assert run_split(test_data / "938293.PRJEB85.HG003687.faa", manifest, drop="prodigal") == 0
+    rows = manifest_rows(manifest)
+    assert {dict(row["header_fields"])["partial"]: row["is_fragment"] for row in rows} == {
+        "00": False,
+        "01": True,
+        "10": True,
+    }
+
+
+def test_mgnify_headers_give_fl_cr_fields(test_data, tmp_path):
+    # MGnify protein headers: >MGYP000000001 PL=00 FL=1 CR=0 (the sequences are real MGnify ones)
+    records = list(read_fasta(test_data / "mgnifam_all_seqs_concat.fa"))[:40]
+    fasta = tmp_path / "mgnify.fa"
+    fasta.write_text(
+        "".join(
+            f">MGYP{i:012d} PL={i % 2}{i % 3 % 2} FL={i % 2} CR={i % 4 // 2}\n{r.sequence}\n"
+            for i, r in enumerate(records)
+        )
+    )
+    manifest = tmp_path / "out" / "manifest.parquet"
+    assert run_split(fasta, manifest, drop="mgnify") == 0
+    rows = manifest_rows(manifest)
+    assert [row["is_fragment"] for row in rows] == [i % 2 == 0 for i in range(40)]  # FL=0: a fragment
+    assert [dict(row["header_fields"])["CR"] for row in rows] == [str(i % 4 // 2) for i in range(40)]
+    assert rows[3]["description"] == "PL=10 FL=1 CR=1"
+
+
+def test_utf8_headers_and_nucleotide_records_in_a_drop(tmp_path):
+    dna = "ATGGCGAAACTGCTGATTACCGGCGCGAGCAGCGGCATTGGCCTGGAACTGGCG"
+    fasta = tmp_path / "mixed.fa"
+    fasta.write_text(
+        f">prot_ü_α some description\n{'MKVLAAGLLL' * 3}\n>dna\n{dna}\n>rna\n{dna.replace('T', 'U')}\n"
+    )
+    manifest = tmp_path / "out" / "manifest.parquet"
+    assert run_split(fasta, manifest, drop="mixed") == 0
+    rows = manifest_rows(manifest)
+    assert [(row["id"], row["description"], row["status"]) for row in rows] == [
+        ("prot_ü_α", "some description", "queued"),
+        ("dna", "", "rejected"),
+        ("rna", "", "rejected"),
+    ]
+    assert all(row["reason"].startswith("nucleotide sequence: 100% of the first 54") for row in rows[1:])
+    assert [ident for members in chunk_files(manifest.parent).values() for ident, _ in members] == [
+        "prot_ü_α"
+    ]
+
+
+def test_rerun_on_the_same_content_touches_no_chunk(test_data, tmp_path):
+    fasta = tmp_path / "drop.fa"
+    fasta.write_bytes((test_data / "mgnifam_all_seqs_concat.fa").read_bytes())
+    manifest = tmp_path / "chunks" / "manifest.parquet"
+    assert run_split(fasta, manifest, chunk_residues=5_000) == 0
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in manifest.parent.iterdir()}
+    os.utime(fasta)  # `touch`
+    assert run_split(fasta, manifest, chunk_residues=5_000) == 0
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in manifest.parent.iterdir()}
+    assert after == before  # same names, bytes and mtimes, the manifest included
+
+
+def test_changed_content_gets_new_chunk_names_and_keeps_the_others(test_data, tmp_path):
+    records = list(read_fasta(test_data / "mgnifam_all_seqs_concat.fa"))
+    fasta = tmp_path / "drop.fa"
+    fasta.write_text("".join(f">{r.id}\n{r.sequence}\n" for r in records))
+    manifest = tmp_path / "chunks" / "manifest.parquet"
+    assert run_split(fasta, manifest, chunk_residues=5_000) == 0
+    old = {row["id"]: row["chunk"] for row in manifest_rows(manifest)}
+    mtimes = {p.name: p.stat().st_mtime_ns for p in manifest.parent.glob("*.fasta")}
+    # One record of the L0128 bucket changes its sequence (same length, so the cut points stay).
+    changed = next(r for r in records if 64 < len(r.sequence) <= 128)
+    edited = changed.sequence[:-1] + ("A" if changed.sequence[-1] != "A" else "C")
+    fasta.write_text("".join(f">{r.id}\n{edited if r is changed else r.sequence}\n" for r in records))
+    assert run_split(fasta, manifest, chunk_residues=5_000) == 0
+    new = {row["id"]: row["chunk"] for row in manifest_rows(manifest)}
+    renamed = {old[i] for i in old if old[i] != new[i]}
+    assert renamed == {old[changed.id]}  # only the chunk that holds the changed record
+    assert new[changed.id] != old[changed.id] and new[changed.id][:12] == old[changed.id][:12]
+    assert not (manifest.parent / f"{old[changed.id]}.fasta").exists()  # not named by the manifest any more
+    for path in manifest.parent.glob("*.fasta"):
+        if path.stem != new[changed.id]:
+            assert path.stat().st_mtime_ns == mtimes[path.name]  # untouched
+
+
+def test_parallel_parsing_gives_the_same_output(test_data, tmp_path):
+    from atlas.chunking import split_drop
+
+    outputs = []
+    source = test_data / "938293.PRJEB85.HG003687.faa"
+    for workers, block_size in ((1, 1 << 24), (2, 50_000), (1, 7_000)):
+        manifest = tmp_path / f"{workers}-{block_size}" / "manifest.parquet"
+        split_drop(
+            source, "prodigal", manifest, chunk_residues=50_000, workers=workers, block_size=block_size
+        )
+        outputs.append({p.name: p.read_bytes() for p in sorted(manifest.parent.iterdir())})
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert len(outputs[0]) > 5
