@@ -504,3 +504,20 @@ def test_parallel_parsing_gives_the_same_output(test_data, tmp_path):
         outputs.append({p.name: p.read_bytes() for p in sorted(manifest.parent.iterdir())})
     assert outputs[0] == outputs[1] == outputs[2]
     assert len(outputs[0]) > 5
+
+
+def test_invalid_utf8_stops_the_drop_from_a_worker(test_data, tmp_path, capsys):
+    from atlas.chunking import split_drop
+    from atlas.fasta import FastaFormatError
+
+    good = (test_data / "mgnifam_all_seqs_concat.fa").read_bytes()
+    fasta = tmp_path / "bad.fa"
+    fasta.write_bytes(good + b">broken caf\xe9\nMKVLAAGLLLAAAAAA\n" + good[:5000])
+    manifest = tmp_path / "out" / "manifest.parquet"
+    with pytest.raises(FastaFormatError) as caught:
+        split_drop(fasta, "bad", manifest, workers=2, block_size=20_000)
+    message = str(caught.value)
+    assert str(fasta) in message and "invalid UTF-8 byte 0xe9" in message and "record 'broken'" in message
+    line = good.count(b"\n") + 1
+    assert f"line {line}," in message
+    assert not manifest.exists()
