@@ -19,8 +19,9 @@
   before it / chunk_residues)). The fold sorts each chunk by length itself, so no global sort is needed.
 
 Chunk names are keyed by content: `L{bound}-{n}-{hash}` (`L0064-00000-3f9a0c2d1e`), with the bound and
-chunk number zero-padded (names sort by bucket, then chunk number) and `hash` the first 10 hex digits of
-the SHA-256 of the chunk's `id<TAB>checksum` lines, i.e. of its content. So the same content always gets
+chunk number zero-padded (names sort by bucket, then chunk number) and `hash` the first 10 of 16 hex digits
+of the XOR over the chunk's records of CRC64(id) rotated left by one bit XOR CRC64(sequence): a hash of the
+chunk's (id, sequence) set, computed without a pass of its own. So the same content always gets
 the same name and different content a new name: a rerun on the same drop (a `touch`, a rerun split) leaves
 every chunk FASTA untouched (same bytes, same mtime: the new file is written aside, compared and dropped
 when identical), and a chunk whose content changed becomes a new fold job under a new name, never
@@ -260,6 +261,7 @@ def _part_schema():
             MANIFEST.field("is_fragment"),
             MANIFEST.field("header_fields"),
             ("sequence", pa.binary()),  # normalised (null for a record the reader skipped)
+            ("member", pa.uint64()),  # the record's share of its chunk's name (module docstring)
         ]
     )
 
@@ -285,6 +287,7 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             "is_fragment": [None],
             "header_fields": [[]],
             "sequence": [None],
+            "member": [0],  # never queued
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
         pq.write_table(pa.Table.from_pydict(columns, schema=_part_schema()), part, compression="none")
@@ -335,7 +338,10 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             reasons[index] = check_sequence(sequence, min_length, max_length) if names[index] else "empty id"
         sequence_array = pa.array(sequences, pa.binary())
     calc = crc64_calc()
-    crcs = _hex16(np.fromiter(map(calc, sequences or sequence_array.to_pylist()), np.uint64, count))
+    sequence_crcs = np.fromiter(map(calc, sequences or sequence_array.to_pylist()), np.uint64, count)
+    id_crcs = np.fromiter(map(calc, headers_id.cast(pa.binary()).to_pylist()), np.uint64, count)
+    # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
+    members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
 
     fields, fragments = _header_metadata_column(headers_description)
     table = pa.Table.from_arrays(
@@ -343,13 +349,14 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             pa.array(line_numbers, pa.int64()),
             headers_id,
             pa.nulls(count, pa.string()),
-            crcs,
+            _hex16(sequence_crcs),
             pa.array(lengths, pa.int64()),
             pa.array(reasons, pa.string()),
             headers_description,
             fragments,
             fields,
             sequence_array,
+            pa.array(members, pa.uint64()),
         ],
         schema=_part_schema(),
     )
@@ -575,7 +582,7 @@ def _dedupe_and_chunk(
         # MD5 here: vectorised and on every CPU, where Python would pay a call per record.
         con.execute(
             f"""CREATE TABLE records AS
-            SELECT line, id, coalesce(checksum, md5(sequence)) AS checksum, length, reason
+            SELECT line, id, coalesce(checksum, md5(sequence)) AS checksum, length, reason, member
             FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
         )
         records = "records"
@@ -606,7 +613,7 @@ def _dedupe_and_chunk(
                 SELECT id, min(line) AS first_line FROM {records} GROUP BY id HAVING count(*) > 1
             ),
             checked AS (
-                SELECT r.line, r.id, r.checksum, r.length,
+                SELECT r.line, r.id, r.checksum, r.length, r.member,
                     coalesce(r.reason, CASE WHEN r.line <> i.first_line
                         THEN 'repeated id: first occurrence at line ' || i.first_line END) AS reason
                 FROM {records} r LEFT JOIN repeated_ids i USING (id)
@@ -615,7 +622,7 @@ def _dedupe_and_chunk(
                 SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id
                 FROM checked WHERE reason IS NULL GROUP BY checksum HAVING count(*) > 1
             )
-            SELECT c.line, c.id, c.checksum, c.length,
+            SELECT c.line, c.id, c.checksum, c.length, c.member,
                 CASE WHEN c.reason IS NOT NULL THEN 'rejected'
                      WHEN e.checksum IS NOT NULL OR o.owner_line <> c.line THEN 'duplicate'
                      ELSE 'queued' END AS status,
@@ -634,7 +641,7 @@ def _dedupe_and_chunk(
         )
 
         # Chunks: per bucket, in input order, cut every chunk_residues residues; named by their content: the
-        # XOR of the MD5s of the members' `id<TAB>checksum` (stable across DuckDB versions, unlike hash()).
+        # XOR of the members' CRC64-based shares (computed by the parsing workers).
         bucket_of = (
             "CASE " + " ".join(f"WHEN length <= {bound} THEN {bound}" for bound in length_buckets) + " END"
         )
@@ -643,8 +650,8 @@ def _dedupe_and_chunk(
             SELECT line, bound,
                 (sum(length) OVER (PARTITION BY bound ORDER BY line ROWS UNBOUNDED PRECEDING) - length)
                     // {chunk_residues} AS number,
-                md5_number_upper(id || chr(9) || checksum) AS member
-            FROM (SELECT line, id, checksum, length, {bucket_of} AS bound FROM classified
+                member
+            FROM (SELECT line, length, member, {bucket_of} AS bound FROM classified
                   WHERE status = 'queued')"""
         )
         most = con.execute("SELECT coalesce(max(number), 0) FROM assigned").fetchone()[0]
@@ -706,7 +713,7 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
     waiting: list = []  # manifest rows not yet written
     waiting_rows = 0
     try:
-        with pq.ParquetWriter(manifest, MANIFEST, compression="zstd") as writer:
+        with pq.ParquetWriter(manifest, MANIFEST, compression="zstd", compression_level=1) as writer:
             for path in parts:
                 part = pq.read_table(path)
                 if not part.num_rows:  # the one part of an empty drop

@@ -15,7 +15,7 @@ import pytest
 
 from atlas.chunking import CHUNK_NAME, split_main
 from atlas.cli import main as atlas_main
-from atlas.fasta import read_fasta, sequence_checksum
+from atlas.fasta import crc64_hex, read_fasta, sequence_checksum
 from atlas.tables import MANIFEST
 
 BUCKETS = [64, 128, 256, 384, 512, 768, 1024, 1280]
@@ -117,16 +117,15 @@ def test_chunks_hold_exactly_the_queued_sequences_in_their_buckets(test_data, dr
         assert name.startswith(f"L{bucket_of(len(seq)):04d}-")
     assert list(chunks) == sorted(chunks)  # names sort by bucket, then chunk number
     order = {row["id"]: index for index, row in enumerate(rows)}
-    checksums = {row["id"]: row["checksum"] for row in rows}
     by_bucket: dict[str, list[tuple[int, str, list[tuple[str, str]]]]] = {}
     for name, members in chunks.items():  # in name order
         match = re.fullmatch(r"L(\d{4})-(\d{5})-([0-9a-f]{10})", name)
         assert match, name
-        # content-addressed: XOR of the MD5s (first 8 bytes, little-endian) of the members' id<TAB>checksum
+        # content-addressed: XOR over the members of CRC64(id) rotated left by 1 bit, XOR CRC64(sequence)
         digest = 0
-        for ident, _ in members:
-            member = hashlib.md5(f"{ident}\t{checksums[ident]}".encode()).digest()
-            digest ^= int.from_bytes(member[:8], "little")
+        for ident, seq in members:
+            of_id = int(crc64_hex(ident.encode()), 16)
+            digest ^= ((of_id << 1) | (of_id >> 63)) & (2**64 - 1) ^ int(crc64_hex(seq.encode()), 16)
         assert match.group(3) == f"{digest:016x}"[:10]
         by_bucket.setdefault(match.group(1), []).append((int(match.group(2)), name, members))
     for numbered in by_bucket.values():
