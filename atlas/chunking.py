@@ -51,6 +51,7 @@ import filecmp
 import multiprocessing
 import os
 import re
+import resource
 import shutil
 import signal
 import sys
@@ -791,6 +792,10 @@ def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
     lines.append(f"  {len(summary.chunks)} chunks written" + (f" ({buckets})" if buckets else ""))
     if summary.stages:
         lines.append("  seconds: " + ", ".join(f"{stage} {sec:.1f}" for stage, sec in summary.stages.items()))
+    own, workers = (
+        resource.getrusage(who).ru_maxrss >> 10 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    lines.append(f"  peak RSS: {own} MiB in this process, {workers} MiB in the largest parsing worker")
     if not summary.records:
         lines.append(f"  warning: {fasta} holds no FASTA record")
     elif not summary.queued:
