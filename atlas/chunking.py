@@ -36,7 +36,7 @@ disk, then finds repeated ids, first occurrences of each sequence and duplicates
 out of core, never loaded into Python), and assigns chunks and chunk names from narrow (line, id,
 checksum, length) rows. Last, one ordered pass over the parts writes the manifest and appends each queued
 record to its chunk FASTA. Memory: each worker holds one block and its parsed rows (~150 MB), DuckDB is
-capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 512 MB, and spills past it; the job peaks well
+capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; the job peaks well
 under 1 GB whatever the size of the drop or the number of earlier drops. Temporary disk: about the size
 of the uncompressed drop. Everything is written into a temporary directory beside the manifest and moved
 into place at the end, chunk FASTAs first and the manifest last; a failed or killed run leaves no
@@ -90,7 +90,7 @@ CHUNK_HASH_DIGITS = 10
 TEMP_PREFIX = ".split-tmp-"
 ROW_GROUP = 1 << 17  # rows per streamed batch of (status, reason, chunk)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
-DEFAULT_MEMORY_LIMIT = "512MB"  # DuckDB's cap: the whole job then stays under 1 GB
+DEFAULT_MEMORY_LIMIT = "320MB"  # DuckDB's cap: the whole job then stays under 1 GB
 
 
 _STANDARD_BYTES = STANDARD_RESIDUES.encode()
