@@ -29,18 +29,21 @@ replacing the predictions of the old content. Chunk FASTAs that the new manifest
 
 How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is read in ~16 MB blocks of whole
 records (ISA-L for gzip); the blocks are parsed in parallel by worker processes (one per CPU this process
-may run on: sched_getaffinity, so SLURM/cgroup aware) that normalise, validate and checksum (MD5, CRC64)
-every record, parse its header metadata, and write one Parquet part per block; a record longer than
-max_length is streamed through its checksums by the reader and never held whole. DuckDB, which spills to
-disk, then finds repeated ids, first occurrences of each sequence and duplicates of earlier drops (joined
-out of core, never loaded into Python), and assigns chunks and chunk names from narrow (line, id,
-checksum, length) rows. Last, one ordered pass over the parts writes the manifest and appends each queued
-record to its chunk FASTA. Memory: each worker holds one block and its parsed rows (~150 MB), DuckDB is
-capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; the job peaks well
-under 1 GB whatever the size of the drop or the number of earlier drops. Temporary disk: about the size
-of the uncompressed drop. Everything is written into a temporary directory beside the manifest and moved
-into place at the end, chunk FASTAs first and the manifest last; a failed or killed run leaves no
-manifest behind (chunk FASTAs, being named by content, are left for a later run to reuse or remove).
+may run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow (a
+loop per record only for CRC64 and for the few records that need normalising or a reason), into one
+Parquet part per block: normalised sequence, length, CRC64, header metadata (each distinct description
+parsed once). A record longer than max_length is streamed through its checksums by the reader and never
+held whole. DuckDB, which spills to disk, then computes the MD5s (vectorised, on every CPU), finds
+repeated ids, first occurrences of each sequence and duplicates of earlier drops (joined out of core, never
+loaded into Python), and assigns chunks and their names from narrow rows. Last, one ordered pass over the
+parts writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
+part). Memory: a worker holds one block and its arrays (~300 MB peak), DuckDB is capped by
+$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 860 MiB
+for the main process, 320 MiB per worker (whose pass is over before DuckDB starts), whatever the size of
+the drop or the number of earlier drops. Temporary disk: about the size of the uncompressed drop.
+Everything is written into a temporary directory beside the manifest and moved into place at the end,
+chunk FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs,
+being named by content, are left for a later run to reuse or remove).
 Output is deterministic, byte for byte, for the same input and settings.
 """
 
