@@ -2,58 +2,112 @@
 
 `atlas split --fasta F --drop NAME --manifest DIR/manifest.parquet [--earlier-manifests M ...] ...` writes
 
-- `DIR/manifest.parquet`: one row per input record, in input order, columns `id, drop, checksum, length,
-  status, reason, chunk`. `status` is `queued` (to be folded, in `chunk`), `duplicate` (its sequence is queued
-  under another id, earlier in this drop or in an earlier drop: `reason` names that id and drop) or `rejected`
-  (`reason` says why: see `atlas.fasta` for the alphabet, plus `repeated id` for the second and later
-  records of an id already seen in the drop, wherever the first one went). One status per record, decided in
-  this order: `empty id`, the sequence checks of `atlas.fasta.check_sequence`, `repeated id`; then a sequence
-  queued by an earlier drop, then one queued earlier in this drop; else queued. Reasons start with a fixed
-  phrase (`too long: 1387 residues > max_length 1280`, `duplicate of MGYP000123 in drop drop1`) so that
-  they group by their words before the first ':' / digit / quote.
-- `DIR/{chunk}.fasta`: the queued sequences, `>{id}` then the sequence on one line. A queued length L goes in
-  the first length bucket whose upper bound is >= L; inside a bucket sequences are sorted by length (ties in
-  input order) and cut into ceil(residues / chunk_residues) chunks of nearly equal residues. Chunk names are
-  `L{bound}-{n}` (`L0064-00000`), zero-padded so that they sort by bucket then by chunk number.
+- `DIR/manifest.parquet`: one row per input record, in input order, columns of `atlas.tables.MANIFEST`:
+  `id, drop, checksum (MD5), crc64, length, status, reason, chunk, description, is_fragment, header_fields`.
+  `status` is `queued` (to be folded, in `chunk`), `duplicate` (its sequence is queued under another id,
+  earlier in this drop or in an earlier drop: `reason` names that id and drop) or `rejected` (`reason` says
+  why: see `atlas.fasta` for the alphabet and the nucleotide check, plus `repeated id` for the second and
+  later records of an id already seen in the drop, wherever the first one went). One status per record,
+  decided in this order: `empty id`, the sequence checks of `atlas.fasta.check_sequence`, `repeated id`;
+  then a sequence queued by an earlier drop, then one queued earlier in this drop; else queued. Reasons
+  start with a fixed phrase (`too long: 1387 residues > max_length 1280`, `duplicate of MGYP000123 in drop
+  drop1`) so that they group by their words before the first ':' / digit / quote. The `chunk` column is
+  the authoritative chunk list: every queued row names its chunk, and the chunks are exactly those names.
+- `DIR/{chunk}.fasta`: the queued sequences, `>{id}` then the sequence on one line. A queued length L goes
+  in the first length bucket whose upper bound is >= L; inside a bucket sequences stay in input order and
+  the bucket is cut every `chunk_residues` residues (a record goes to chunk floor(residues of the bucket
+  before it / chunk_residues)). The fold sorts each chunk by length itself, so no global sort is needed.
 
-How it scales (MGnify drops reach 10^8 records): one streaming pass validates records and writes them, with
-their checksums, to a temporary Parquet file in row groups (memory: one record plus one row group); DuckDB,
-which spills to disk, then finds repeated ids, first occurrences of each sequence, duplicates of earlier drops
-and the chunk of each queued sequence; the manifest and the chunk FASTAs are streamed out of it in order.
-Memory: the reading pass holds one record and one ~4 MB row group; DuckDB is capped by
-$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `8GB`), else a quarter of the RAM up to 2 GB, and spills past it, so a job
-peaks about 300 MB above the cap whatever the size of the drop. Temporary disk: about the size of the
-uncompressed drop. DuckDB uses the CPUs this process may run on (sched_getaffinity: SLURM/cgroup aware).
+Chunk names are keyed by content: `L{bound}-{n}-{hash}` (`L0064-00000-3f9a0c2d1e`), with the bound and
+chunk number zero-padded (names sort by bucket, then chunk number) and `hash` the first 10 of 16 hex digits
+of the XOR over the chunk's records of CRC64(id) rotated left by one bit XOR CRC64(sequence): a hash of the
+chunk's (id, sequence) set, computed without a pass of its own. So the same content always gets
+the same name and different content a new name: a rerun on the same drop (a `touch`, a rerun split) leaves
+every chunk FASTA untouched (same bytes, same mtime: the new file is written aside, compared and dropped
+when identical), and a chunk whose content changed becomes a new fold job under a new name, never
+replacing the predictions of the old content. Chunk FASTAs that the new manifest does not name are removed.
+
+How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is read in ~16 MB blocks of whole
+records (ISA-L for gzip); the blocks are parsed in parallel by worker processes (one per CPU this process
+may run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow (a
+loop per record only for CRC64 and for the few records that need normalising or a reason), into one
+Parquet part per block: normalised sequence, length, CRC64, header metadata (each distinct description
+parsed once). A record longer than max_length is streamed through its checksums by the reader and never
+held whole. DuckDB, which spills to disk, then computes the MD5s (vectorised, on every CPU), finds
+repeated ids, first occurrences of each sequence and duplicates of earlier drops (joined out of core, never
+loaded into Python), and assigns chunks and their names from narrow rows. Last, one ordered pass over the
+parts writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
+part). Memory: a worker holds one block and its arrays (~300 MB peak), DuckDB is capped by
+$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 860 MiB
+for the main process, 320 MiB per worker (whose pass is over before DuckDB starts), whatever the size of
+the drop or the number of earlier drops. Temporary disk: about the size of the uncompressed drop.
 Everything is written into a temporary directory beside the manifest and moved into place at the end,
-the manifest last, so a failed or killed run leaves no manifest (and no chunk FASTAs) behind. Output is
-deterministic, byte for byte, for the same input and settings.
+chunk FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs,
+being named by content, are left for a later run to reuse or remove).
+Output is deterministic, byte for byte, for the same input and settings.
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
-import hashlib
+import filecmp
+import multiprocessing
 import os
 import re
+import resource
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atlas.fasta import STANDARD_RESIDUES, FastaFormatError, check_sequence, iter_raw_records
+import numpy as np
+
+from atlas.fasta import (
+    BLOCK_SIZE,
+    NUCLEOTIDE_MIN_LENGTH,
+    NUCLEOTIDE_RESIDUES,
+    NUCLEOTIDE_SHARE,
+    NUCLEOTIDE_WINDOW,
+    STANDARD_RESIDUES,
+    Block,
+    FastaFormatError,
+    SkippedRecord,
+    check_sequence,
+    crc64_calc,
+    header_metadata,
+    iter_blocks,
+    normalise,
+    parse_block,
+)
 from atlas.sql import sql_string
 
-MANIFEST_COLUMNS = ("id", "drop", "checksum", "length", "status", "reason", "chunk")
-CHUNK_NAME = re.compile(r"^L\d+-\d+\.fasta$")  # what a chunk FASTA of ours looks like (stale-file cleanup)
+# What a chunk FASTA of ours looks like (stale-file cleanup); the hash-less form is the older naming.
+CHUNK_NAME = re.compile(r"^L\d+-\d+(-[0-9a-f]+)?\.fasta$")
+CHUNK_HASH_DIGITS = 10
 TEMP_PREFIX = ".split-tmp-"
-ROW_GROUP = 1 << 17  # rows per manifest row group and per streamed batch of narrow rows
-SEQUENCE_BATCH = 1 << 14  # rows with sequences per pass-1 row group and streamed batch (~4 MB)
+ROW_GROUP = 1 << 17  # rows per streamed batch of (status, reason, chunk)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
+DEFAULT_MEMORY_LIMIT = "320MB"  # DuckDB's cap: the whole job then stays under 1 GB
+
+
+_STANDARD_BYTES = STANDARD_RESIDUES.encode()
+
+
+def _byte_table(letters: str, inside: int):
+    table = np.full(256, 1 - inside, np.uint8)
+    table[list(letters.encode())] = inside
+    return table
+
+
+_NOT_STANDARD = _byte_table(STANDARD_RESIDUES, 0)
+_NUCLEOTIDE = _byte_table(NUCLEOTIDE_RESIDUES, 1)
+_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8)
 
 
 class SplitError(Exception):
@@ -68,6 +122,7 @@ class SplitSummary:
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # kind of reason (e.g. "too long") -> records
     chunks: list[str] = field(default_factory=list)
+    kept: int = 0  # chunk FASTAs already on disk with the same content: left untouched
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
@@ -105,9 +160,12 @@ def split_drop(
     chunk_residues: int = 500_000,
     progress: bool | None = None,
     memory_limit: str | None = None,
+    workers: int | None = None,
+    block_size: int = BLOCK_SIZE,
 ) -> SplitSummary:
     """Validate, deduplicate and chunk one drop (module docstring). Raises SplitError or FastaFormatError
-    for bad input, after removing every output of this drop. `progress`: None shows a bar for large inputs."""
+    for bad input, after removing the manifest of this drop. `progress`: None shows a bar for large inputs;
+    `workers`: parsing processes (default: the CPUs this process may use; 1 parses in this process)."""
     start = time.monotonic()
     fasta, manifest = Path(fasta), Path(manifest)
     out_dir = manifest.parent
@@ -127,14 +185,17 @@ def split_drop(
         for stale in out_dir.glob(TEMP_PREFIX + "*"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
         temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out_dir))
-        records = temp / "records.parquet"
+        parts = temp / "parts"
+        parts.mkdir()
         summary = SplitSummary()
-        summary.records = _read_drop(fasta, records, min_length, max_length, progress)
+        summary.records = _read_drop(
+            fasta, parts, min_length, max_length, progress, workers or _cpus(), block_size
+        )
         summary.stages["read"] = time.monotonic() - start
         chunk_dir = temp / "chunks"
         chunk_dir.mkdir()
         _dedupe_and_chunk(
-            records,
+            parts,
             drop,
             earlier,
             length_buckets,
@@ -145,54 +206,288 @@ def split_drop(
             summary,
             memory_limit,
         )
-        _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta)
+        clock = time.monotonic()
+        summary.kept = _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta)
+        summary.stages["install"] = time.monotonic() - clock
     except BaseException:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
-        _remove_outputs(manifest, keep=fasta)
+        manifest.unlink(missing_ok=True)
         raise
     shutil.rmtree(temp, ignore_errors=True)
     summary.seconds = time.monotonic() - start
     return summary
 
 
-def _remove_outputs(manifest: Path, keep: Path | None = None) -> None:
-    """The manifest and the chunk FASTAs beside it (files named like our chunks; never `keep`, the input)."""
-    manifest.unlink(missing_ok=True)
-    if manifest.parent.is_dir():
-        for path in manifest.parent.iterdir():
-            if CHUNK_NAME.match(path.name) and not (keep is not None and path.resolve() == keep.resolve()):
-                path.unlink(missing_ok=True)
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path) -> None:
-    """Old manifest out first (an interrupted install leaves none), stale chunks out, new chunks in, and the
-    manifest last."""
-    _remove_outputs(manifest, keep=keep)
-    for path in sorted(chunk_dir.iterdir()):
-        os.replace(path, manifest.parent / path.name)
+def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path) -> int:
+    """Chunks in (an identical file already there is kept as it is, mtime included), chunks that the new
+    manifest does not name out (never `keep`, the input), the manifest last (kept too when identical).
+    Returns the number of chunk FASTAs kept."""
+    out_dir = manifest.parent
+    new = {path.name for path in chunk_dir.iterdir()}
+    kept = 0
+    for name in sorted(new):
+        target = out_dir / name
+        if target.is_file() and filecmp.cmp(chunk_dir / name, target, shallow=False):
+            kept += 1
+            continue
+        os.replace(chunk_dir / name, target)
+    for path in out_dir.iterdir():
+        stale = CHUNK_NAME.match(path.name) and path.name not in new
+        if stale and not (keep is not None and path.resolve() == keep.resolve()):
+            path.unlink(missing_ok=True)
+    if manifest.is_file() and filecmp.cmp(new_manifest, manifest, shallow=False):
+        return kept
     with open(new_manifest, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(new_manifest, manifest)
+    return kept
 
 
-def _read_drop(fasta: Path, records: Path, min_length: int, max_length: int, progress: bool | None) -> int:
-    """Pass 1: stream, normalise and validate every record into a Parquet file of (line, id, checksum, length,
-    reason, sequence); sequence only for records that passed validation. Returns the number of records."""
+def _part_schema():
     import pyarrow as pa
+
+    from atlas.tables import MANIFEST
+
+    return pa.schema(
+        [
+            ("line", pa.int64()),
+            MANIFEST.field("id"),
+            ("checksum", pa.string()),  # only for a record the reader skipped (too long); else md5(sequence)
+            MANIFEST.field("crc64"),
+            MANIFEST.field("length"),
+            ("reason", pa.string()),  # why the record failed its checks; null: it passed
+            MANIFEST.field("description"),
+            MANIFEST.field("is_fragment"),
+            MANIFEST.field("header_fields"),
+            ("sequence", pa.binary()),  # normalised (null for a record the reader skipped)
+            ("member", pa.uint64()),  # the record's share of its chunk's name (module docstring)
+        ]
+    )
+
+
+def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: int, max_length: int) -> int:
+    """Parse one block (in a worker process) into a Parquet part of `_part_schema()` rows; returns the
+    number of records. Vectorised over the block (numpy, Arrow); only records that need it (non-standard
+    letters, lower case, a terminal '*', a length out of bounds, DNA-like) take the per-record checks."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if isinstance(item, SkippedRecord):
+        reason = f"too long: {item.length} residues > max_length {max_length}" if item.id else "empty id"
+        columns = {
+            "line": [item.line],
+            "id": [item.id.decode()],
+            "checksum": [item.checksum],
+            "crc64": [item.crc64],
+            "length": [item.length],
+            "reason": [reason],
+            "description": [item.description.decode()],
+            "is_fragment": [None],
+            "header_fields": [[]],
+            "sequence": [None],
+            "member": [0],  # never queued
+        }
+        columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
+        pq.write_table(pa.Table.from_pydict(columns, schema=_part_schema()), part, compression="none")
+        return 1
+    data = item.data
+    if b"\r" in data or not data.isascii():
+        # CR line ends or UTF-8 headers: the per-record reader (which names a record with bad UTF-8)
+        ids, descriptions, sequences, lines = [], [], [], []
+        for name, description, sequence, line, _ in parse_block(item, fasta):
+            ids.append(name)
+            descriptions.append(description)
+            sequences.append(sequence)
+            lines.append(line)
+        headers_id = pa.array(ids, pa.binary()).cast(pa.string())
+        headers_description = pa.array(descriptions, pa.binary()).cast(pa.string())
+        sequence_array = pa.array(sequences, pa.binary())
+        line_numbers = np.array(lines, np.int64)
+        slow = np.arange(len(ids))
+    else:
+        headers_id, headers_description, sequence_array, line_numbers, slow = _split_block(item)
+    count = len(sequence_array)
+
+    # Records whose sequence needs the per-record path: anything but the 20 standard letters.
+    offsets = np.frombuffer(sequence_array.buffers()[1], np.int32, count + 1, sequence_array.offset * 4)
+    residues = np.frombuffer(sequence_array.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+    offsets = offsets - offsets[0]
+    lengths = np.diff(offsets).astype(np.int64)
+    if len(slow) == 0 and residues.tobytes().translate(None, _STANDARD_BYTES):
+        bad = np.flatnonzero(_NOT_STANDARD[residues])
+        slow = np.unique(np.searchsorted(offsets, bad, side="right") - 1)
+    looks_dna = _looks_like_nucleotides(residues, offsets, lengths)
+    ids_empty = pc.equal(pc.binary_length(headers_id), 0).to_numpy(zero_copy_only=False)
+    needs_check = (lengths < min_length) | (lengths > max_length) | looks_dna | ids_empty
+    needs_check[slow] = True
+
+    sequences = None
+    reasons: list[str | None] = [None] * count
+    checked = np.flatnonzero(needs_check)
+    if len(checked):
+        sequences = sequence_array.to_pylist()
+        names = headers_id.to_pylist()
+        unnormalised = set(slow.tolist())
+        for index in checked.tolist():
+            sequence = sequences[index]
+            if index in unnormalised:
+                sequence = sequences[index] = normalise(sequence)
+                lengths[index] = len(sequence)
+            reasons[index] = check_sequence(sequence, min_length, max_length) if names[index] else "empty id"
+        sequence_array = pa.array(sequences, pa.binary())
+    calc = crc64_calc()
+    sequence_crcs = np.fromiter(map(calc, sequences or sequence_array.to_pylist()), np.uint64, count)
+    id_crcs = np.fromiter(map(calc, headers_id.cast(pa.binary()).to_pylist()), np.uint64, count)
+    # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
+    members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
+
+    fields, fragments = _header_metadata_column(headers_description)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(line_numbers, pa.int64()),
+            headers_id,
+            pa.nulls(count, pa.string()),
+            _hex16(sequence_crcs),
+            pa.array(lengths, pa.int64()),
+            pa.array(reasons, pa.string()),
+            headers_description,
+            fragments,
+            fields,
+            sequence_array,
+            pa.array(members, pa.uint64()),
+        ],
+        schema=_part_schema(),
+    )
+    pq.write_table(table, part, compression="none", use_dictionary=False, write_statistics=False)
+    return count
+
+
+def _looks_like_nucleotides(residues, offsets, lengths):
+    """Per record: atlas.fasta.is_nucleotide, vectorised. The first 16 residues filter (a record that passes
+    the rule has at least 16 - 10% of its window of them in ACGTUN); the full window is gathered only for
+    the few that pass the filter."""
+
+    result = np.zeros(len(lengths), bool)
+    if not len(residues):
+        return result
+    window = np.minimum(lengths, NUCLEOTIDE_WINDOW)
+    allowed = np.floor((1 - NUCLEOTIDE_SHARE) * window + 1e-9).astype(np.int64)  # non-ACGTUN allowed
+    candidates = np.flatnonzero(lengths >= NUCLEOTIDE_MIN_LENGTH)
+    for width in (16, NUCLEOTIDE_WINDOW):
+        steps = np.arange(width)
+        at = np.minimum(offsets[candidates, None] + steps, len(residues) - 1)
+        inside = steps < window[candidates, None]
+        others = (inside & (_NUCLEOTIDE[residues[at]] == 0)).sum(axis=1)
+        candidates = candidates[others <= allowed[candidates]]
+    result[candidates] = True
+    return result
+
+
+def _hex16(values):
+    """uint64 values as 16 upper-case hex digits each, an Arrow string array (no Python loop)."""
+    import pyarrow as pa
+
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    digits = _HEX_DIGITS[((values[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)]
+    offsets = np.arange(0, 16 * len(values) + 1, 16, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())]
+    )
+
+
+def _split_block(block: Block):
+    """A block with '\n' line ends only and ASCII text, cut without a loop per record: (ids, descriptions,
+    sequences with the newlines removed but otherwise as written, header line numbers, an empty array)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    data = block.data
+    text = np.frombuffer(data, np.uint8)
+    size = len(text)
+    newlines = np.flatnonzero(text == 10)
+    after = newlines + 1
+    after = after[after < size]
+    starts = np.concatenate(([0], after[text[after] == ord(">")]))
+    count = len(starts)
+    before = np.searchsorted(newlines, starts)  # newlines before each header
+    ends = np.full(count, size)  # end of each header line
+    inside = before < len(newlines)
+    ends[inside] = newlines[before[inside]]
+    # Headers: every other element of an array over the text whose offsets alternate header / the rest.
+    bounds = np.empty(2 * count, np.int64)
+    bounds[0::2], bounds[1::2] = starts + 1, ends
+    headers = _every_other(data, bounds)
+    # Sequences: the same over the text without its newlines (a header's offset shifts by the newlines
+    # before it), taking the spans from the end of each header to the start of the next.
+    compact = data.translate(None, b"\n")
+    bounds[0::2] = ends - before
+    bounds[1:-1:2] = starts[1:] - before[1:]
+    bounds[-1] = len(compact)
+    sequences = _every_other(compact, bounds)
+    headers = headers.view(pa.string())
+    if pc.any(pc.match_substring_regex(headers, r"\s")).as_py():
+        trimmed = pc.utf8_trim_whitespace(headers)
+        ids = pc.replace_substring_regex(trimmed, r"\s.*$", "")
+        descriptions = pc.replace_substring_regex(trimmed, r"^\S*\s+", "")
+        descriptions = pc.if_else(pc.equal(ids, trimmed), "", descriptions)
+    else:
+        ids, descriptions = headers, pa.array([""] * count, pa.string())
+    return ids, descriptions, sequences, block.line + before, np.empty(0, np.int64)
+
+
+def _every_other(data: bytes, bounds):
+    """Elements 0, 2, 4... of the binary array over `data` with these offsets (copied, contiguous)."""
+    import pyarrow as pa
+
+    elements = len(bounds) - 1
+    spans = pa.Array.from_buffers(
+        pa.binary(), elements, [None, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data)]
+    )
+    return spans.take(pa.array(np.arange(0, elements, 2)))
+
+
+def _header_metadata_column(descriptions):
+    """(header_fields, is_fragment) arrays: each distinct description parsed once (MGnify drops repeat a few
+    `PL=.. FL=.. CR=..` descriptions millions of times)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from atlas.tables import MANIFEST
+
+    kinds = MANIFEST.field("header_fields").type
+    if not pc.any(pc.greater(pc.binary_length(descriptions), 0)).as_py():
+        count = len(descriptions)
+        empty = pa.MapArray.from_arrays(
+            pa.array([0] * (count + 1), pa.int32()), pa.array([], pa.string()), pa.array([], pa.string())
+        )
+        return empty, pa.nulls(count, pa.bool_())
+    encoded = descriptions.dictionary_encode()
+    parsed = [header_metadata(text) for text in encoded.dictionary.to_pylist()]
+    fields = pa.array([pairs for pairs, _ in parsed], kinds)
+    fragments = pa.array([fragment for _, fragment in parsed], pa.bool_())
+    return fields.take(encoded.indices), fragments.take(encoded.indices)
+
+
+def _read_drop(
+    fasta: Path,
+    parts: Path,
+    min_length: int,
+    max_length: int,
+    progress: bool | None,
+    workers: int,
+    block_size: int,
+) -> int:
+    """Pass 1: cut the file into blocks and parse them (in `workers` processes when there is more than one
+    block) into Parquet parts `part-NNNNNNNNN.parquet`, in file order. Returns the number of records."""
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    schema = pa.schema(
-        [
-            ("line", pa.int64()),
-            ("id", pa.string()),
-            ("checksum", pa.string()),
-            ("length", pa.int64()),
-            ("reason", pa.string()),
-            ("sequence", pa.binary()),  # binary: no UTF-8 validation (the reader checked ASCII)
-        ]
-    )
     try:
         size = fasta.stat().st_size
     except OSError:
@@ -207,39 +502,42 @@ def _read_drop(fasta: Path, records: Path, min_length: int, max_length: int, pro
         disable=not show,
         mininterval=0.5 if sys.stderr.isatty() else 30,
     )
-    md5 = hashlib.md5
-    standard = STANDARD_RESIDUES.encode()
     count = 0
-    columns: tuple[list, ...] = tuple([] for _ in schema)
-    add_line, add_id, add_checksum, add_length, add_reason, add_sequence = (c.append for c in columns)
-    with bar, pq.ParquetWriter(records, schema, compression="snappy") as writer:
+    with bar:
+        items = iter_blocks(fasta, bar.update, block_size, max_residues=max_length)
+        first = next(items, None)
+        second = next(items, None) if first is not None else None
+        if first is None:
+            pq.write_table(_part_schema().empty_table(), parts / "part-000000000.parquet")
+            return 0
+        queue = [item for item in (first, second) if item is not None]
 
-        def flush() -> None:
-            arrays = [pa.array(column, type=kind.type) for column, kind in zip(columns, schema, strict=True)]
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=SEQUENCE_BATCH)
-            for column in columns:
-                column.clear()
+        def all_items():
+            yield from queue
+            yield from items
 
-        for name, _, sequence, line, _ in iter_raw_records(fasta, progress=bar.update):
-            length = len(sequence)
-            add_line(line)
-            add_id(name)
-            add_checksum(md5(sequence).hexdigest())
-            add_length(length)
-            # Fast path: only standard residues and a length in bounds; else the full check says why.
-            if name and min_length <= length <= max_length and not sequence.translate(None, standard):
-                add_reason(None)
-                add_sequence(sequence)
-            else:
-                reason = check_sequence(sequence, min_length, max_length) if name else "empty id"
-                add_reason(reason)
-                add_sequence(None if reason else sequence)
-            if len(columns[0]) == SEQUENCE_BATCH:
-                count += SEQUENCE_BATCH
-                flush()
-        count += len(columns[0])
-        if columns[0] or not count:
-            flush()
+        arguments = (str(fasta), min_length, max_length)
+        if second is None or workers <= 1:
+            for index, item in enumerate(all_items()):
+                part = str(parts / f"part-{index:09d}.parquet")
+                count += _parse_part(item, arguments[0], part, *arguments[1:])
+            return count
+        # Bounded in flight: memory stays a few blocks per worker, whatever the size of the drop.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: deque = deque()
+            try:
+                for index, item in enumerate(all_items()):
+                    part = str(parts / f"part-{index:09d}.parquet")
+                    pending.append(pool.submit(_parse_part, item, arguments[0], part, *arguments[1:]))
+                    while len(pending) > 2 * workers:
+                        count += pending.popleft().result()
+                while pending:
+                    count += pending.popleft().result()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
     return count
 
 
@@ -258,19 +556,13 @@ def _check_earlier(path: Path) -> None:
 
 
 def _default_memory_limit() -> str:
-    """DuckDB's memory limit: $ATLAS_SPLIT_MEMORY_LIMIT (e.g. 8GB) if set, else a quarter of the RAM, at most
-    2 GB. Past it DuckDB spills to the temporary directory; the process peaks about 300 MB above it."""
-    if os.environ.get("ATLAS_SPLIT_MEMORY_LIMIT"):
-        return os.environ["ATLAS_SPLIT_MEMORY_LIMIT"]
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return "2GB"
-    return f"{max(256, min(2048, total // 4 // (1 << 20)))}MB"
+    """DuckDB's memory limit: $ATLAS_SPLIT_MEMORY_LIMIT (e.g. 2GB) if set, else DEFAULT_MEMORY_LIMIT. Past it
+    DuckDB spills to the temporary directory."""
+    return os.environ.get("ATLAS_SPLIT_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
 
 
 def _dedupe_and_chunk(
-    records: Path,
+    parts: Path,
     drop: str,
     earlier: list[Path],
     length_buckets: list[int],
@@ -284,14 +576,20 @@ def _dedupe_and_chunk(
     import duckdb
 
     clock = time.monotonic()
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory = {sql_string(temp / 'spill')}")
         con.execute(f"SET memory_limit = {sql_string(memory_limit or _default_memory_limit())}")
-        con.execute(f"SET threads = {threads}")
-        con.execute("SET preserve_insertion_order = true")
+        con.execute(f"SET threads = {_cpus()}")
+        con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
+        # MD5 here: vectorised and on every CPU, where Python would pay a call per record.
+        con.execute(
+            f"""CREATE TABLE records AS
+            SELECT line, id, coalesce(checksum, md5(sequence)) AS checksum, length, reason, member
+            FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
+        )
+        records = "records"
 
         # Sequences of this drop queued by earlier drops: the first queued row of each checksum, in drop then
         # row order (a checksum is queued once over all drops; the order only matters for hand-made input).
@@ -304,32 +602,31 @@ def _dedupe_and_chunk(
             con.execute(
                 f"""CREATE TABLE earlier AS
                 SELECT checksum, arg_min(id, rank) AS id, arg_min(drop, rank) AS drop FROM ({sources})
-                WHERE checksum IN (
-                    SELECT checksum FROM read_parquet({sql_string(records)}) WHERE reason IS NULL
-                )
+                WHERE checksum IN (SELECT checksum FROM {records} WHERE reason IS NULL)
                 GROUP BY checksum"""
             )
         else:
             con.execute("CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR)")
 
         # Rejections (validation, then repeated ids), then duplicates (earlier drops, then within this drop).
-        # Sequences stay out of these narrow tables: they are joined back only to write the chunk FASTAs.
+        # Narrow rows only: sequences stay in the parts. Ids and sequences seen more than once are few: they
+        # are found by aggregates and only they are looked at again.
         con.execute(
             f"""CREATE TABLE classified AS
-            WITH ids AS (
-                SELECT id, min(line) AS first_line FROM read_parquet({sql_string(records)}) GROUP BY id
+            WITH repeated_ids AS (
+                SELECT id, min(line) AS first_line FROM {records} GROUP BY id HAVING count(*) > 1
             ),
             checked AS (
-                SELECT r.line, r.id, r.checksum, r.length,
+                SELECT r.line, r.id, r.checksum, r.length, r.member,
                     coalesce(r.reason, CASE WHEN r.line <> i.first_line
                         THEN 'repeated id: first occurrence at line ' || i.first_line END) AS reason
-                FROM read_parquet({sql_string(records)}) r JOIN ids i USING (id)
+                FROM {records} r LEFT JOIN repeated_ids i USING (id)
             ),
-            owners AS (  -- the first record of each sequence that passed the checks
+            owners AS (  -- the first record of each sequence that passed the checks, if it has others
                 SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id
-                FROM checked WHERE reason IS NULL GROUP BY checksum
+                FROM checked WHERE reason IS NULL GROUP BY checksum HAVING count(*) > 1
             )
-            SELECT c.line, c.id, c.checksum, c.length,
+            SELECT c.line, c.id, c.checksum, c.length, c.member,
                 CASE WHEN c.reason IS NOT NULL THEN 'rejected'
                      WHEN e.checksum IS NOT NULL OR o.owner_line <> c.line THEN 'duplicate'
                      ELSE 'queued' END AS status,
@@ -347,50 +644,44 @@ def _dedupe_and_chunk(
             {"drop": drop},
         )
 
-        # Chunks: per bucket, sorted by (length, line), cut into n nearly equal runs of residues.
+        # Chunks: per bucket, in input order, cut every chunk_residues residues; named by their content: the
+        # XOR of the members' CRC64-based shares (computed by the parsing workers).
         bucket_of = (
             "CASE " + " ".join(f"WHEN length <= {bound} THEN {bound}" for bound in length_buckets) + " END"
         )
         con.execute(
-            f"""CREATE TABLE buckets AS
-            SELECT {bucket_of} AS bound, sum(length)::BIGINT AS residues,
-                (sum(length)::BIGINT + {chunk_residues} - 1) // {chunk_residues} AS chunks
-            FROM classified WHERE status = 'queued' GROUP BY ALL"""
-        )
-        most = con.execute("SELECT coalesce(max(chunks), 1) FROM buckets").fetchone()[0]
-        bound_width = max(4, len(str(length_buckets[-1])))
-        chunk_width = max(5, len(str(most - 1)))
-        con.execute(
             f"""CREATE TABLE assigned AS
-            SELECT q.line, q.length, q.bound,
-                'L' || lpad(q.bound::VARCHAR, {bound_width}, '0') || '-' || lpad(((
-                    (sum(q.length) OVER (PARTITION BY q.bound ORDER BY q.length, q.line
-                        ROWS UNBOUNDED PRECEDING) - q.length)::BIGINT * b.chunks) // b.residues)::VARCHAR,
-                    {chunk_width}, '0') AS chunk
-            FROM (SELECT line, length, {bucket_of} AS bound FROM classified WHERE status = 'queued') q
-            JOIN buckets b USING (bound)"""
+            SELECT line, bound,
+                (sum(length) OVER (PARTITION BY bound ORDER BY line ROWS UNBOUNDED PRECEDING) - length)
+                    // {chunk_residues} AS number,
+                member
+            FROM (SELECT line, length, member, {bucket_of} AS bound FROM classified
+                  WHERE status = 'queued')"""
         )
-
+        most = con.execute("SELECT coalesce(max(number), 0) FROM assigned").fetchone()[0]
+        bound_width = max(4, len(str(length_buckets[-1])))
+        number_width = max(5, len(str(most)))
+        con.execute(
+            f"""CREATE TABLE named AS
+            SELECT bound, number,
+                'L' || lpad(bound::VARCHAR, {bound_width}, '0')
+                || '-' || lpad(number::VARCHAR, {number_width}, '0')
+                || '-' || left(printf('%016x', bit_xor(member)), {CHUNK_HASH_DIGITS}) AS chunk
+            FROM assigned GROUP BY bound, number"""
+        )
         summary.stages["dedupe"] = time.monotonic() - clock
         clock = time.monotonic()
-        _write_manifest(
+        summary.chunks = _write_outputs(
             con.sql(
-                f"""SELECT c.id, {sql_string(drop)} AS drop, c.checksum, c.length, c.status, c.reason,
-                    a.chunk FROM classified c LEFT JOIN assigned a USING (line) ORDER BY c.line"""
+                """SELECT c.checksum, c.status, c.reason, n.chunk FROM classified c
+                LEFT JOIN assigned a USING (line) LEFT JOIN named n USING (bound, number) ORDER BY c.line"""
             ),
+            sorted(parts.glob("part-*.parquet")),
+            drop,
             manifest,
-        )
-        summary.stages["manifest"] = time.monotonic() - clock
-        clock = time.monotonic()
-        summary.chunks = _write_chunks(
-            con.sql(
-                f"""SELECT a.chunk, encode('>' || r.id || chr(10)) || r.sequence || encode(chr(10)) AS text
-                FROM assigned a JOIN read_parquet({sql_string(records)}) r USING (line)
-                ORDER BY a.bound, a.length, a.line"""
-            ),
             chunk_dir,
         )
-        summary.stages["chunks"] = time.monotonic() - clock
+        summary.stages["write"] = time.monotonic() - clock
         for status, kind, count in con.execute(
             "SELECT status, kind, count(*) FROM classified WHERE status <> 'queued' GROUP BY ALL ORDER BY ALL"
         ).fetchall():
@@ -408,56 +699,86 @@ def _arrow_reader(relation, rows: int = ROW_GROUP):
     return relation.fetch_arrow_reader(rows)
 
 
-def _write_manifest(result, manifest: Path) -> None:
-    """Stream the ordered manifest rows into Parquet, row groups of exactly ROW_GROUP rows (deterministic)."""
+def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_dir: Path) -> list[str]:
+    """One ordered pass over the parts beside the (status, reason, chunk) rows of the same records: the
+    manifest rows, and each queued record appended to its chunk FASTA. A chunk's records are one slice of
+    an Arrow buffer per part: no Python loop per record. Returns the chunk names in order of first use."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from atlas.tables import MANIFEST
 
-    pending = None
-    with pq.ParquetWriter(manifest, MANIFEST, compression="zstd") as writer:
-        for batch in _arrow_reader(result):
-            table = pa.Table.from_batches([batch]).cast(MANIFEST)
-            pending = table if pending is None else pa.concat_tables([pending, table])
-            while pending.num_rows >= ROW_GROUP:
-                writer.write_table(pending.slice(0, ROW_GROUP).combine_chunks(), row_group_size=ROW_GROUP)
-                pending = pending.slice(ROW_GROUP)
-        if pending is not None and pending.num_rows:
-            writer.write_table(pending.combine_chunks(), row_group_size=ROW_GROUP)
-
-
-def _write_chunks(result, chunk_dir: Path) -> list[str]:
-    """Stream (chunk, FASTA text of one record) rows, in chunk order, into one FASTA file per chunk. The rows
-    of one chunk in a batch are one slice of the Arrow data buffer: written without a Python loop per row."""
-    import pyarrow as pa
-
+    batches = _arrow_reader(result)
+    pending: list = []  # classified rows read but not yet matched to a part
+    pending_rows = 0
     chunks: list[str] = []
-    handle = None
+    handles: dict[str, object] = {}  # bound prefix ("L0064") -> (chunk name, open file)
+    waiting: list = []  # manifest rows not yet written
+    waiting_rows = 0
     try:
-        for batch in _arrow_reader(result, SEQUENCE_BATCH):
-            names = batch.column(0).to_pylist()  # sorted: chunk names sort in chunk order
-            texts = batch.column(1)
-            if texts.null_count:
-                raise RuntimeError("a queued record has no sequence")  # cannot happen: queued rows have one
-            _, offsets, data = texts.buffers()
-            wide = pa.types.is_large_binary(texts.type) or pa.types.is_large_string(texts.type)
-            offsets = memoryview(offsets).cast("q" if wide else "i")[texts.offset :]
-            start = 0
-            while start < len(names):
-                name = names[start]
-                end = bisect.bisect_right(names, name, start)
-                if not chunks or chunks[-1] != name:
-                    if handle is not None:
-                        handle.close()
-                    chunks.append(name)
-                    handle = open(chunk_dir / f"{name}.fasta", "wb")  # noqa: SIM115
-                handle.write(memoryview(data)[offsets[start] : offsets[end]])
-                start = end
+        with pq.ParquetWriter(manifest, MANIFEST, compression="zstd", compression_level=1) as writer:
+            for path in parts:
+                part = pq.read_table(path)
+                if not part.num_rows:  # the one part of an empty drop
+                    continue
+                while pending_rows < part.num_rows:
+                    batch = batches.read_next_batch()
+                    pending.append(batch)
+                    pending_rows += batch.num_rows
+                rows = pa.Table.from_batches(pending).combine_chunks()
+                mine, rest = rows.slice(0, part.num_rows), rows.slice(part.num_rows)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+                chunk = mine.column("chunk")
+                columns = {
+                    "id": part.column("id"),
+                    "drop": pa.repeat(pa.scalar(drop), part.num_rows),
+                    "checksum": mine.column("checksum"),
+                    "status": mine.column("status"),
+                    "reason": mine.column("reason"),
+                    "chunk": chunk,
+                }
+                columns.update({name: part.column(name) for name in MANIFEST.names if name not in columns})
+                waiting.append(pa.table([columns[name] for name in MANIFEST.names], schema=MANIFEST))
+                waiting_rows += part.num_rows
+                if waiting_rows >= ROW_GROUP:  # row groups of ROW_GROUP rows whatever the block size
+                    ready = pa.concat_tables(waiting).combine_chunks()
+                    whole = ready.num_rows // ROW_GROUP * ROW_GROUP
+                    writer.write_table(ready.slice(0, whole), row_group_size=ROW_GROUP)
+                    waiting, waiting_rows = [ready.slice(whole)], ready.num_rows - whole
+
+                queued = pc.is_valid(chunk)
+                if not pc.any(queued).as_py():
+                    continue
+                names = pc.filter(chunk, queued).combine_chunks().dictionary_encode()
+                texts = pc.binary_join_element_wise(
+                    b">",
+                    pc.filter(part.column("id"), queued).cast(pa.binary()),
+                    b"\n",
+                    pc.filter(part.column("sequence"), queued),
+                    b"\n",
+                    b"",
+                ).combine_chunks()
+                codes = names.indices.to_numpy(zero_copy_only=False)
+                for code, name in enumerate(names.dictionary.to_pylist()):
+                    selected = pc.take(texts, pa.array(np.flatnonzero(codes == code)))
+                    if selected.null_count:
+                        raise RuntimeError(f"{path}: a queued record has no sequence")  # cannot happen
+                    prefix = name.split("-", 1)[0]
+                    if prefix not in handles or handles[prefix][0] != name:
+                        if prefix in handles:
+                            handles.pop(prefix)[1].close()
+                        handles[prefix] = (name, open(chunk_dir / f"{name}.fasta", "wb"))  # noqa: SIM115
+                        chunks.append(name)
+                    _, offsets, data = selected.buffers()
+                    offsets = memoryview(offsets).cast("i")[selected.offset :]
+                    handles[prefix][1].write(memoryview(data)[offsets[0] : offsets[len(selected)]])
+            if waiting_rows:
+                writer.write_table(pa.concat_tables(waiting).combine_chunks(), row_group_size=ROW_GROUP)
     finally:
-        if handle is not None:
+        for _, handle in handles.values():
             handle.close()
-    return chunks
+    return sorted(chunks)
 
 
 def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
@@ -474,6 +795,10 @@ def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
     lines.append(f"  {len(summary.chunks)} chunks written" + (f" ({buckets})" if buckets else ""))
     if summary.stages:
         lines.append("  seconds: " + ", ".join(f"{stage} {sec:.1f}" for stage, sec in summary.stages.items()))
+    own, workers = (
+        resource.getrusage(who).ru_maxrss >> 10 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    lines.append(f"  peak RSS: {own} MiB in this process, {workers} MiB in the largest parsing worker")
     if not summary.records:
         lines.append(f"  warning: {fasta} holds no FASTA record")
     elif not summary.queued:

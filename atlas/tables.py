@@ -8,16 +8,20 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# chunks/{drop}/manifest.parquet: one row per input record
+# chunks/{drop}/manifest.parquet: one row per input record, in input order (docs/SPEC.md, atlas.chunking)
 MANIFEST = pa.schema(
     [
         ("id", pa.string()),
         ("drop", pa.string()),
-        ("checksum", pa.string()),
+        ("checksum", pa.string()),  # MD5 hex of the normalised sequence
+        ("crc64", pa.string()),  # UniProt/MGnify CRC64, 16 upper-case hex digits (Biopython: "CRC-" + it)
         ("length", pa.int64()),
         ("status", pa.string()),  # queued, duplicate, rejected
         ("reason", pa.string()),
-        ("chunk", pa.string()),
+        ("chunk", pa.string()),  # the chunk of a queued record: the authoritative chunk list
+        ("description", pa.string()),  # header text after the id ("" when none)
+        ("is_fragment", pa.bool_()),  # what the header says (FL=, partial=, "(Fragment)"); null: it does not
+        ("header_fields", pa.map_(pa.string(), pa.string())),  # the header's KEY=value fields
     ]
 )
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from atlas.chunking import MANIFEST_COLUMNS, split_main
+from atlas.chunking import CHUNK_NAME, split_main
 from atlas.cli import main as atlas_main
-from atlas.fasta import read_fasta, sequence_checksum
+from atlas.fasta import crc64_hex, read_fasta, sequence_checksum
+from atlas.tables import MANIFEST
 
 BUCKETS = [64, 128, 256, 384, 512, 768, 1024, 1280]
 
@@ -38,7 +41,7 @@ def run_split(
 
 def manifest_rows(manifest: Path) -> list[dict]:
     table = pq.read_table(manifest)
-    assert tuple(table.column_names) == MANIFEST_COLUMNS
+    assert table.schema == MANIFEST
     return table.to_pylist()
 
 
@@ -111,24 +114,38 @@ def test_chunks_hold_exactly_the_queued_sequences_in_their_buckets(test_data, dr
     for name, ident, seq in written:
         assert seq == sequences[ident]
         assert queued[ident]["chunk"] == name
-        assert name == f"L{bucket_of(len(seq)):04d}-{name.split('-')[1]}"
+        assert name.startswith(f"L{bucket_of(len(seq)):04d}-")
     assert list(chunks) == sorted(chunks)  # names sort by bucket, then chunk number
-    by_bucket: dict[str, list[tuple[int, int]]] = {}
     order = {row["id"]: index for index, row in enumerate(rows)}
+    by_bucket: dict[str, list[tuple[int, str, list[tuple[str, str]]]]] = {}
     for name, members in chunks.items():  # in name order
-        by_bucket.setdefault(name[:5], []).extend((len(s), order[i]) for i, s in members)
-        assert sum(len(s) for _, s in members) <= 20_000 + 1280
-    for keys in by_bucket.values():
-        assert keys == sorted(keys)  # by length, ties in input order, across the chunks of a bucket
+        match = re.fullmatch(r"L(\d{4})-(\d{5})-([0-9a-f]{10})", name)
+        assert match, name
+        # content-addressed: XOR over the members of CRC64(id) rotated left by 1 bit, XOR CRC64(sequence)
+        digest = 0
+        for ident, seq in members:
+            of_id = int(crc64_hex(ident.encode()), 16)
+            digest ^= ((of_id << 1) | (of_id >> 63)) & (2**64 - 1) ^ int(crc64_hex(seq.encode()), 16)
+        assert match.group(3) == f"{digest:016x}"[:10]
+        by_bucket.setdefault(match.group(1), []).append((int(match.group(2)), name, members))
+    for numbered in by_bucket.values():
+        assert [number for number, _, _ in numbered] == list(range(len(numbered)))
+        members = [member for _, _, chunk in numbered for member in chunk]
+        assert [order[i] for i, _ in members] == sorted(order[i] for i, _ in members)  # input order
+        before = 0  # a record goes to chunk floor(residues of the bucket before it / chunk_residues)
+        for number, name, chunk in numbered:
+            for ident, seq in chunk:
+                assert before // 20_000 == number, (name, ident)
+                before += len(seq)
 
 
-def test_chunks_of_a_bucket_are_balanced(drop1):
+def test_chunks_of_a_bucket_are_full_but_the_last(drop1):
     residues: dict[str, list[int]] = {}
     for name, members in chunk_files(drop1.parent).items():
         residues.setdefault(name[:5], []).append(sum(len(s) for _, s in members))
+    assert any(len(sizes) > 1 for sizes in residues.values())
     for sizes in residues.values():
-        if len(sizes) > 1:
-            assert max(sizes) - min(sizes) <= 2 * 1280
+        assert all(20_000 - 1280 < size < 20_000 + 1280 for size in sizes[:-1])
 
 
 def test_later_drop_marks_repeats_of_earlier_drops(test_data, drop1, tmp_path):
@@ -242,14 +259,15 @@ def test_each_bad_input_gives_its_reason(tmp_path):
     assert lengths == {"lower": 18, "crlf": 18, "stop": 18, "xrun": 26}
     assert rows[0]["checksum"] == hashlib.md5(b"MKVLAAGLLLAAAAAAAA").hexdigest()
     chunks = chunk_files(manifest.parent)
-    assert chunks == {
-        "L0032-00000": [
+    assert [name[:12] for name in chunks] == ["L0032-00000-"]
+    assert list(chunks.values()) == [
+        [
             ("lower", "MKVLAAGLLLAAAAAAAA"),
             ("crlf", "MKVLAAGLLLAAAAAACC"),
             ("stop", "MKVLAAGLLLAAAAAAWW"),
             ("xrun", "MKVLXXXXXXXXXXXXXXXXXXXXAA"),
         ]
-    }
+    ]
 
 
 def test_empty_drop_gives_an_empty_manifest(tmp_path, capsys):
@@ -302,7 +320,8 @@ def test_malformed_file_fails_cleanly(test_data, tmp_path, capsys, case):
     assert err.startswith(f"atlas split: error: {fasta}: ")
     for part in parts:
         assert part in err
-    assert list(out.iterdir()) == []
+    assert not manifest.exists()
+    assert all(CHUNK_NAME.match(path.name) for path in out.iterdir())  # no temporaries
 
 
 @pytest.mark.parametrize(
@@ -374,3 +393,130 @@ def test_a_sequence_queued_by_two_earlier_drops_names_the_first(tmp_path):
     manifest = tmp_path / "dc" / "manifest.parquet"
     assert run_split(tmp_path / "dc.fa", manifest, drop="dc", earlier=earlier) == 0
     assert manifest_rows(manifest)[0]["reason"] == "duplicate of db_seq in drop db"
+
+
+def test_manifest_keeps_description_crc64_and_header_fields(test_data, tmp_path):
+    from Bio.SeqUtils.CheckSum import crc64
+
+    manifest = tmp_path / "uniprot" / "manifest.parquet"
+    assert run_split(test_data / "UP000000625_83333.fasta", manifest, drop="uniprot") == 0
+    records = list(read_fasta(test_data / "UP000000625_83333.fasta"))
+    rows = manifest_rows(manifest)
+    assert [row["description"] for row in rows] == [r.description for r in records]
+    assert [f"CRC-{row['crc64']}" for row in rows] == [crc64(r.sequence) for r in records]
+    assert dict(rows[0]["header_fields"])["OS"] == "Escherichia coli (strain K12)"
+    assert all(row["is_fragment"] is None for row in rows)
+
+    manifest = tmp_path / "prodigal" / "manifest.parquet"
+    assert run_split(test_data / "938293.PRJEB85.HG003687.faa", manifest, drop="prodigal") == 0
+    rows = manifest_rows(manifest)
+    assert {dict(row["header_fields"])["partial"]: row["is_fragment"] for row in rows} == {
+        "00": False,
+        "01": True,
+        "10": True,
+    }
+
+
+def test_mgnify_headers_give_fl_cr_fields(test_data, tmp_path):
+    # MGnify protein headers: >MGYP000000001 PL=00 FL=1 CR=0 (the sequences are real MGnify ones)
+    records = list(read_fasta(test_data / "mgnifam_all_seqs_concat.fa"))[:40]
+    fasta = tmp_path / "mgnify.fa"
+    fasta.write_text(
+        "".join(
+            f">MGYP{i:012d} PL={i % 2}{i % 3 % 2} FL={i % 2} CR={i % 4 // 2}\n{r.sequence}\n"
+            for i, r in enumerate(records)
+        )
+    )
+    manifest = tmp_path / "out" / "manifest.parquet"
+    assert run_split(fasta, manifest, drop="mgnify") == 0
+    rows = manifest_rows(manifest)
+    assert [row["is_fragment"] for row in rows] == [i % 2 == 0 for i in range(40)]  # FL=0: a fragment
+    assert [dict(row["header_fields"])["CR"] for row in rows] == [str(i % 4 // 2) for i in range(40)]
+    assert rows[3]["description"] == "PL=10 FL=1 CR=1"
+
+
+def test_utf8_headers_and_nucleotide_records_in_a_drop(tmp_path):
+    dna = "ATGGCGAAACTGCTGATTACCGGCGCGAGCAGCGGCATTGGCCTGGAACTGGCG"
+    fasta = tmp_path / "mixed.fa"
+    fasta.write_text(
+        f">prot_ü_α some description\n{'MKVLAAGLLL' * 3}\n>dna\n{dna}\n>rna\n{dna.replace('T', 'U')}\n"
+    )
+    manifest = tmp_path / "out" / "manifest.parquet"
+    assert run_split(fasta, manifest, drop="mixed") == 0
+    rows = manifest_rows(manifest)
+    assert [(row["id"], row["description"], row["status"]) for row in rows] == [
+        ("prot_ü_α", "some description", "queued"),
+        ("dna", "", "rejected"),
+        ("rna", "", "rejected"),
+    ]
+    assert all(row["reason"].startswith("nucleotide sequence: 100% of the first 54") for row in rows[1:])
+    assert [ident for members in chunk_files(manifest.parent).values() for ident, _ in members] == [
+        "prot_ü_α"
+    ]
+
+
+def test_rerun_on_the_same_content_touches_no_chunk(test_data, tmp_path):
+    fasta = tmp_path / "drop.fa"
+    fasta.write_bytes((test_data / "mgnifam_all_seqs_concat.fa").read_bytes())
+    manifest = tmp_path / "chunks" / "manifest.parquet"
+    assert run_split(fasta, manifest, chunk_residues=5_000) == 0
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in manifest.parent.iterdir()}
+    os.utime(fasta)  # `touch`
+    assert run_split(fasta, manifest, chunk_residues=5_000) == 0
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in manifest.parent.iterdir()}
+    assert after == before  # same names, bytes and mtimes, the manifest included
+
+
+def test_changed_content_gets_new_chunk_names_and_keeps_the_others(test_data, tmp_path):
+    records = list(read_fasta(test_data / "mgnifam_all_seqs_concat.fa"))
+    fasta = tmp_path / "drop.fa"
+    fasta.write_text("".join(f">{r.id}\n{r.sequence}\n" for r in records))
+    manifest = tmp_path / "chunks" / "manifest.parquet"
+    assert run_split(fasta, manifest, chunk_residues=5_000) == 0
+    old = {row["id"]: row["chunk"] for row in manifest_rows(manifest)}
+    mtimes = {p.name: p.stat().st_mtime_ns for p in manifest.parent.glob("*.fasta")}
+    # One record of the L0128 bucket changes its sequence (same length, so the cut points stay).
+    changed = next(r for r in records if 64 < len(r.sequence) <= 128)
+    edited = changed.sequence[:-1] + ("A" if changed.sequence[-1] != "A" else "C")
+    fasta.write_text("".join(f">{r.id}\n{edited if r is changed else r.sequence}\n" for r in records))
+    assert run_split(fasta, manifest, chunk_residues=5_000) == 0
+    new = {row["id"]: row["chunk"] for row in manifest_rows(manifest)}
+    renamed = {old[i] for i in old if old[i] != new[i]}
+    assert renamed == {old[changed.id]}  # only the chunk that holds the changed record
+    assert new[changed.id] != old[changed.id] and new[changed.id][:12] == old[changed.id][:12]
+    assert not (manifest.parent / f"{old[changed.id]}.fasta").exists()  # not named by the manifest any more
+    for path in manifest.parent.glob("*.fasta"):
+        if path.stem != new[changed.id]:
+            assert path.stat().st_mtime_ns == mtimes[path.name]  # untouched
+
+
+def test_parallel_parsing_gives_the_same_output(test_data, tmp_path):
+    from atlas.chunking import split_drop
+
+    outputs = []
+    source = test_data / "938293.PRJEB85.HG003687.faa"
+    for workers, block_size in ((1, 1 << 24), (2, 50_000), (1, 7_000)):
+        manifest = tmp_path / f"{workers}-{block_size}" / "manifest.parquet"
+        split_drop(
+            source, "prodigal", manifest, chunk_residues=50_000, workers=workers, block_size=block_size
+        )
+        outputs.append({p.name: p.read_bytes() for p in sorted(manifest.parent.iterdir())})
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert len(outputs[0]) > 5
+
+
+def test_invalid_utf8_stops_the_drop_from_a_worker(test_data, tmp_path, capsys):
+    from atlas.chunking import split_drop
+    from atlas.fasta import FastaFormatError
+
+    good = (test_data / "mgnifam_all_seqs_concat.fa").read_bytes()
+    fasta = tmp_path / "bad.fa"
+    fasta.write_bytes(good + b">broken caf\xe9\nMKVLAAGLLLAAAAAA\n" + good[:5000])
+    manifest = tmp_path / "out" / "manifest.parquet"
+    with pytest.raises(FastaFormatError) as caught:
+        split_drop(fasta, "bad", manifest, workers=2, block_size=20_000)
+    message = str(caught.value)
+    assert str(fasta) in message and "invalid UTF-8 byte 0xe9" in message and "record 'broken'" in message
+    line = good.count(b"\n") + 1
+    assert f"line {line}," in message
+    assert not manifest.exists()

@@ -13,7 +13,11 @@ from atlas.fasta import (
     FastaFormatError,
     FastaRecord,
     check_sequence,
+    crc64_hex,
+    header_metadata,
+    is_nucleotide,
     iter_raw_records,
+    parse_block,
     read_fasta,
     sequence_checksum,
 )
@@ -195,9 +199,19 @@ def test_binary_nul_byte_found_in_a_later_block(tmp_path):
     assert_format_error(write(tmp_path / "x.fa", data), "NUL byte", "line 4", f"byte offset {index}")
 
 
-def test_non_ascii_names_the_byte(tmp_path):
-    path = write(tmp_path / "x.fa", ">a café\nMKV\n".encode())
-    assert_format_error(path, "non-ASCII byte 0xc3", "line 1", "byte offset 6")
+def test_utf8_header_is_accepted(tmp_path):
+    path = write(tmp_path / "x.fa", ">prot_ü_α some description é\nMKV\n>b\nMKW\n".encode())
+    records = list(read_fasta(path))
+    assert [(r.id, r.description, r.sequence) for r in records] == [
+        ("prot_ü_α", "some description é", "MKV"),
+        ("b", "", "MKW"),
+    ]
+
+
+def test_invalid_utf8_names_file_record_and_byte(tmp_path):
+    data = b">a\nMKV\n>b caf\xe9\nMKV\n"
+    path = write(tmp_path / "x.fa", data)
+    assert_format_error(path, "invalid UTF-8 byte 0xe9", "line 3", f"byte offset {data.index(0xE9)}", "'b'")
 
 
 def test_random_binary_file(tmp_path):
@@ -230,3 +244,108 @@ def test_cr_only_line_ends(tmp_path):
 def test_missing_file_and_directory(tmp_path):
     assert_format_error(tmp_path / "nope.fa", "no such file")
     assert_format_error(tmp_path, "is a directory")
+
+
+def test_crc64_matches_biopython_on_the_uniprot_records(test_data):
+    from Bio.SeqUtils.CheckSum import crc64
+
+    records = list(read_fasta(test_data / "UP000000625_83333.fasta"))
+    assert len(records) == 4391
+    for record in records:
+        assert "CRC-" + crc64_hex(record.sequence.encode()) == crc64(record.sequence), record.id
+
+
+def test_header_fields_and_fragment_on_real_prodigal_headers(test_data):
+    records = list(read_fasta(test_data / "938293.PRJEB85.HG003687.faa"))
+    parsed = [header_metadata(r.description) for r in records]
+    fields, fragment = parsed[0]
+    assert fields == [
+        ("ID", "1_1"),
+        ("partial", "00"),
+        ("start_type", "ATG"),
+        ("rbs_motif", "GGAG/GAGG"),
+        ("rbs_spacer", "5-10bp"),
+        ("gc_cont", "0.319"),
+    ]
+    assert fragment is False
+    partial = {dict(f)["partial"]: fragment for f, fragment in parsed}
+    assert partial == {"00": False, "01": True, "10": True}  # the file holds partial=00, 01 and 10
+    assert sum(fragment for _, fragment in parsed) == 3
+
+
+def test_header_fields_on_real_uniprot_headers_and_fragment_names(test_data):
+    records = list(read_fasta(test_data / "UP000000625_83333.fasta"))
+    fields, fragment = header_metadata(records[0].description)
+    assert fields == [
+        ("OS", "Escherichia coli (strain K12)"),
+        ("OX", "83333"),
+        ("GN", "insA9"),
+        ("PE", "3"),
+    ] + [("SV", "1")]
+    assert fragment is None  # a complete UniProt entry does not say
+    assert all(header_metadata(r.description)[1] is None for r in records)
+    # The UniProt name of a fragment ends in "(Fragment)" before OS= (this proteome holds none).
+    name, rest = records[0].description.split(" OS=", 1)
+    assert header_metadata(f"{name} (Fragment) OS={rest}") == (fields, True)
+    assert header_metadata(f"{name} (Fragments) OS={rest}")[1] is True
+
+
+@pytest.mark.parametrize(
+    ("description", "fields", "fragment"),
+    [
+        ("PL=00 FL=1 CR=0", [("PL", "00"), ("FL", "1"), ("CR", "0")], False),
+        ("PL=10 FL=0 CR=1", [("PL", "10"), ("FL", "0"), ("CR", "1")], True),
+        ("", [], None),
+        ("free text, no fields", [], None),
+    ],
+)
+def test_header_fields_on_mgnify_headers(description, fields, fragment):
+    assert header_metadata(description) == (fields, fragment)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_no_real_protein_is_taken_for_nucleotides(test_data, name):
+    records = list(read_fasta(test_data / name))
+    assert not any(is_nucleotide(r.sequence.encode()) for r in records)
+    assert not any("nucleotide" in (check_sequence(r.sequence, 1, 10**6) or "") for r in records)
+
+
+def test_nucleotide_sequences_are_rejected():
+    dna = "ATGGCGAAACTGCTGATTACCGGCGCGAGCAGCGGCATTGGCCTGGAACTGGCG" * 3
+    assert check_sequence(dna, 16, 1280) == (
+        "nucleotide sequence: 100% of the first 64 residues are A/C/G/T/U/N; a protein FASTA is expected"
+    )
+    assert check_sequence(dna.replace("T", "U"), 16, 1280).startswith("nucleotide sequence")
+    assert check_sequence("ACGT" * 7, 16, 1280) is None  # 28 residues: too short to tell
+    protein_like = "MK" + dna[:62]  # 2 of 64 residues outside ACGTUN: still 96% nucleotides
+    assert check_sequence(protein_like, 16, 1280).startswith("nucleotide sequence: 96%")
+    assert check_sequence("MKVL" * 4 + dna, 16, 1280) is None  # 16 of 64 outside: a protein
+
+
+def test_over_long_record_is_streamed_not_held(tmp_path):
+    from atlas.fasta import SkippedRecord, iter_blocks
+
+    body = b"MKVLAAGL" * 50_000  # 400,000 residues
+    text = (
+        b">short\nMKV\n>giant some words FL=1\n"
+        + b"\n".join(body[i : i + 60] for i in range(0, len(body), 60))
+        + b"*\n>after\nMKW\n"
+    )
+    path = write(tmp_path / "x.fa", text)
+    for source in (path, write(tmp_path / "x.fa.gz", gzip.compress(text))):
+        items = list(iter_blocks(source, block_size=4096, max_residues=1000))
+        skipped = [item for item in items if isinstance(item, SkippedRecord)]
+        assert (
+            len(skipped) == 1 and skipped[0].id == b"giant" and skipped[0].description == b"some words FL=1"
+        )
+        assert skipped[0].length == len(body)
+        assert skipped[0].checksum == hashlib.md5(body).hexdigest()
+        assert skipped[0].crc64 == crc64_hex(body)
+        assert skipped[0].line == 3 and skipped[0].offset == text.index(b">giant")
+        others = [
+            r for item in items if not isinstance(item, SkippedRecord) for r in parse_block(item, source)
+        ]
+        assert [(r[0], r[2], r[3], r[4]) for r in others] == [
+            (b"short", b"MKV", 1, 0),
+            (b"after", b"MKW", text.count(b"\n", 0, text.index(b">after")) + 1, text.index(b">after")),
+        ]
