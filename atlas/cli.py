@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fold": ("atlas.fold", "fold_main", "workflow step: fold one chunk with ESMFold"),
     "reference-db": ("atlas.novelty", "reference_db_main", "workflow step: build the MMseqs2 reference"),
     "novelty": ("atlas.novelty", "novelty_main", "workflow step: search one chunk against the reference"),
+    "index": ("atlas.index", "index_main", "build the atlas of a finished outdir by hand"),
     "lookup": ("atlas.lookup", "lookup_main", "workflow step: a drop's manifest sorted by id and checksum"),
 }
 

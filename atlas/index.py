@@ -24,6 +24,10 @@ IncompleteAtlasError naming the drop, chunk and ids missing, and nothing is publ
     `atlas_root()` is `coalesce(getvariable('atlas_outdir'), '<absolute outdir when built>')`; after moving
     the outdir, `SET VARIABLE atlas_outdir = '/new/outdir'` first (`atlas query` always does).
 
+By hand, `atlas index --outdir D [--drops ...] [--predictions-dir predictions/KEY] ...` builds the same atlas
+for a finished outdir from the files its manifests name (the `chunk` column of queued records), writing the
+lookup files that are missing: for rebuilding after a move, other thresholds, or tests.
+
 Swapped, never rebuilt in place: Snakemake deletes a job's outputs before it runs, so the rule's outputs are
 the staged files; each, once complete, is published by hard link (a copy where links are not possible)
 under a temporary name and renamed over `atlas/index.parquet`, then `atlas/atlas.duckdb` (whose `atlas`
@@ -295,4 +299,74 @@ def run_index_step(job) -> int:
             print(f"atlas index: error: {error}", file=sys.stderr)
             return 1
         _log(log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm))
+    return 0
+
+
+def manifest_files(
+    outdir: Path, drops: Sequence[str], predictions_dir: str, novelty_computed: bool
+) -> dict[str, list[Path]]:
+    """The files a finished outdir's manifests name: manifests, chunk predictions and novelty files."""
+    import duckdb
+
+    files: dict[str, list[Path]] = {"manifests": [], "predictions": [], "novelty": []}
+    with duckdb.connect(":memory:") as connection:
+        for drop in drops:
+            manifest = outdir / "chunks" / drop / "manifest.parquet"
+            files["manifests"].append(manifest)
+            chunks = connection.execute(
+                f"SELECT DISTINCT chunk FROM read_parquet({sql_string(manifest)})"
+                " WHERE status = 'queued' ORDER BY chunk"
+            ).fetchall()
+            for (chunk,) in chunks:
+                files["predictions"].append(outdir / predictions_dir / drop / f"{chunk}.parquet")
+                if novelty_computed:
+                    files["novelty"].append(outdir / "novelty" / drop / f"{chunk}.parquet")
+    return files
+
+
+def index_main(argv: list[str]) -> int:
+    import argparse
+
+    import duckdb
+
+    from atlas.config import schema_defaults
+    from atlas.lookup import write_lookups
+
+    parser = argparse.ArgumentParser(
+        prog="atlas index", description="Build the atlas of a finished outdir by hand (see atlas.index)."
+    )
+    parser.add_argument("--outdir", required=True, type=Path)
+    parser.add_argument("--drops", nargs="+", required=True, help="drop names, in arrival order")
+    parser.add_argument("--predictions-dir", default="predictions", help="under outdir: predictions/KEY")
+    defaults = schema_defaults()
+    parser.add_argument("--min-plddt", type=float, default=defaults.get("min_plddt"))
+    parser.add_argument("--min-ptm", type=float, default=defaults.get("min_ptm"))
+    parser.add_argument("--novelty", action=argparse.BooleanOptionalAction, default=False)
+    args = parser.parse_args(argv)
+    outdir = args.outdir
+    try:
+        files = manifest_files(outdir, args.drops, args.predictions_dir, args.novelty)
+        lookups = []
+        for drop, manifest in zip(args.drops, files["manifests"], strict=True):
+            paths = [outdir / ATLAS_DIR / "lookup" / f"{drop}.by_{key}.parquet" for key in ("id", "checksum")]
+            if not all(path.exists() for path in paths):
+                write_lookups(manifest, *paths)
+            lookups += paths
+        staged = outdir / STAGED_DIR
+        counts = build_index(
+            files["manifests"],
+            files["predictions"],
+            files["novelty"],
+            staged / INDEX_FILE,
+            staged / DATABASE_FILE,
+            args.drops,
+            args.min_plddt,
+            args.min_ptm,
+            args.novelty,
+            lookups,
+        )
+    except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
+        print(f"atlas index: error: {error}", file=sys.stderr)
+        return 1
+    _log(log_counts(counts, args.novelty, args.min_plddt, args.min_ptm))
     return 0

@@ -32,6 +32,8 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
     """The DuckDB type of an Arrow type of atlas.tables."""
     if pa.types.is_list(arrow_type):
         return duckdb_type(arrow_type.value_type) + "[]"
+    if pa.types.is_map(arrow_type):
+        return f"MAP({duckdb_type(arrow_type.key_type)}, {duckdb_type(arrow_type.item_type)})"
     scalar = {
         pa.string(): "VARCHAR",
         pa.large_string(): "VARCHAR",

@@ -267,8 +267,8 @@ def test_assign_names_is_deterministic_and_unique():
 
 @pytest.fixture(scope="module")
 def headed(tmp_path_factory):
-    """An outdir whose manifests carry the header columns the split may add (description, crc64,
-    is_fragment, header_fields), written here as such a split would: the export must use them."""
+    """An outdir whose manifests' header columns (description, crc64, is_fragment, header_fields) are set
+    to known values here: the export must use them."""
     outdir = make_outdir(tmp_path_factory.mktemp("headed"))
     for path in sorted((outdir / "chunks").glob("*/manifest.parquet")):
         table = pq.read_table(path)
@@ -293,7 +293,9 @@ def headed(tmp_path_factory):
             ),
         }
         for name, values in extra.items():
-            table = table.append_column(name, values if isinstance(values, pa.Array) else pa.array(values))
+            column = values if isinstance(values, pa.Array) else pa.array(values)
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, column) if index >= 0 else table.append_column(name, column)
         pq.write_table(table, path)
     return outdir
 

@@ -408,6 +408,10 @@ def test_lookup_by_id_or_checksum_reads_one_row_group_and_one_predictions_file(t
             "status": ["queued"] * rows,
             "reason": [None] * rows,
             "chunk": [f"c{i % 7}" for i in range(rows)],
+            "crc64": [None] * rows,
+            "description": [None] * rows,
+            "is_fragment": [None] * rows,
+            "header_fields": [[] for _ in range(rows)],
         },
         schema=MANIFEST,
     )
