@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/fold.smk"
 include: "workflow/rules/novelty.smk"
+include: "workflow/rules/structural.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/report.smk"
 
@@ -27,4 +28,6 @@ rule all:
         f"{OUTDIR}/atlas/atlas.duckdb",
         f"{OUTDIR}/report/summary.json",
         f"{OUTDIR}/report/index.html",
+        all_structural,
+        CLUSTERS_TABLE,
     default_target: True
