@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from atlas.index import THRESHOLD_TOLERANCE
 from atlas.novelty import MmseqsError, find_mmseqs, run_mmseqs
 
 CLUSTER_MEMBERS = pa.schema(
@@ -78,7 +79,8 @@ def confident_sequences(
         keep = pc.and_(
             pc.equal(table["status"], "ok"),
             pc.and_(
-                pc.greater_equal(table["mean_plddt"], min_plddt), pc.greater_equal(table["ptm"], min_ptm)
+                pc.greater_equal(table["mean_plddt"], min_plddt - THRESHOLD_TOLERANCE),
+                pc.greater_equal(table["ptm"], min_ptm - THRESHOLD_TOLERANCE),
             ),
         )
         table = table.filter(keep)

@@ -501,6 +501,7 @@ def structural_chunk(
     """Search a predictions chunk's confident structures and write its structural Parquet; returns counts."""
     import pyarrow.parquet as pq
 
+    from atlas.index import THRESHOLD_TOLERANCE  # float32 metrics pass a threshold they equal
     from atlas.tables import write_parquet_atomic
 
     output = Path(output)
@@ -511,8 +512,8 @@ def structural_chunk(
         for row in rows
         if row["mean_plddt"] is not None
         and row["ptm"] is not None
-        and row["mean_plddt"] >= min_plddt
-        and row["ptm"] >= min_ptm
+        and row["mean_plddt"] >= min_plddt - THRESHOLD_TOLERANCE
+        and row["ptm"] >= min_ptm - THRESHOLD_TOLERANCE
     ]
     chains = {row["checksum"]: prediction_chain(row) for row in confident}
     verdicts: dict[str, tuple[int, Verdict]] = {}
