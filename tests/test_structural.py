@@ -273,3 +273,66 @@ def test_prediction_chain_reads_the_fold_steps_mmcif(test_data):
     assert parsed.sequence == chain.sequence
     assert np.allclose(parsed.ca, chain.ca, atol=1e-3)
     assert structural.encode_3di(parsed) == structural.encode_3di(chain)
+
+
+@pytest.mark.slow
+def test_workflow_adds_structural_rows_and_clusters_drop_by_drop(tmp_path, test_data):
+    """Snakemake with the tiny model (every prediction let through): drop 1, then drop 2 appended."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    def run(drops: list[str], *args: str) -> str:
+        config = {
+            "drops": drops,
+            "outdir": "results",
+            "model": "tiny",
+            "device": "cpu",
+            "chunk_residues": 2000,
+            "max_tokens_per_batch": 1024,
+            "fold_threads": 1,
+            "num_recycles": 0,
+            "min_plddt": 0,
+            "min_ptm": 0,
+            "structural_novelty": {"reference": str(test_data / "structures"), "threads": 1, "top_k": 3},
+            "clusters": {"threads": 1},
+        }
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+        command += ["--configfile", str(tmp_path / "config.yaml"), "--cores", "2", *args]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+        return done.stdout + done.stderr
+
+    drop1, drop2 = str(ROOT / "example" / "drop1.fasta"), str(ROOT / "example" / "drop2.fasta.gz")
+    run([drop1])
+    results = tmp_path / "results"
+    stamp = (results / "structure_reference" / "reference.json").read_text()
+    members1 = pq.read_table(results / "clusters" / "drop1" / "members.parquet")
+    run([drop1, drop2])
+    # the reference is built once; drop 1's clusters and structural rows are not redone
+    assert (results / "structure_reference" / "reference.json").read_text() == stamp
+    assert pq.read_table(results / "clusters" / "drop1" / "members.parquet").equals(members1)
+
+    for drop in ("drop1", "drop2"):
+        predictions = pq.read_table(results / "predictions" / drop).to_pylist()
+        ok = {row["checksum"] for row in predictions if row["status"] == "ok"}
+        rows = pq.read_table(results / "structural" / drop).to_pylist()
+        assert {row["checksum"] for row in rows} == ok and all(row["confident"] for row in rows)
+        assert all(1 <= row["structure_verified"] <= 3 for row in rows if row["structure_candidates"])
+        assert all(
+            row["structurally_novel"] == (row["structure_tm"] is None or row["structure_tm"] < 0.5)
+            for row in rows
+        )
+    table = pq.read_table(results / "clusters" / "clusters.parquet").to_pylist()
+    folded = {
+        row["checksum"]
+        for drop in ("drop1", "drop2")
+        for row in pq.read_table(results / "predictions" / drop).to_pylist()
+        if row["status"] == "ok"
+    }
+    assert {row["checksum"] for row in table} == folded
+    assert len({row["cluster"] for row in table}) == sum(row["representative"] for row in table)
+    dry = run([drop1, drop2], "--dry-run")
+    assert "Nothing to be done" in dry or "structural_chunk" not in dry
