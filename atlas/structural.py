@@ -281,10 +281,55 @@ def _safe_name(name: str) -> str:
     return "".join(letter if letter.isalnum() or letter in "._-" else "_" for letter in name)
 
 
-def build_reference(reference: str | Path, output: str | Path, threads: int = 1) -> dict:
-    """Build (or reuse) the structure reference and write output (reference.json) last, atomically."""
+def write_reference(entries: Iterable[tuple[str, Chain]], build_dir: Path, provenance: dict) -> dict:
+    """Write a structure reference build (3Di database, coordinates, entries) into build_dir, stamp last."""
     import pyarrow.parquet as pq
 
+    binary = find_mmseqs()
+    names, sequences, lengths, offsets, offset = [], [], [], [], 0
+    seen: set[str] = set()
+    fasta = build_dir / "3di.fasta"
+    with open(fasta, "w") as states, open(build_dir / "ca.f32", "wb") as coordinates:
+        for name, chain in entries:
+            if len(chain.sequence) < MIN_REFERENCE_RESIDUES:
+                continue
+            name = _safe_name(name)
+            if name in seen:
+                raise ValueError(f"{provenance.get('source')}: two reference chains are both named {name}")
+            seen.add(name)
+            states.write(f">{name}\n{encode_3di(chain)}\n")
+            coordinates.write(np.ascontiguousarray(chain.ca, dtype=np.float32).tobytes())
+            names.append(name)
+            sequences.append(chain.sequence)
+            lengths.append(len(chain.sequence))
+            offsets.append(offset)
+            offset += len(chain.sequence)
+    if not names:
+        raise ValueError(f"structure reference {provenance.get('source')}: no protein chain found")
+    table = pa.table(
+        {"name": names, "sequence": sequences, "length": lengths, "offset": offsets},
+        schema=pa.schema(
+            [("name", pa.string()), ("sequence", pa.string()), ("length", pa.int32()), ("offset", pa.int64())]
+        ),
+    )
+    pq.write_table(table, build_dir / "entries.parquet")
+    (build_dir / "mmseqs").mkdir()
+    run_mmseqs(binary, ["createdb", fasta, build_dir / "mmseqs" / DB_NAME, "--dbtype", "1"])
+    fasta.unlink()
+    stamp = {
+        **provenance,
+        "entries": len(names),
+        "residues": offset,
+        "mmseqs_version": mmseqs_version(binary),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _write_json_atomic(build_dir / BUILD_STAMP, stamp)
+    _log(f"built the structure reference {build_dir}: {len(names)} chains, {offset} residues")
+    return stamp
+
+
+def build_reference(reference: str | Path, output: str | Path, threads: int = 1) -> dict:
+    """Build (or reuse) the structure reference and write output (reference.json) last, atomically."""
     output = Path(output)
     source = Path(reference).expanduser().absolute()
     if (source / BUILD_STAMP).is_file():
@@ -302,53 +347,11 @@ def build_reference(reference: str | Path, output: str | Path, threads: int = 1)
                 _log(f"removing the incomplete build {build_dir}")
                 shutil.rmtree(build_dir)
             build_dir.mkdir(parents=True)
-            binary = find_mmseqs()
-            names, sequences, lengths, offsets, offset = [], [], [], [], 0
-            seen: set[str] = set()
-            fasta = build_dir / "3di.fasta"
-            with open(fasta, "w") as states, open(build_dir / "ca.f32", "wb") as coordinates:
-                for name, chain in _reference_entries(source, kind):
-                    if len(chain.sequence) < MIN_REFERENCE_RESIDUES:
-                        continue
-                    name = _safe_name(name)
-                    if name in seen:
-                        raise ValueError(f"{source}: two reference chains are both named {name}")
-                    seen.add(name)
-                    states.write(f">{name}\n{encode_3di(chain)}\n")
-                    coordinates.write(np.ascontiguousarray(chain.ca, dtype=np.float32).tobytes())
-                    names.append(name)
-                    sequences.append(chain.sequence)
-                    lengths.append(len(chain.sequence))
-                    offsets.append(offset)
-                    offset += len(chain.sequence)
-            if not names:
-                raise ValueError(f"structure reference {source}: no protein chain found")
-            table = pa.table(
-                {"name": names, "sequence": sequences, "length": lengths, "offset": offsets},
-                schema=pa.schema(
-                    [
-                        ("name", pa.string()),
-                        ("sequence", pa.string()),
-                        ("length", pa.int32()),
-                        ("offset", pa.int64()),
-                    ]
-                ),
+            write_reference(
+                _reference_entries(source, kind),
+                build_dir,
+                {"source": str(source), "source_type": kind, "key": key},
             )
-            pq.write_table(table, build_dir / "entries.parquet")
-            (build_dir / "mmseqs").mkdir()
-            run_mmseqs(binary, ["createdb", fasta, build_dir / "mmseqs" / DB_NAME, "--dbtype", "1"])
-            fasta.unlink()
-            stamp_info = {
-                "source": str(source),
-                "source_type": kind,
-                "key": key,
-                "entries": len(names),
-                "residues": offset,
-                "mmseqs_version": mmseqs_version(binary),
-                "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            _write_json_atomic(stamp, stamp_info)
-            _log(f"built the structure reference {build_dir}: {len(names)} chains, {offset} residues")
             info = {"path": os.path.relpath(build_dir, output.parent), "built": True, "reused": False}
     info["source"] = str(source)
     info["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -407,12 +410,12 @@ class Reference:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How the 3Di search runs; defaults from the truth-set measurement (docs: README, Structural novelty)."""
+    """How the 3Di search runs (defaults: the config schema's, chosen on the truth set; see README)."""
 
-    sensitivity: float = 9.5
-    max_seqs: int = 1000
-    threads: int = 1
-    prefilter_mode: int = 0  # 0: k-mer prefilter; 1: ungapped scoring of every target; 2: no prefilter
+    sensitivity: float
+    max_seqs: int
+    threads: int
+    prefilter_mode: int  # 0: k-mer prefilter; 1: ungapped scoring of every target; 2: no prefilter
 
 
 def search_3di(

@@ -29,9 +29,21 @@ from atlas.structural import (  # noqa: E402
     verify,
 )
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
 ESMFOLD_PDBS = sorted(DATA.glob("*esmfold*.pdb"))
 MIN_TM = 0.5
+
+
+def schema_defaults() -> dict:
+    """The structural_novelty defaults of the config schema (defined once, there)."""
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return {
+        key: value["default"]
+        for key, value in schema["properties"]["structural_novelty"]["properties"].items()
+    }
 
 
 def truth_known(min_tm: float = MIN_TM) -> dict[str, float]:
@@ -97,10 +109,10 @@ def evaluate(settings: SearchSettings, ks: list[int], workdir: Path) -> list[dic
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    defaults = SearchSettings()
-    parser.add_argument("--sensitivity", type=float, default=defaults.sensitivity)
-    parser.add_argument("--max-seqs", type=int, default=defaults.max_seqs)
-    parser.add_argument("--prefilter-mode", type=int, default=defaults.prefilter_mode)
+    defaults = schema_defaults()
+    parser.add_argument("--sensitivity", type=float, default=defaults["sensitivity"])
+    parser.add_argument("--max-seqs", type=int, default=defaults["max_seqs"])
+    parser.add_argument("--prefilter-mode", type=int, default=defaults["prefilter_mode"])
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3, 5, 10, 20, 50])
     args = parser.parse_args()
     settings = SearchSettings(args.sensitivity, args.max_seqs, 1, args.prefilter_mode)
