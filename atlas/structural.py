@@ -491,6 +491,42 @@ def verify(query: Chain, candidates: Iterable[str], reference: Reference, k: int
     return Verdict(name, tm, aligned_length(result, query.ca, target_ca), verified, tm < min_tm)
 
 
+_WORKER_REFERENCE: Reference | None = None
+
+
+def _open_worker_reference(reference_json: str) -> None:
+    global _WORKER_REFERENCE
+    _WORKER_REFERENCE = Reference(reference_json)
+
+
+def _verify_in_worker(job: tuple[Chain, list[str], int, float]) -> Verdict:
+    chain, candidates, k, min_tm = job
+    assert _WORKER_REFERENCE is not None
+    return verify(chain, candidates, _WORKER_REFERENCE, k, min_tm)
+
+
+def verify_all(
+    chains: dict[str, Chain],
+    candidates: dict[str, list[str]],
+    reference_json: str | Path,
+    k: int,
+    min_tm: float,
+    workers: int = 1,
+) -> dict[str, Verdict]:
+    """verify() of every chain; TM-align holds the GIL, so more than one worker means processes."""
+    jobs = [(chain, candidates.get(name, [])[:k], k, min_tm) for name, chain in chains.items()]
+    if workers <= 1 or len(jobs) < 2:
+        reference = Reference(reference_json)
+        return {name: verify(*job[:2], reference, *job[2:]) for name, job in zip(chains, jobs, strict=True)}
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(
+        workers, initializer=_open_worker_reference, initargs=(str(reference_json),)
+    ) as pool:
+        verdicts = list(pool.map(_verify_in_worker, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+    return dict(zip(chains, verdicts, strict=True))
+
+
 def structural_chunk(
     predictions: str | Path,
     reference_json: str | Path,
@@ -508,17 +544,27 @@ def structural_chunk(
     from atlas.tables import write_parquet_atomic
 
     output = Path(output)
-    table = pq.read_table(predictions, columns=["id", "checksum", "status", "mean_plddt", "ptm", "mmcif"])
-    rows = [row for row in table.to_pylist() if row["status"] == "ok"]
-    confident = [
-        row
-        for row in rows
-        if row["mean_plddt"] is not None
+    metrics = pq.read_table(
+        predictions, columns=["id", "checksum", "status", "mean_plddt", "ptm"]
+    ).to_pylist()
+    rows = [row for row in metrics if row["status"] == "ok"]
+    confident_rows = [
+        index
+        for index, row in enumerate(metrics)
+        if row["status"] == "ok"
+        and row["mean_plddt"] is not None
         and row["ptm"] is not None
         and row["mean_plddt"] >= min_plddt - THRESHOLD_TOLERANCE
         and row["ptm"] >= min_ptm - THRESHOLD_TOLERANCE
     ]
-    chains = {row["checksum"]: prediction_chain(row) for row in confident}
+    # structures are the bulk of a chunk: only the confident ones are read into Python
+    structures = (
+        pq.read_table(predictions, columns=["mmcif"]).column("mmcif").take(confident_rows).to_pylist()
+    )
+    chains = {
+        metrics[index]["checksum"]: prediction_chain({**metrics[index], "mmcif": text})
+        for index, text in zip(confident_rows, structures, strict=True)
+    }
     verdicts: dict[str, tuple[int, Verdict]] = {}
     timings = {"search_s": 0.0, "verify_s": 0.0}
     if chains:
@@ -539,9 +585,8 @@ def structural_chunk(
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         started = time.perf_counter()
-        for checksum, chain in chains.items():
-            hits = candidates.get(checksum, [])
-            verdicts[checksum] = (len(hits), verify(chain, hits, reference, k, min_tm))
+        verified = verify_all(chains, candidates, reference_json, k, min_tm, settings.threads)
+        verdicts = {checksum: (len(candidates.get(checksum, [])), verified[checksum]) for checksum in chains}
         timings["verify_s"] = time.perf_counter() - started
     columns: dict[str, list] = {field.name: [] for field in STRUCTURAL}
     for row in rows:

@@ -226,7 +226,7 @@ def test_structural_chunk_end_to_end(tmp_path, test_data):
         "--top-k",
         "5",
     ]
-    argv += ["--sensitivity", "7.5", "--max-seqs", "1000", "--prefilter-mode", "1", "--threads", "1"]
+    argv += ["--sensitivity", "7.5", "--max-seqs", "1000", "--prefilter-mode", "1", "--threads", "2"]
     assert atlas_main(argv) == 0
     table = pq.read_table(output)
     assert table.schema.equals(structural.STRUCTURAL)
