@@ -21,6 +21,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,13 +65,12 @@ def cluster_options(min_seq_id: float, coverage: float, kmer_per_seq: int, threa
 
 def confident_sequences(
     manifest: str | Path, predictions_dir: str | Path, min_plddt: float, min_ptm: float
-) -> pa.Table:
-    """checksum, sequence, score of the drop's confident predictions, from the chunks its manifest names."""
+) -> Iterator[pa.Table]:
+    """checksum, sequence, score of the drop's confident predictions, a table per chunk of its manifest."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     chunks = pq.read_table(manifest, columns=["chunk"]).column("chunk").drop_null().unique().to_pylist()
-    tables = []
     for chunk in sorted(chunks):
         table = pq.read_table(
             Path(predictions_dir) / f"{chunk}.parquet",
@@ -85,37 +85,72 @@ def confident_sequences(
         )
         table = table.filter(keep)
         score = pc.divide(pc.multiply(table["ptm"], table["mean_plddt"]), 100.0)
-        tables.append(
-            pa.table(
-                {
-                    "checksum": table["checksum"],
-                    "sequence": table["sequence"],
-                    "score": pc.cast(score, pa.float32()),
-                }
-            )
+        yield pa.table([table["checksum"], table["sequence"], pc.cast(score, pa.float32())], schema=CONFIDENT)
+
+
+CONFIDENT = pa.schema([("checksum", pa.string()), ("sequence", pa.string()), ("score", pa.float32())])
+
+
+def _stage_sequences(confident: Iterable[pa.Table], fasta: Path, scores: Path) -> int:
+    """Stream the sequences into a FASTA and their scores into a Parquet file; returns how many."""
+    import pyarrow.parquet as pq
+
+    count = 0
+    with open(fasta, "w") as handle, pq.ParquetWriter(scores, SCORES) as writer:
+        for table in confident:
+            for checksum, sequence in zip(
+                table["checksum"].to_pylist(), table["sequence"].to_pylist(), strict=True
+            ):
+                handle.write(f">{checksum}\n{sequence}\n")
+            writer.write_table(table.select(["checksum", "score"]).cast(SCORES))
+            count += table.num_rows
+    return count
+
+
+SCORES = pa.schema([("checksum", pa.string()), ("score", pa.float32())])
+
+
+def _write_members(tsv: Path, scores: Path, drop: str, members: Path) -> tuple[int, int]:
+    """Join the drop's scores with the clustering (representative, member TSV) into members; (rows, clusters).
+
+    DuckDB does the join, so memory stays bounded however many sequences the drop or the clustering holds."""
+    import duckdb
+
+    from atlas.index import sql_string
+
+    members.parent.mkdir(parents=True, exist_ok=True)
+    tmp = members.with_name(f".{members.name}.tmp")
+    connection = duckdb.connect()
+    try:
+        connection.execute(
+            f"""
+            CREATE TEMP VIEW joined AS
+            SELECT s.checksum, {sql_string(drop)} AS "drop", c.cluster, s.score
+            FROM read_parquet({sql_string(str(scores))}) s
+            LEFT JOIN read_csv({sql_string(str(tsv))}, delim = '\t', header = false, auto_detect = false,
+                               columns = {{'cluster': 'VARCHAR', 'member': 'VARCHAR'}}) c
+              ON c.member = s.checksum
+            """
         )
-    if not tables:
-        return pa.table({"checksum": [], "sequence": [], "score": []}, schema=_CONFIDENT)
-    return pa.concat_tables(tables).cast(_CONFIDENT)
-
-
-_CONFIDENT = pa.schema([("checksum", pa.string()), ("sequence", pa.string()), ("score", pa.float32())])
-
-
-def _read_clustering(binary: str, sequences: Path, clustering: Path, workdir: Path) -> dict[str, str]:
-    """member checksum -> representative checksum."""
-    tsv = workdir / "clusters.tsv"
-    run_mmseqs(binary, ["createtsv", sequences, sequences, clustering, tsv, "--threads", "1"])
-    assignment = {}
-    with open(tsv) as handle:
-        for line in handle:
-            representative, member = line.rstrip("\n").split("\t")[:2]
-            assignment[member] = representative
-    return assignment
+        missing = connection.execute(
+            "SELECT count(*), min(checksum) FROM joined WHERE cluster IS NULL"
+        ).fetchone()
+        if missing[0]:
+            raise MmseqsError(
+                f"MMseqs2 left {missing[0]} sequences of drop {drop} unclustered, e.g. {missing[1]}"
+            )
+        connection.execute(f"COPY (SELECT * FROM joined) TO {sql_string(str(tmp))} (FORMAT parquet)")
+        rows, clusters = connection.execute(
+            f"SELECT count(*), count(DISTINCT cluster) FROM read_parquet({sql_string(str(tmp))})"
+        ).fetchone()
+    finally:
+        connection.close()
+    tmp.replace(members)
+    return rows, clusters
 
 
 def cluster_drop(
-    confident: pa.Table,
+    confident: Iterable[pa.Table],
     drop: str,
     previous: str | Path | None,
     members: str | Path,
@@ -126,8 +161,6 @@ def cluster_drop(
     threads: int = 1,
 ) -> dict:
     """Cluster (first drop) or add to the previous clustering (later drops); write members and state."""
-    from atlas.tables import write_parquet_atomic
-
     binary = find_mmseqs()
     members, state = Path(members), Path(state)
     options = cluster_options(min_seq_id, coverage, kmer_per_seq, threads)
@@ -137,18 +170,14 @@ def cluster_drop(
     staging = Path(tempfile.mkdtemp(prefix=f".{state.name}.tmp-", dir=state.parent))
     workdir = Path(tempfile.mkdtemp(prefix=".cluster-work-", dir=staging))
     try:
-        fasta = workdir / "new.fasta"
-        with open(fasta, "w") as handle:
-            for checksum, sequence in zip(
-                confident["checksum"].to_pylist(), confident["sequence"].to_pylist(), strict=True
-            ):
-                handle.write(f">{checksum}\n{sequence}\n")
+        fasta, scores, tsv = workdir / "new.fasta", workdir / "scores.parquet", workdir / "clusters.tsv"
+        count = _stage_sequences(confident, fasta, scores)
         new_db = workdir / "new"
-        if confident.num_rows:
+        if count:
             run_mmseqs(binary, ["createdb", fasta, new_db, "--dbtype", "1"])
         previous_db = Path(previous) / SEQUENCES if previous else None
         has_previous = previous_db is not None and Path(f"{previous_db}.dbtype").is_file()
-        if has_previous and confident.num_rows:
+        if has_previous and count:
             combined = workdir / "combined"
             run_mmseqs(binary, ["concatdbs", previous_db, new_db, combined, "--threads", "1"])
             run_mmseqs(
@@ -165,40 +194,23 @@ def cluster_drop(
             for path in Path(previous).iterdir():
                 if path.is_file():
                     shutil.copy2(path, staging / path.name)
-        elif confident.num_rows:
+        elif count:
             run_mmseqs(binary, ["createdb", fasta, staging / SEQUENCES, "--dbtype", "1"])
             run_mmseqs(
                 binary, ["linclust", staging / SEQUENCES, staging / CLUSTERING, workdir / "tmp", *options]
             )
-        assignment = (
-            _read_clustering(binary, staging / SEQUENCES, staging / CLUSTERING, workdir)
-            if confident.num_rows
-            else {}
-        )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    checksums = confident["checksum"].to_pylist()
-    missing = [checksum for checksum in checksums if checksum not in assignment]
-    if missing:
+        if count:
+            db = staging / SEQUENCES
+            run_mmseqs(binary, ["createtsv", db, db, staging / CLUSTERING, tsv, "--threads", "1"])
+        else:
+            tsv.write_text("")
+        rows, clusters = _write_members(tsv, scores, drop, members)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        raise MmseqsError(
-            f"MMseqs2 left {len(missing)} sequences of drop {drop} unclustered, e.g. {missing[0]}"
-        )
-    table = pa.table(
-        {
-            "checksum": checksums,
-            "drop": [drop] * len(checksums),
-            "cluster": [assignment[checksum] for checksum in checksums],
-            "score": confident["score"],
-        },
-        schema=CLUSTER_MEMBERS,
-    )
-    write_parquet_atomic(table, members)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
     staging.rename(state)
-    counts = {
-        "sequences": len(checksums),
-        "clusters_joined_or_opened": len(set(table["cluster"].to_pylist())),
-    }
+    counts = {"sequences": rows, "clusters_joined_or_opened": clusters}
     _log(f"wrote {members}: {counts}")
     return counts
 
