@@ -2,9 +2,11 @@
 # paths and input functions in structural_common.smk.
 
 
+# ancient: a touched or copied reference folder must not re-search every chunk; a changed reference is taken up
+# with `--forcerun structure_reference` (a build of the same content is reused, a new content is built).
 rule structure_reference:
     input:
-        reference=STRUCTURE_REFERENCE or [],
+        reference=ancient(STRUCTURE_REFERENCE) if STRUCTURE_REFERENCE else [],
     output:
         reference=STRUCTURE_REFERENCE_JSON,
     threads: config["structural_novelty"]["threads"]
