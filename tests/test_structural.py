@@ -66,6 +66,24 @@ def test_truth_set_matches_tmalign(test_data):
         assert result.tm_norm_chain1 == pytest.approx(row["tm"], abs=2e-4)
 
 
+def test_indexed_reference_gives_the_same_hits(tmp_path, test_data, monkeypatch):
+    """A large reference gets a precomputed k-mer index; searches through it find the same hits."""
+    paths = sorted((test_data / "structures").glob("*.pdb.gz"))[:30]
+    queries = {path.name: structural.encode_3di(structural.read_chain(path)) for path in paths}
+    settings = default_settings()
+    hits = {}
+    for minimum in (10**12, 0):
+        monkeypatch.setattr(structural, "INDEX_MIN_RESIDUES", minimum)
+        output = tmp_path / f"index{minimum}" / "reference.json"
+        structural.build_reference(test_data / "structures", output)
+        reference = structural.Reference(output)
+        assert Path(f"{reference.db}.idx").is_file() == (minimum == 0)
+        workdir = tmp_path / f"search{minimum}"
+        workdir.mkdir()
+        hits[minimum] = structural.search_3di(queries, reference, workdir, settings)
+    assert hits[0] == hits[10**12]
+
+
 def test_reference_build_is_reused_and_keyed_by_content(tmp_path, test_data):
     source = tmp_path / "pdb"
     source.mkdir()
