@@ -12,6 +12,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/fold.smk"
 include: "workflow/rules/novelty.smk"
+include: "workflow/rules/structural_common.smk"
+include: "workflow/rules/structural.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/report.smk"
 
@@ -30,4 +32,6 @@ rule all:
         # every drop's split is a target of its own: a job whose inputs wait on a checkpoint (the index, the
         # report) does not by itself make Snakemake split a new drop
         all_manifests,
+        all_structural,
+        CLUSTERS_TABLE,
     default_target: True

@@ -22,6 +22,22 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fold": ("atlas.fold", "fold_main", "workflow step: fold one chunk with ESMFold"),
     "reference-db": ("atlas.novelty", "reference_db_main", "workflow step: build the MMseqs2 reference"),
     "novelty": ("atlas.novelty", "novelty_main", "workflow step: search one chunk against the reference"),
+    "structure-reference": (
+        "atlas.structural",
+        "reference_main",
+        "workflow step: build the structure reference (3Di + coordinates)",
+    ),
+    "structural": ("atlas.structural", "structural_main", "workflow step: structural novelty of one chunk"),
+    "cluster-drop": (
+        "atlas.clusters",
+        "cluster_drop_main",
+        "workflow step: cluster one drop's confident predictions",
+    ),
+    "clusters-table": (
+        "atlas.clusters",
+        "clusters_table_main",
+        "workflow step: the cluster table of every drop",
+    ),
     "index": ("atlas.index", "index_main", "build the atlas of a finished outdir by hand"),
     "lookup": ("atlas.lookup", "lookup_main", "workflow step: a drop's manifest sorted by id and checksum"),
 }
