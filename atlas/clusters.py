@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from atlas.index import THRESHOLD_TOLERANCE
 from atlas.novelty import MmseqsError, find_mmseqs, run_mmseqs
+from atlas.tables import THRESHOLD_TOLERANCE
 
 CLUSTER_MEMBERS = pa.schema(
     [
@@ -116,7 +116,7 @@ def _write_members(tsv: Path, scores: Path, drop: str, members: Path) -> tuple[i
     DuckDB does the join, so memory stays bounded however many sequences the drop or the clustering holds."""
     import duckdb
 
-    from atlas.index import sql_string
+    from atlas.sql import sql_string
 
     members.parent.mkdir(parents=True, exist_ok=True)
     tmp = members.with_name(f".{members.name}.tmp")
@@ -219,7 +219,7 @@ def clusters_table(member_files: list[Path], output: str | Path) -> int:
     """Write the union of the members with cluster size and representative; returns the row count."""
     import duckdb
 
-    from atlas.index import sql_string
+    from atlas.sql import sql_string
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

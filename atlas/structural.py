@@ -562,8 +562,10 @@ def structural_chunk(
     """Search a predictions chunk's confident structures and write its structural Parquet; returns counts."""
     import pyarrow.parquet as pq
 
-    from atlas.index import THRESHOLD_TOLERANCE  # float32 metrics pass a threshold they equal
-    from atlas.tables import write_parquet_atomic
+    from atlas.tables import (
+        THRESHOLD_TOLERANCE,  # float32 metrics pass a threshold they equal
+        write_parquet_atomic,
+    )
 
     output = Path(output)
     metrics = pq.read_table(

@@ -8,6 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# The high-confidence rule (atlas.views.HIGH_CONFIDENCE_RULE) compares float32 metrics (0.7 -> 0.69999999):
+# a metric equal to a threshold must still pass it.
+THRESHOLD_TOLERANCE = 1e-6
+
 # chunks/{drop}/manifest.parquet: one row per input record, in input order (docs/SPEC.md, atlas.chunking)
 MANIFEST = pa.schema(
     [

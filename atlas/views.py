@@ -22,12 +22,10 @@ empty view typed from atlas.tables.
 from __future__ import annotations
 
 from atlas.sql import duckdb_columns, quote_identifier, sql_float, sql_string
-from atlas.tables import ATLAS_INDEX, MANIFEST, NOVELTY, PREDICTIONS
+from atlas.tables import ATLAS_INDEX, MANIFEST, NOVELTY, PREDICTIONS, THRESHOLD_TOLERANCE
 
 STAGE_SCHEMAS = {"manifest": MANIFEST, "predictions": PREDICTIONS, "novelty": NOVELTY}
 HIGH_CONFIDENCE_RULE = "status = 'ok' AND mean_plddt >= min_plddt AND ptm >= min_ptm"
-# Metrics stored as float32 (0.7 -> 0.69999999) must still pass a threshold they are equal to.
-THRESHOLD_TOLERANCE = 1e-6
 # prediction columns an outcome carries: metrics and provenance, never the structure
 OUTCOME_PREDICTION_COLUMNS = ("mean_plddt", "ptm", "num_conf", "max_pae", "model", "num_recycles", "error")
 OUTCOME_NOVELTY_COLUMNS = ("best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
