@@ -18,6 +18,7 @@ include: "workflow/rules/report.smk"
 
 localrules:
     all,
+    folded,
     report,
 
 
@@ -28,3 +29,12 @@ rule all:
         f"{OUTDIR}/report/summary.json",
         f"{OUTDIR}/report/index.html",
     default_target: True
+
+
+# Every chunk folded (and searched against the reference), without the index and the report: e.g. to fold on a
+# cluster now and build the atlas later.
+rule folded:
+    input:
+        all_manifests,
+        all_predictions,
+        all_novelty,

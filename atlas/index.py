@@ -105,13 +105,15 @@ def drop_chunks(outdir: Path, drop: str) -> list[str]:
     return sorted(path.name[: -len(".fasta")] for path in (outdir / "chunks" / drop).glob("*.fasta"))
 
 
-def stage_files(outdir: Path, drops: list[str], novelty: bool) -> dict[str, list[str]]:
+def stage_files(
+    outdir: Path, drops: list[str], novelty: bool, predictions_dir: str = "predictions"
+) -> dict[str, list[str]]:
     """Paths relative to outdir of the drops' manifests, predictions and novelty files; all must exist."""
     files: dict[str, list[str]] = {"manifest": [], "predictions": [], "novelty": []}
     for drop in drops:
         files["manifest"].append(f"chunks/{drop}/manifest.parquet")
         for chunk in drop_chunks(outdir, drop):
-            files["predictions"].append(f"predictions/{drop}/{chunk}.parquet")
+            files["predictions"].append(f"{predictions_dir}/{drop}/{chunk}.parquet")
             if novelty:
                 files["novelty"].append(f"novelty/{drop}/{chunk}.parquet")
     missing = [path for paths in files.values() for path in paths if not (outdir / path).is_file()]
@@ -190,14 +192,19 @@ def _remove(path: Path) -> None:
 
 
 def build_index(
-    outdir: str | Path, drops: list[str], min_plddt: float, min_ptm: float, novelty: bool
+    outdir: str | Path,
+    drops: list[str],
+    min_plddt: float,
+    min_ptm: float,
+    novelty: bool,
+    predictions_dir: str = "predictions",
 ) -> dict[str, int]:
     """Write atlas/index.parquet and atlas/atlas.duckdb; returns counts for the log."""
     import duckdb
 
     outdir = Path(outdir)
     root = outdir.resolve()
-    files = stage_files(outdir, drops, novelty)
+    files = stage_files(outdir, drops, novelty, predictions_dir)
     atlas_dir = outdir / "atlas"
     atlas_dir.mkdir(parents=True, exist_ok=True)
     index_path = atlas_dir / "index.parquet"
@@ -274,6 +281,7 @@ def index_main(argv: list[str]) -> int:
     parser.add_argument("--drops", nargs="+", required=True, help="drop names, in arrival order")
     parser.add_argument("--min-plddt", type=float, required=True)
     parser.add_argument("--min-ptm", type=float, required=True)
+    parser.add_argument("--predictions-dir", default="predictions", help="relative to outdir: one model's")
     novelty = parser.add_mutually_exclusive_group(required=True)
     novelty.add_argument("--novelty", dest="novelty", action="store_true", help="keep novel predictions only")
     novelty.add_argument("--no-novelty", dest="novelty", action="store_false", help="no reference configured")
@@ -281,7 +289,9 @@ def index_main(argv: list[str]) -> int:
     import duckdb
 
     try:
-        counts = build_index(args.outdir, args.drops, args.min_plddt, args.min_ptm, args.novelty)
+        counts = build_index(
+            args.outdir, args.drops, args.min_plddt, args.min_ptm, args.novelty, args.predictions_dir
+        )
     except (OSError, duckdb.Error) as error:
         print(f"atlas index: error: {error}", file=sys.stderr)
         return 1

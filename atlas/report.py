@@ -156,8 +156,10 @@ class AtlasData:
         min_plddt: float = DEFAULT_MIN_PLDDT,
         min_ptm: float = DEFAULT_MIN_PTM,
         novelty: bool | None = None,
+        predictions_dir: str = "predictions",
     ):
         self.outdir = Path(outdir)
+        self.predictions_dir = predictions_dir
         self.drops = list(drops) if drops else discover_drops(self.outdir)
         self.min_plddt = float(min_plddt)
         self.min_ptm = float(min_ptm)
@@ -167,7 +169,7 @@ class AtlasData:
             for drop in self.drops
             if (path := self.outdir / "chunks" / drop / "manifest.parquet").is_file()
         ]
-        predictions = list(self._chunk_files("predictions"))
+        predictions = list(self._chunk_files(self.predictions_dir))
         novelty_files = list(self._chunk_files("novelty"))
         self.novelty_computed = bool(novelty_files) if novelty is None else bool(novelty)
         self._files_view("manifest", manifests, MANIFEST_COLUMNS)
@@ -342,7 +344,9 @@ def stage_counts(
         min_ptm = info.get("min_ptm", config.get("min_ptm", DEFAULT_MIN_PTM))
     if novelty is None:
         novelty = info.get("novelty_computed")
-    data = AtlasData(outdir, drops, min_plddt=min_plddt, min_ptm=min_ptm, novelty=novelty)
+    data = AtlasData(
+        outdir, drops, min_plddt=min_plddt, min_ptm=min_ptm, novelty=novelty, predictions_dir=predictions_dir
+    )
     try:
         return _counts(data)
     finally:
@@ -800,6 +804,7 @@ def write_report(
     min_length: int | None = None,
     max_length: int | None = None,
     report_dir: str | Path | None = None,
+    predictions_dir: str = "predictions",
 ) -> dict:
     """Write summary.json, the PNG plots and index.html under `report_dir` (default outdir/report)."""
     from atlas import plots
@@ -807,7 +812,9 @@ def write_report(
     outdir = Path(outdir)
     report_dir = Path(report_dir) if report_dir else outdir / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
-    data = AtlasData(outdir, drops, min_plddt=min_plddt, min_ptm=min_ptm, novelty=novelty)
+    data = AtlasData(
+        outdir, drops, min_plddt=min_plddt, min_ptm=min_ptm, novelty=novelty, predictions_dir=predictions_dir
+    )
     try:
         counts = _counts(data)
         thresholds: dict = {"min_plddt": data.min_plddt, "min_ptm": data.min_ptm}
@@ -902,6 +909,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-length", type=int, default=config.get("min_length"))
     parser.add_argument("--max-length", type=int, default=config.get("max_length"))
     parser.add_argument("--report-dir", default=None, help="where to write (default: OUTDIR/report)")
+    parser.add_argument("--predictions-dir", default="predictions", help="relative to outdir: one model's")
     return parser
 
 
@@ -921,6 +929,7 @@ def report_main(argv: list[str]) -> int:
         min_length=args.min_length,
         max_length=args.max_length,
         report_dir=args.report_dir,
+        predictions_dir=args.predictions_dir,
     )
     report_dir = Path(args.report_dir) if args.report_dir else Path(args.outdir) / REPORT_DIR
     counts = {

@@ -10,7 +10,8 @@ rule atlas_index:
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
         novelty="--novelty" if NOVELTY_REFERENCE else "--no-novelty",
-        drops=" ".join(DROPS),
+        drops=DROPS,
+        predictions_dir=f"predictions/{MODEL_KEY}",
         outdir=lambda wildcards, output: Path(output.index).parents[1],
     resources:
         mem_mb=lambda wildcards, input, attempt: max(4000, min(32000, int(input.size_mb / 10))) * attempt,
@@ -21,5 +22,5 @@ rule atlas_index:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "atlas index --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
+        "atlas index --outdir {params.outdir:q} --predictions-dir={params.predictions_dir:q} --drops {params.drops:q} --min-plddt {params.min_plddt}"
         " --min-ptm {params.min_ptm} {params.novelty} > {log:q} 2>&1"

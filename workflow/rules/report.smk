@@ -47,7 +47,8 @@ rule report:
             labels={"figure": "fold throughput"},
         ),
     params:
-        drops=" ".join(DROPS),
+        drops=DROPS,
+        predictions_dir=f"predictions/{MODEL_KEY}",
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
         novelty="--novelty" if NOVELTY_REFERENCE else "--no-novelty",
@@ -63,7 +64,7 @@ rule report:
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "atlas report --outdir {params.outdir:q} --drops {params.drops} --min-plddt {params.min_plddt}"
+        "atlas report --outdir {params.outdir:q} --predictions-dir={params.predictions_dir:q} --drops {params.drops:q} --min-plddt {params.min_plddt}"
         " --min-ptm {params.min_ptm} {params.novelty} --max-identity {params.max_identity}"
         " --min-coverage {params.min_coverage} --min-length {params.min_length}"
         " --max-length {params.max_length} > {log:q} 2>&1"
