@@ -1,6 +1,8 @@
 rule fold_chunk:
     input:
-        fasta=chunk_fasta(PREDICTIONS_FILE),
+        # A chunk's name is its content (L0064-00000-<hash>): a chunk rewritten with the same content (a touched
+        # drop, a rerun split, a copied outdir) must not refold it, so its time stamp is no trigger.
+        fasta=ancient(chunk_fasta(PREDICTIONS_FILE)),
     output:
         predictions=PREDICTIONS_FILE,
     params:
