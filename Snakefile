@@ -23,12 +23,12 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         f"{OUTDIR}/atlas/index.parquet",
         f"{OUTDIR}/atlas/atlas.duckdb",
         f"{OUTDIR}/report/summary.json",
         f"{OUTDIR}/report/index.html",
-    default_target: True
 
 
 # Every chunk folded (and searched against the reference), without the index and the report: e.g. to fold on a

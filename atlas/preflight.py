@@ -20,7 +20,6 @@ DROP_SUFFIXES = (".fasta.gz", ".faa.gz", ".fa.gz", ".fasta", ".faa", ".fa")
 SOURCE_FOLDERS = (
     ".git",
     ".snakemake",
-    ".test",
     ".venv",
     "atlas",
     "bench",

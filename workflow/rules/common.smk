@@ -17,7 +17,6 @@ from snakemake.utils import validate
 from atlas.lock import OutdirLock, OutdirLocked
 from atlas.preflight import PreflightError, check_config, drop_entries, model_problems, predictions_key
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 # Drops and the outdir are paths on this machine unless a default storage provider (S3, GCS, ...) holds them.
@@ -45,7 +44,7 @@ USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_m
 ATLAS_PYTHON = "python" if USES_CONDA else shlex_quote(sys.executable)
 shell.prefix(
     f"set -euo pipefail; atlas() {{{{ PYTHONPATH={shlex_quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"
-    f" {ATLAS_PYTHON} -m atlas \"$@\"; }}}}; "
+    f' {ATLAS_PYTHON} -m atlas "$@"; }}}}; '
 )
 
 # Where each stage writes, defined once; rules and input functions format these patterns.
@@ -71,14 +70,18 @@ onstart:
     # time writes an outdir. The lock is released when this process ends, however it ends.
     problems = model_problems(config["model"]) if JOBS_SHARE_FS else []
     if problems:
-        raise WorkflowError("the configuration cannot run (nothing was started):\n  - " + "\n  - ".join(problems))
+        raise WorkflowError(
+            "the configuration cannot run (nothing was started):\n  - " + "\n  - ".join(problems)
+        )
     if LOCAL_FILES:
         try:
             OUTDIR_LOCK.acquire()
         except OutdirLocked as error:
             raise WorkflowError(str(error)) from None
         if OUTDIR_LOCK.previous:
-            logger.warning(f"a previous run on {OUTDIR} ended without releasing it: {OUTDIR_LOCK.previous}")
+            logger.warning(
+                f"a previous run on {OUTDIR} ended without releasing it: {OUTDIR_LOCK.previous}"
+            )
 
 
 onsuccess:
@@ -121,7 +124,8 @@ def earlier_manifests(wildcards):
 
 def local_copy(iofile):
     """A path on this machine holding `iofile`: the file itself, or a fresh copy fetched through its storage
-    object (with remote storage, local copies of outputs are removed after upload: never read the bare path)."""
+    object (with remote storage, local copies of outputs are removed after upload: never read the bare path).
+    """
     if not iofile.is_storage:
         return str(iofile)
     storage_object = iofile.storage_object

@@ -5,13 +5,12 @@ rule fold_chunk:
         fasta=ancient(chunk_fasta(PREDICTIONS_FILE)),
     output:
         predictions=PREDICTIONS_FILE,
-    params:
-        # Only what changes the results is a param (a rerun trigger), and all of it is in the output path
-        # (MODEL_KEY), so a changed model or recycle count makes new files instead of replacing these.
-        model=config["model"],
-        num_recycles=(
-            f"--num-recycles={config['num_recycles']}" if config["num_recycles"] is not None else ""
-        ),
+    log:
+        f"{OUTDIR}/logs/fold/{MODEL_KEY}/{{drop}}/{{chunk}}.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/fold/{MODEL_KEY}/{{drop}}/{{chunk}}.tsv"
+    conda:
+        "../../envs/atlas.yaml"
     threads: config["fold_threads"]
     resources:
         gpu=fold_gpus,
@@ -23,12 +22,13 @@ rule fold_chunk:
         max_tokens_per_batch=config["max_tokens_per_batch"],
         max_pair_cells_per_batch=config["max_pair_cells_per_batch"],
         trunk_chunk_size=config["trunk_chunk_size"] or "auto",
-    log:
-        f"{OUTDIR}/logs/fold/{MODEL_KEY}/{{drop}}/{{chunk}}.log",
-    benchmark:
-        f"{OUTDIR}/benchmarks/fold/{MODEL_KEY}/{{drop}}/{{chunk}}.tsv"
-    conda:
-        "../../envs/atlas.yaml"
+    params:
+        # Only what changes the results is a param (a rerun trigger), and all of it is in the output path
+        # (MODEL_KEY), so a changed model or recycle count makes new files instead of replacing these.
+        model=config["model"],
+        num_recycles=(
+            f"--num-recycles={config['num_recycles']}" if config["num_recycles"] is not None else ""
+        ),
     shell:
         # Every name reaches the shell quoted, as one `--option=value` word (a value may start with "-").
         "atlas fold --fasta={input.fasta:q} --output={output.predictions:q}"

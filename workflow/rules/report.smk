@@ -46,6 +46,12 @@ rule report:
             category="Atlas",
             labels={"figure": "fold throughput"},
         ),
+    log:
+        f"{OUTDIR}/logs/report.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/report.tsv"
+    conda:
+        "../../envs/atlas.yaml"
     params:
         drops=DROPS,
         predictions_dir=f"predictions/{MODEL_KEY}",
@@ -57,12 +63,6 @@ rule report:
         min_length=config["min_length"],
         max_length=config["max_length"],
         outdir=lambda wildcards, output: Path(output.summary).parents[1],
-    log:
-        f"{OUTDIR}/logs/report.log",
-    benchmark:
-        f"{OUTDIR}/benchmarks/report.tsv"
-    conda:
-        "../../envs/atlas.yaml"
     shell:
         "atlas report --outdir {params.outdir:q} --predictions-dir={params.predictions_dir:q} --drops {params.drops:q} --min-plddt {params.min_plddt}"
         " --min-ptm {params.min_ptm} {params.novelty} --max-identity {params.max_identity}"

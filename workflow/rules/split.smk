@@ -4,19 +4,19 @@ checkpoint split_drop:
         earlier=earlier_manifests,
     output:
         manifest=MANIFEST_FILE,
-    params:
-        min_length=config["min_length"],
-        max_length=config["max_length"],
-        buckets=config["length_buckets"],
-        chunk_residues=config["chunk_residues"],
-    resources:
-        mem_mb=lambda wildcards, input, attempt: max(3000, min(16000, int(input.size_mb))) * attempt,
     log:
         f"{OUTDIR}/logs/split/{{drop}}.log",
     benchmark:
         f"{OUTDIR}/benchmarks/split/{{drop}}.tsv"
     conda:
         "../../envs/atlas.yaml"
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(3000, min(16000, int(input.size_mb))) * attempt,
+    params:
+        min_length=config["min_length"],
+        max_length=config["max_length"],
+        buckets=config["length_buckets"],
+        chunk_residues=config["chunk_residues"],
     shell:
         # DuckDB's memory cap follows the job's allocation (and grows with it on a retry). Every name reaches
         # the shell quoted, and as `--option=value` where a value may start with "-" (a drop `-x.fasta`).
