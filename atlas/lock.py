@@ -1,4 +1,4 @@
-"""One writer per outdir: an advisory lock on `OUTDIR/.atlas.lock`, held by the Snakemake process for its life.
+"""One writer per outdir: an advisory lock on `OUTDIR/.atlas.lock`, held by the Snakemake process throughout.
 
 The lock is an `fcntl.flock` on the open file, so the kernel releases it when the holder exits, however it
 ends (kill -9, a crash, a lost node on NFSv4, which maps flock to byte-range locks): a stale lock cannot stay

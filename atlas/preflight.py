@@ -118,7 +118,9 @@ def model_problems(model: str) -> list[str]:
     return []
 
 
-def check_config(config: dict, source_root: Path, *, local_files: bool = True, check_model: bool = True) -> None:
+def check_config(
+    config: dict, source_root: Path, *, local_files: bool = True, check_model: bool = True
+) -> None:
     """Every problem of a (schema-validated) config, raised as one PreflightError. `local_files`: the
     drops and the outdir are paths on this machine (not in remote storage); `check_model`: the fold jobs
     see this machine's model cache (not so on a cluster without a shared filesystem)."""
@@ -130,9 +132,8 @@ def check_config(config: dict, source_root: Path, *, local_files: bool = True, c
         entries = []
     if local_files:
         problems += outdir_problems(config["outdir"], source_root)
-        problems += [
-            f"drops: {name!r}: file {path!r} does not exist" for name, path in entries if not Path(path).is_file()
-        ]
+        missing = [(name, path) for name, path in entries if not Path(path).is_file()]
+        problems += [f"drops: {name!r}: file {path!r} does not exist" for name, path in missing]
     elif not config["outdir"].strip():
         problems.append("outdir: empty; give a folder for the results, e.g. `outdir: results`")
     problems += length_problems(config)

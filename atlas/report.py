@@ -344,9 +344,7 @@ def stage_counts(
         min_ptm = info.get("min_ptm", config.get("min_ptm", DEFAULT_MIN_PTM))
     if novelty is None:
         novelty = info.get("novelty_computed")
-    data = AtlasData(
-        outdir, drops, min_plddt=min_plddt, min_ptm=min_ptm, novelty=novelty, predictions_dir=predictions_dir
-    )
+    data = AtlasData(outdir, drops, min_plddt=min_plddt, min_ptm=min_ptm, novelty=novelty)
     try:
         return _counts(data)
     finally:

@@ -1,6 +1,6 @@
-"""Workflow-level faults (issue 10): config changes, hostile names, missing chunks, touched drops, two runs on one
-outdir, bad config, kills, a full disk, CRLF and empty drops. Real Snakemake runs with the `tiny` model on CPU
-on a few real MGnify proteins (tests/data), so each run takes seconds.
+"""Workflow-level faults (issue 10): config changes, hostile names, missing chunks, touched drops, two runs on
+one outdir, bad config, kills, a full disk, CRLF and empty drops. Real Snakemake runs with the `tiny` model on
+CPU on a few real MGnify proteins (tests/data), so each run takes seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snake
 
 
 def small_drop(test_data: Path, count: int, skip: int = 0) -> str:
-    """`count` real MGnify proteins of 40-120 residues as FASTA text (tests/data/mgnifam_all_seqs_concat.fa)."""
+    """`count` MGnify proteins of 40-120 residues as FASTA text (tests/data/mgnifam_all_seqs_concat.fa)."""
     records, header = [], None
     for line in (test_data / "mgnifam_all_seqs_concat.fa").read_text().splitlines():
         if line.startswith(">"):
@@ -149,7 +149,7 @@ HOSTILE_NAMES = [
     "my drop.fasta",
     "-dash.fasta",
     "x$(touch PWNED)y.fasta",
-    "it's \"quoted\".fasta",
+    'it\'s "quoted".fasta',
     "back`touch PWNED2`tick.fasta",
     "ünïcödé-α.fasta",
 ]
@@ -274,7 +274,7 @@ def test_second_run_on_the_same_outdir_stops_naming_the_first(tmp_path, test_dat
     rerun = snakemake(second)
     assert "ended without releasing" in output_of(rerun) and f'"pid": {running.pid}' in output_of(rerun)
     assert predicted_checksums(outdir / "predictions") == queued_checksums(outdir, "drop")
-    case.observed = f"refused in {elapsed:.0f} s naming pid {running.pid}; after kill -9 the next run took over"
+    case.observed = f"refused in {elapsed:.0f} s naming pid {running.pid}; after kill -9 a new run took over"
 
 
 @pytest.mark.parametrize(
@@ -288,8 +288,15 @@ def test_second_run_on_the_same_outdir_stops_naming_the_first(tmp_path, test_dat
         ({"chunk_residue": 10}, "chunk_residue"),
         ({"drops": ["missing.fasta"]}, "missing.fasta"),
     ],
-    ids=["empty-outdir", "dot-outdir-in-source", "outdir-atlas-package", "outdir-source-root", "min-gt-max",
-         "unknown-key", "missing-drop"],
+    ids=[
+        "empty-outdir",
+        "dot-outdir-in-source",
+        "outdir-atlas-package",
+        "outdir-source-root",
+        "min-gt-max",
+        "unknown-key",
+        "missing-drop",
+    ],
 )
 def test_bad_config_is_refused_at_start_naming_the_key(tmp_path, test_data, fault_case, overrides, key):
     case = fault_case(f"#10/#11 config {overrides}", expected=f"refused at start naming {key!r}")
@@ -335,7 +342,7 @@ def test_kill_9_then_rerun_loses_nothing(tmp_path, test_data, fault_case, stage)
 
 @pytest.mark.slow
 def test_full_disk_stops_cleanly_and_a_rerun_with_space_finishes(tmp_path, test_data, fault_case):
-    case = fault_case("outdir on a full file system (tmpfs)", expected="a job fails with an error; rerun finishes")
+    case = fault_case("outdir on a full file system (tmpfs)", expected="a job fails; a rerun finishes")
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     outdir = tmp_path / "small"
