@@ -10,7 +10,9 @@ rule fold_chunk:
     benchmark:
         f"{OUTDIR}/benchmarks/fold/{MODEL_KEY}/{{drop}}/{{chunk}}.tsv"
     conda:
-        "../../envs/atlas.yaml"
+        # A CUDA build of PyTorch unless folding on CPU (envs/atlas-cuda.yaml says how to create it on a
+        # GPU-less login node)
+        "../../envs/atlas.yaml" if config["device"] == "cpu" else "../../envs/atlas-cuda.yaml"
     threads: config["fold_threads"]
     resources:
         gpu=fold_gpus,
