@@ -1,9 +1,9 @@
 """The workflow with S3 as default storage: moto's S3 server on 127.0.0.1, snakemake-storage-plugin-s3.
 
-What is covered: the split checkpoints run with every input and output in the bucket (drop 2's split fetches drop
-1's manifest from it), a second run reruns nothing, and the same holds remote-style (`--shared-fs-usage none`,
-jobs submitted through the cluster-generic executor as separate Snakemake processes). The chunk FASTAs are not
-yet declared outputs of the split (README, "Running on Kubernetes"), so fold jobs are not run here.
+What is covered: the split checkpoints run with every input and output in the bucket (drop 2's split fetches
+drop 1's manifest from it), a second run reruns nothing, and the same holds remote-style (`--shared-fs-usage
+none`, jobs submitted through the cluster-generic executor as separate Snakemake processes). The chunk FASTAs
+are not yet declared outputs of the split (README, "Running on Kubernetes"), so fold jobs are not run here.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def run_snakemake(workdir: Path, endpoint: str, *args: str) -> str:
     # the targets first: the plugin's options take several values
     command = [sys.executable, "-m", "snakemake", *TARGETS, "--snakefile", str(ROOT / "Snakefile")]
     command += ["--configfile", "config.yaml", "--cores", "2", "--default-storage-provider", "s3"]
-    command += ["--default-storage-prefix", f"s3://{BUCKET}/run", "--storage-s3-endpoint-url", endpoint, *args]
+    command += ["--default-storage-prefix", f"s3://{BUCKET}/run", "--storage-s3-endpoint-url", endpoint]
+    command += args
     # job scripts start `python -m snakemake`: this interpreter's
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=env)
@@ -111,7 +112,7 @@ SUBMIT = (
     'mkdir -p job-logs; nohup bash -c \'bash "$0" > "job-logs/${0##*/}.log" 2>&1; echo $? > "$0.rc"\' "$1"'
     ' > /dev/null 2>&1 & echo "$1"\n'
 )
-STATUS = '[ -f "$1.rc" ] || { echo running; exit; }; [ "$(cat "$1.rc")" = 0 ] && echo success || echo failed\n'
+STATUS = '[ -f "$1.rc" ] || { echo running; exit; }; [ "$(cat "$1.rc")" = 0 ] && echo success || echo failed'
 
 
 def test_splits_run_remote_style_without_a_shared_filesystem(tmp_path, s3):
