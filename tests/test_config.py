@@ -1,5 +1,7 @@
 """config.yaml and the demo config validate against the schema, which fills docs/SPEC.md's defaults."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,11 @@ def test_the_catalog_test_config_validates():
     validate(config, SCHEMA, set_default=True)
     for _, path in drop_entries(config["drops"]):
         assert (ROOT / ".test" / path).is_file()
+
+
+def test_the_catalog_test_config_plans_a_run():
+    command = [sys.executable, "-m", "snakemake", "--directory", ".test", "--configfile"]
+    command += [".test/config/config.yaml", "--cores", "1", "--dry-run"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "split_drop" in result.stdout + result.stderr
