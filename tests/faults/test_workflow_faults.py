@@ -252,10 +252,12 @@ def test_second_run_on_the_same_outdir_stops_naming_the_first(tmp_path, test_dat
     outdir = tmp_path / "shared-results"
     for workdir in (first, second):
         workdir.mkdir()
-        (workdir / "drop.fasta").write_text(small_drop(test_data, 4))
+        (workdir / "drop.fasta").write_text(small_drop(test_data, 16))
         write_config(workdir, ["drop.fasta"], outdir=str(outdir))
     command = [*SNAKEMAKE, "--configfile", str(first / "config.yaml"), "--cores", "1"]
-    running = subprocess.Popen(command, cwd=first, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    running = subprocess.Popen(
+        command, cwd=first, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         lock = outdir / ".atlas.lock"
         _wait_for(lambda: lock.exists() and str(running.pid) in lock.read_text())
@@ -267,12 +269,13 @@ def test_second_run_on_the_same_outdir_stops_naming_the_first(tmp_path, test_dat
         assert os.uname().nodename in message
         dry = snakemake(second, "--dry-run")
         assert "in use by another atlas run" not in output_of(dry)
+        assert running.poll() is None, "the first run ended before it could be killed"
     finally:
-        running.send_signal(signal.SIGKILL)
+        os.killpg(running.pid, signal.SIGKILL)  # the run and its jobs: a crash
         running.wait()
-    # the first run was killed: its lock is stale, and the next run takes over (no --unlock)
+    # the first run was killed holding the lock: the next run takes over (no --unlock) and says so
     rerun = snakemake(second)
-    assert "ended without releasing" in output_of(rerun) and f'"pid": {running.pid}' in output_of(rerun)
+    assert "ended without releasing" in output_of(rerun) and f"'pid': {running.pid}" in output_of(rerun)
     assert predicted_checksums(outdir / "predictions") == queued_checksums(outdir, "drop")
     case.observed = f"refused in {elapsed:.0f} s naming pid {running.pid}; after kill -9 a new run took over"
 
