@@ -490,13 +490,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-tokens-per-batch", type=int, default=4096, help="bound on B x Lmax")
     parser.add_argument("--max-pair-cells-per-batch", type=int, default=1 << 20, help="bound on B x Lmax^2")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument(
-        "--expect-records",
-        type=int,
-        default=None,
-        help="records the split's manifest puts in this chunk: a chunk file that differs is refused",
-    )
-    parser.add_argument("--expect-residues", type=int, default=None, help="residues of those records")
     args = parser.parse_args(argv)
     for name in ("max_tokens_per_batch", "max_pair_cells_per_batch", "threads", "trunk_chunk_size"):
         value = getattr(args, name)
@@ -516,21 +509,6 @@ def read_entries(fasta: Path) -> tuple[list[Entry], list[Entry]]:
         records.append(entry)
         unique.setdefault(entry.checksum, entry)
     return records, list(unique.values())
-
-
-def chunk_mismatch(
-    fasta: Path, records: list[Entry], expect_records: int | None, expect_residues: int | None
-) -> str | None:
-    """Why a chunk file is not what the split wrote (its records or residues differ from the manifest)."""
-    found = (len(records), sum(len(entry.sequence) for entry in records))
-    expected = (expect_records, expect_residues)
-    if all(value is None or value == seen for value, seen in zip(expected, found, strict=True)):
-        return None
-    return (
-        f"chunk file {str(fasta)!r} holds {found[0]} records of {found[1]} residues, but the split's manifest"
-        f" puts {expect_records} records of {expect_residues} residues in it: it was altered or truncated"
-        " after the split; delete the drop's manifest to split the drop again"
-    )
 
 
 def _software_version() -> str | None:
@@ -570,9 +548,6 @@ def fold_main(argv: list[str]) -> int:
     num_recycles = args.num_recycles if args.num_recycles is not None else max_recycles - 1
 
     records, unique = read_entries(args.fasta)
-    if error := chunk_mismatch(args.fasta, records, args.expect_records, args.expect_residues):
-        log.error("%s", error)
-        return 1
     parts_dir = parts_dir_for(output)
     for stale in [*output.parent.glob(f".{output.name}.*.tmp"), *parts_dir.glob(".part-*.tmp")]:
         stale.unlink(missing_ok=True)  # temporary files of a killed run

@@ -212,27 +212,6 @@ def test_deleted_chunk_file_is_reported_not_skipped(tmp_path, test_data, fault_c
 
 
 @pytest.mark.slow
-def test_altered_chunk_file_is_refused_not_folded(tmp_path, test_data, fault_case):
-    case = fault_case(
-        "a chunk FASTA truncated after the split, workflow rerun",
-        expected="its fold job stops naming the file and the manifest's count",
-    )
-    (tmp_path / "drop.fasta").write_text(small_drop(test_data, 4))
-    write_config(tmp_path, ["drop.fasta"], chunk_residues=1000)
-    snakemake(tmp_path, "results/chunks/drop/manifest.parquet")
-    chunk = next((tmp_path / "results" / "chunks" / "drop").glob("*.fasta"))
-    lines = chunk.read_text().splitlines(keepends=True)
-    assert len(lines) >= 4
-    chunk.write_text("".join(lines[:-2]))  # the last record lost
-    result = snakemake(tmp_path, "folded", check=False)
-    assert result.returncode != 0
-    log = next((tmp_path / "results" / "logs" / "fold").rglob(f"{chunk.stem}.log")).read_text()
-    assert str(chunk.name) in log and "altered or truncated" in log
-    assert not list((tmp_path / "results" / "predictions").rglob(f"{chunk.stem}.parquet"))
-    case.observed = f"fold job refused, its log names {chunk.name} and the manifest's counts"
-
-
-@pytest.mark.slow
 def test_touched_drop_and_rewritten_chunks_fold_nothing_again(tmp_path, test_data, fault_case):
     case = fault_case(
         "#5 touch on the drop and every chunk file (no checksum shortcut)",

@@ -137,30 +137,17 @@ def local_copy(iofile):
 
 @cache
 def queued_chunks(manifest, mtime_ns, size):
-    """{chunk name: (records, residues)} of a manifest's queued rows (cached per manifest version)."""
-    table = pq.read_table(manifest, columns=["chunk", "length"], filters=[("status", "==", "queued")])
-    sizes = table.group_by("chunk").aggregate([("length", "count"), ("length", "sum")]).to_pylist()
-    return {row["chunk"]: (row["length_count"], row["length_sum"]) for row in sizes}
+    """Chunk names of a manifest's queued rows, sorted (cached per manifest version)."""
+    table = pq.read_table(manifest, columns=["chunk"], filters=[("status", "==", "queued")])
+    return sorted(set(table.column("chunk").to_pylist()))
 
 
-def manifest_chunks(drop):
-    """What the split's manifest says of a drop's chunks, once its split checkpoint has run: the split's own
+def drop_chunks(drop):
+    """Chunk names of a drop, read from its split manifest once the split checkpoint has run: the split's own
     record, never a directory listing, so a chunk file that went missing is reported, not skipped."""
     manifest = local_copy(checkpoints.split_drop.get(drop=drop).output.manifest)
     stat = os.stat(manifest)
     return queued_chunks(manifest, stat.st_mtime_ns, stat.st_size)
-
-
-def drop_chunks(drop):
-    """Chunk names of a drop, sorted, from its split manifest."""
-    return sorted(manifest_chunks(drop))
-
-
-def expected_chunk_content(wildcards):
-    """`--expect-records N --expect-residues R` for a fold job: a chunk file altered after the split is
-    refused instead of folded."""
-    records, residues = manifest_chunks(wildcards.drop)[wildcards.chunk]
-    return f"--expect-records={records} --expect-residues={residues}"
 
 
 def chunk_fasta(output_pattern):

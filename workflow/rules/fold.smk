@@ -28,14 +28,13 @@ rule fold_chunk:
         # Only what changes the results is a param (a rerun trigger), and all of it is in the output path
         # (MODEL_KEY), so a changed model or recycle count makes new files instead of replacing these.
         model=config["model"],
-        expected_content=expected_chunk_content,
         num_recycles=(
             f"--num-recycles={config['num_recycles']}" if config["num_recycles"] is not None else ""
         ),
     shell:
         # Every name reaches the shell quoted, as one `--option=value` word (a value may start with "-").
         "atlas fold --fasta={input.fasta:q} --output={output.predictions:q}"
-        " --drop={wildcards.drop:q} --chunk={wildcards.chunk:q} --model={params.model:q} {params.expected_content}"
+        " --drop={wildcards.drop:q} --chunk={wildcards.chunk:q} --model={params.model:q}"
         " {params.num_recycles} --device={resources.fold_device:q} --trunk-chunk-size={resources.trunk_chunk_size:q}"
         " --lm-precision={resources.lm_precision:q} --max-tokens-per-batch={resources.max_tokens_per_batch}"
         " --max-pair-cells-per-batch={resources.max_pair_cells_per_batch} --threads={threads} > {log:q} 2>&1"
