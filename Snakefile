@@ -20,10 +20,12 @@ include: "workflow/rules/report.smk"
 
 localrules:
     all,
+    folded,
     report,
 
 
 rule all:
+    default_target: True
     input:
         f"{OUTDIR}/atlas/staged/index.parquet",
         f"{OUTDIR}/atlas/staged/atlas.duckdb",
@@ -34,4 +36,12 @@ rule all:
         all_manifests,
         all_structural,
         CLUSTERS_TABLE,
-    default_target: True
+
+
+# Every chunk folded (and searched against the reference), without the index and the report: e.g. to fold on a
+# cluster now and build the atlas later.
+rule folded:
+    input:
+        all_manifests,
+        all_predictions,
+        all_novelty,

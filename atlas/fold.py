@@ -517,7 +517,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--num-recycles", type=int, default=None, help="ESMFold recycles (default: the model's)"
     )
-    parser.add_argument("--trunk-chunk-size", type=int, default=None, help="default: chosen by length")
+    parser.add_argument(
+        "--trunk-chunk-size",
+        type=lambda text: None if text == "auto" else int(text),
+        default=None,
+        help="an integer, or auto (default): chosen by length",
+    )
     parser.add_argument("--lm-precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     parser.add_argument("--max-tokens-per-batch", type=int, default=4096, help="bound on B x Lmax")
     parser.add_argument("--max-pair-cells-per-batch", type=int, default=1 << 20, help="bound on B x Lmax^2")

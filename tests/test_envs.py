@@ -37,3 +37,20 @@ def test_conda_env_lists_the_pyproject_dependencies():
     for name, requirement in wanted.items():
         bound = requirement[len(name) :]
         assert listed[name].endswith(bound), f"{name}: pyproject {requirement!r}, env {listed[name]!r}"
+
+
+def test_gpu_env_is_the_cpu_env_with_a_cuda_pytorch():
+    cpu = yaml.safe_load((ROOT / "envs" / "atlas.yaml").read_text())
+    gpu = yaml.safe_load((ROOT / "envs" / "atlas-cuda.yaml").read_text())
+    assert gpu["channels"] == cpu["channels"]
+    swapped = [
+        requirement.replace("pytorch>=", "pytorch-gpu>=")
+        if requirement_name(requirement) == "pytorch"
+        else requirement
+        for requirement in cpu["dependencies"]
+        if isinstance(requirement, str)
+    ]
+    assert [entry for entry in gpu["dependencies"] if isinstance(entry, str)] == swapped
+    assert [e for e in gpu["dependencies"] if isinstance(e, dict)] == [
+        e for e in cpu["dependencies"] if isinstance(e, dict)
+    ]

@@ -232,7 +232,7 @@ def test_failed_fold_job_is_reported_with_its_log_paths(cuda_run):
     assert chunks
     for fasta in chunks:
         drop, chunk = fasta.parent.name, fasta.stem
-        rule_log = f"results/logs/fold/{drop}/{chunk}.log"
+        rule_log = f"results/logs/fold/tiny-r0/{drop}/{chunk}.log"  # the tiny model, num_recycles 0
         assert "CUDA" in (run.workdir / rule_log).read_text()
         # Snakemake's error report names the rule's log and the SLURM job's log, for every attempt.
         attempts = [job for job in jobs_of_rule(jobs, "fold_chunk") if job["Comment"].endswith(f"_{chunk}")]

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DROP1 = ROOT / "example" / "drop1.fasta"
 DROP2 = ROOT / "example" / "drop2.fasta.gz"
 REFERENCE = ROOT / "example" / "reference.fasta"
+# the tiny model with num_recycles 0: the folder of its prediction set (docs/SPEC.md)
+PREDICTIONS = Path("predictions") / "tiny-r0"
 JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
 
@@ -81,7 +83,7 @@ def file_digests(directory: Path) -> dict[str, str]:
 
 def drop_outputs(results: Path, drop: str) -> dict[str, str]:
     digests = {}
-    for stage in ("chunks", "predictions", "novelty"):
+    for stage in ("chunks", str(PREDICTIONS), "novelty"):
         stage_digests = file_digests(results / stage / drop)
         digests.update({f"{stage}/{name}": digest for name, digest in stage_digests.items()})
     return digests
@@ -121,7 +123,7 @@ def test_first_run_folds_every_queued_sequence(incremental_run):
     queued = {row["checksum"] for row in manifest if row["status"] == "queued"}
     assert queued, "the example drop queues sequences"
     assert {row["status"] for row in manifest} == {"queued", "duplicate", "rejected"}
-    predictions = pq.read_table(results / "predictions" / "drop1").to_pylist()
+    predictions = pq.read_table(results / PREDICTIONS / "drop1").to_pylist()
     assert sorted(row["checksum"] for row in predictions) == sorted(queued)
     assert all(row["status"] == "ok" and row["mmcif"].startswith("data_") for row in predictions)
     novelty = pq.read_table(results / "novelty" / "drop1").to_pylist()
@@ -162,7 +164,7 @@ def test_repeated_sequences_are_not_folded_again(incremental_run):
     manifest2 = pq.read_table(results / "chunks" / "drop2" / "manifest.parquet").to_pylist()
     duplicates = [row for row in manifest2 if row["status"] == "duplicate"]
     assert duplicates and all("drop1" in row["reason"] for row in duplicates)
-    folded = column_values(f"{results}/predictions/*/*.parquet", "checksum")
+    folded = column_values(f"{results}/{PREDICTIONS}/*/*.parquet", "checksum")
     assert len(folded) == len(set(folded)), "a sequence was folded twice"
 
 

@@ -1,34 +1,42 @@
+import asyncio
 import json
 import os
 import re
 import sys
-from shlex import quote as shlex_quote
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
+from shlex import quote as shlex_quote
 
-from snakemake.settings.types import DeploymentMethod
+import pyarrow.parquet as pq
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.settings.types import DeploymentMethod, SharedFSUsage
 from snakemake.utils import validate
 
+from atlas.lock import OutdirLock, OutdirLocked
+from atlas.preflight import PreflightError, check_config, drop_entries, model_problems, predictions_key
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
+# Drops and the outdir are paths on this machine unless a default storage provider (S3, GCS, ...) holds them.
+LOCAL_FILES = workflow.storage_settings.default_storage_provider is None
+# Jobs see this machine's model cache unless they run without a shared filesystem (e.g. Kubernetes pods).
+JOBS_SHARE_FS = SharedFSUsage.SOURCES in workflow.storage_settings.shared_fs_usage
+
+# The config is checked once, in the process that schedules the jobs, before any job exists.
+if workflow.is_main_process:
+    try:
+        check_config(config, Path(workflow.basedir), local_files=LOCAL_FILES, check_model=False)
+    except PreflightError as error:
+        raise WorkflowError(str(error)) from None
+
 OUTDIR = os.path.normpath(config["outdir"])
-DROP_FILES = config["drops"]
-DROP_SUFFIXES = (".fasta.gz", ".faa.gz", ".fa.gz", ".fasta", ".faa", ".fa")
-
-
-def drop_name(path):
-    """A drop's name is its file name without .fa/.faa/.fasta[.gz] (docs/SPEC.md)."""
-    name = os.path.basename(path)
-    for suffix in DROP_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    raise ValueError(f"drop file {path!r} does not end in one of {', '.join(DROP_SUFFIXES)}")
-
-
-DROPS = [drop_name(path) for path in DROP_FILES]
-if len(set(DROPS)) != len(DROPS):
-    raise ValueError(f"two drops in config 'drops' share a name: {DROPS}")
-DROP_FILE = dict(zip(DROPS, DROP_FILES))
+DROP_FILE = dict(drop_entries(config["drops"]))
+DROPS = list(DROP_FILE)
+# Predictions of one model (and recycle count) live apart from another's, so changing `model` adds work and
+# deletes none. Only what changes results is in this key (device, batch sizes, threads are not).
+MODEL_KEY = predictions_key(config["model"], config["num_recycles"])
 
 # Rules call `atlas STEP`: a shell function running this checkout's package with the interpreter that runs
 # Snakemake (a venv need not be activated), or the rule's own `python` under conda deployment.
@@ -36,13 +44,13 @@ USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_m
 ATLAS_PYTHON = "python" if USES_CONDA else shlex_quote(sys.executable)
 shell.prefix(
     f"set -euo pipefail; atlas() {{{{ PYTHONPATH={shlex_quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"
-    f" {ATLAS_PYTHON} -m atlas \"$@\"; }}}}; "
+    f' {ATLAS_PYTHON} -m atlas "$@"; }}}}; '
 )
 
 # Where each stage writes, defined once; rules and input functions format these patterns.
 MANIFEST_FILE = f"{OUTDIR}/chunks/{{drop}}/manifest.parquet"
 CHUNK_FASTA = f"{OUTDIR}/chunks/{{drop}}/{{chunk}}.fasta"
-PREDICTIONS_FILE = f"{OUTDIR}/predictions/{{drop}}/{{chunk}}.parquet"
+PREDICTIONS_FILE = f"{OUTDIR}/predictions/{MODEL_KEY}/{{drop}}/{{chunk}}.parquet"
 NOVELTY_FILE = f"{OUTDIR}/novelty/{{drop}}/{{chunk}}.parquet"
 
 NOVELTY_REFERENCE = config["novelty"]["reference"]
@@ -52,6 +60,36 @@ REFERENCE_DB = f"{OUTDIR}/reference/reference.json"
 wildcard_constraints:
     drop="|".join(re.escape(drop) for drop in DROPS),
     chunk=r"[A-Za-z0-9_.-]+",
+
+
+OUTDIR_LOCK = OutdirLock(OUTDIR)
+
+
+onstart:
+    # Before the first job (not on dry runs): the model must resolve where the jobs run, and one run at a
+    # time writes an outdir. The lock is released when this process ends, however it ends.
+    problems = model_problems(config["model"]) if JOBS_SHARE_FS else []
+    if problems:
+        raise WorkflowError(
+            "the configuration cannot run (nothing was started):\n  - " + "\n  - ".join(problems)
+        )
+    if LOCAL_FILES:
+        try:
+            OUTDIR_LOCK.acquire()
+        except OutdirLocked as error:
+            raise WorkflowError(str(error)) from None
+        if OUTDIR_LOCK.previous:
+            logger.warning(
+                f"a previous run on {OUTDIR} ended without releasing it: {OUTDIR_LOCK.previous}"
+            )
+
+
+onsuccess:
+    OUTDIR_LOCK.release()
+
+
+onerror:
+    OUTDIR_LOCK.release()
 
 
 def fold_gpus(wildcards):
@@ -84,11 +122,50 @@ def earlier_manifests(wildcards):
     return [MANIFEST_FILE.format(drop=drop) for drop in DROPS[:position]]
 
 
+def local_copy(iofile):
+    """A path on this machine holding `iofile`: the file itself, or a fresh copy fetched through its storage
+    object (with remote storage, local copies of outputs are removed after upload: never read the bare path).
+    """
+    if not iofile.is_storage:
+        return str(iofile)
+    storage_object = iofile.storage_object
+    # Input functions run inside Snakemake's event loop: retrieve in a thread with a loop of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, storage_object.managed_retrieve()).result()
+    return str(storage_object.local_path())
+
+
+@cache
+def queued_chunks(manifest, mtime_ns, size):
+    """Chunk names of a manifest's queued rows, sorted (cached per manifest version)."""
+    table = pq.read_table(manifest, columns=["chunk"], filters=[("status", "==", "queued")])
+    return sorted(set(table.column("chunk").to_pylist()))
+
+
 def drop_chunks(drop):
-    """Chunk names of a drop, known once its split checkpoint has run."""
-    manifest = checkpoints.split_drop.get(drop=drop).output.manifest
-    chunk_dir = Path(manifest).parent
-    return sorted(path.name[: -len(".fasta")] for path in chunk_dir.glob("*.fasta"))
+    """Chunk names of a drop, read from its split manifest once the split checkpoint has run: the split's own
+    record, never a directory listing, so a chunk file that went missing is reported, not skipped."""
+    manifest = local_copy(checkpoints.split_drop.get(drop=drop).output.manifest)
+    stat = os.stat(manifest)
+    return queued_chunks(manifest, stat.st_mtime_ns, stat.st_size)
+
+
+def chunk_fasta(output_pattern):
+    """Input function of a per-chunk job: the chunk's FASTA. A local one that is missing while the job's
+    output (`output_pattern`) is still to be made stops the workflow with the remedy, naming both files."""
+
+    def fasta(wildcards):
+        path = CHUNK_FASTA.format(drop=wildcards.drop, chunk=wildcards.chunk)
+        output = output_pattern.format(drop=wildcards.drop, chunk=wildcards.chunk)
+        if LOCAL_FILES and not os.path.exists(path) and not os.path.exists(output):
+            raise WorkflowError(
+                f"chunk file {path!r} is listed in {MANIFEST_FILE.format(drop=wildcards.drop)!r} but missing, "
+                f"and {output!r} is not made yet: delete that manifest to split drop {wildcards.drop!r} again"
+                " (chunks are named by content, so finished predictions are kept and reused)"
+            )
+        return path
+
+    return fasta
 
 
 def all_predictions(wildcards):

@@ -12,14 +12,14 @@ rule drop_lookup:
     output:
         by_id=LOOKUP_BY_ID,
         by_checksum=LOOKUP_BY_CHECKSUM,
-    resources:
-        mem_mb=lambda wildcards, input, attempt: max(2000, min(16000, int(4 * input.size_mb))) * attempt,
     log:
         f"{OUTDIR}/logs/lookup/{{drop}}.log",
     benchmark:
         f"{OUTDIR}/benchmarks/lookup/{{drop}}.tsv"
     conda:
         "../../envs/atlas.yaml"
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(2000, min(16000, int(4 * input.size_mb))) * attempt,
     shell:
         "export ATLAS_LOOKUP_MEMORY_LIMIT=$(({resources.mem_mb} * 3 / 4))MB; "
         "atlas lookup --manifest {input.manifest:q} --by-id {output.by_id:q}"
@@ -35,18 +35,18 @@ rule atlas_index:
     output:
         index=f"{OUTDIR}/atlas/staged/index.parquet",
         database=f"{OUTDIR}/atlas/staged/atlas.duckdb",
-    params:
-        drops=DROPS,
-        min_plddt=config["min_plddt"],
-        min_ptm=config["min_ptm"],
-        novelty=bool(NOVELTY_REFERENCE),
-    resources:
-        mem_mb=lambda wildcards, input, attempt: max(4000, min(32000, int(input.size_mb / 10))) * attempt,
     log:
         f"{OUTDIR}/logs/atlas_index.log",
     benchmark:
         f"{OUTDIR}/benchmarks/atlas_index.tsv"
     conda:
         "../../envs/atlas.yaml"
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(4000, min(32000, int(input.size_mb / 10))) * attempt,
+    params:
+        drops=DROPS,
+        min_plddt=config["min_plddt"],
+        min_ptm=config["min_ptm"],
+        novelty=bool(NOVELTY_REFERENCE),
     script:
         "../scripts/atlas_index.py"

@@ -49,6 +49,12 @@ rule report:
             category="Atlas",
             labels={"figure": "fold throughput"},
         ),
+    log:
+        f"{OUTDIR}/logs/report.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/report.tsv"
+    conda:
+        "../../envs/atlas.yaml"
     params:
         drops=DROPS,
         min_plddt=config["min_plddt"],
@@ -58,11 +64,5 @@ rule report:
         min_coverage=config["novelty"]["min_coverage"],
         min_length=config["min_length"],
         max_length=config["max_length"],
-    log:
-        f"{OUTDIR}/logs/report.log",
-    benchmark:
-        f"{OUTDIR}/benchmarks/report.tsv"
-    conda:
-        "../../envs/atlas.yaml"
     script:
         "../scripts/atlas_report.py"

@@ -9,15 +9,15 @@ rule structure_reference:
         reference=ancient(STRUCTURE_REFERENCE) if STRUCTURE_REFERENCE else [],
     output:
         reference=STRUCTURE_REFERENCE_JSON,
-    threads: config["structural_novelty"]["threads"]
-    resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
     log:
         f"{OUTDIR}/logs/structure_reference.log",
     benchmark:
         f"{OUTDIR}/benchmarks/structure_reference.tsv"
     conda:
         "../../envs/atlas.yaml"
+    threads: config["structural_novelty"]["threads"]
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
     shell:
         "atlas structure-reference --reference {input.reference:q} --output {output.reference:q}"
         " --threads {threads} > {log:q} 2>&1"
@@ -29,6 +29,15 @@ rule structural_chunk:
         reference=STRUCTURE_REFERENCE_JSON,
     output:
         structural=STRUCTURAL_FILE,
+    log:
+        f"{OUTDIR}/logs/structural/{{drop}}/{{chunk}}.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/structural/{{drop}}/{{chunk}}.tsv"
+    conda:
+        "../../envs/atlas.yaml"
+    threads: config["structural_novelty"]["threads"]
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(4000, int(1.5 * structure_reference_mb(input))) * attempt,
     params:
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
@@ -37,15 +46,6 @@ rule structural_chunk:
         sensitivity=config["structural_novelty"]["sensitivity"],
         max_seqs=config["structural_novelty"]["max_seqs"],
         prefilter_mode=config["structural_novelty"]["prefilter_mode"],
-    threads: config["structural_novelty"]["threads"]
-    resources:
-        mem_mb=lambda wildcards, input, attempt: max(4000, int(1.5 * structure_reference_mb(input))) * attempt,
-    log:
-        f"{OUTDIR}/logs/structural/{{drop}}/{{chunk}}.log",
-    benchmark:
-        f"{OUTDIR}/benchmarks/structural/{{drop}}/{{chunk}}.tsv"
-    conda:
-        "../../envs/atlas.yaml"
     shell:
         "atlas structural --predictions {input.predictions:q} --reference {input.reference:q}"
         " --output {output.structural:q} --min-plddt {params.min_plddt} --min-ptm {params.min_ptm}"
@@ -62,23 +62,25 @@ rule cluster_drop:
     output:
         members=CLUSTER_MEMBERS,
         state=directory(CLUSTER_STATE),
-    params:
-        previous=lambda wildcards, input: f"--previous {shlex_quote(input.previous)}" if input.previous else "",
-        predictions_dir=lambda wildcards: Path(PREDICTIONS_FILE.format(drop=wildcards.drop, chunk="x")).parent,
-        min_plddt=config["min_plddt"],
-        min_ptm=config["min_ptm"],
-        min_seq_id=config["clusters"]["min_seq_id"],
-        coverage=config["clusters"]["coverage"],
-        kmer_per_seq=config["clusters"]["kmer_per_seq"],
-    threads: config["clusters"]["threads"]
-    resources:
-        mem_mb=lambda wildcards, input, attempt: max(4000, int(4 * input.size_mb)) * attempt,
     log:
         f"{OUTDIR}/logs/clusters/{{drop}}.log",
     benchmark:
         f"{OUTDIR}/benchmarks/clusters/{{drop}}.tsv"
     conda:
         "../../envs/atlas.yaml"
+    threads: config["clusters"]["threads"]
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(4000, int(4 * input.size_mb)) * attempt,
+    params:
+        previous=lambda wildcards, input: (
+            f"--previous {shlex_quote(input.previous)}" if input.previous else ""
+        ),
+        predictions_dir=lambda wildcards: Path(PREDICTIONS_FILE.format(drop=wildcards.drop, chunk="x")).parent,
+        min_plddt=config["min_plddt"],
+        min_ptm=config["min_ptm"],
+        min_seq_id=config["clusters"]["min_seq_id"],
+        coverage=config["clusters"]["coverage"],
+        kmer_per_seq=config["clusters"]["kmer_per_seq"],
     shell:
         "atlas cluster-drop --manifest {input.manifest:q} --predictions-dir {params.predictions_dir:q}"
         " {params.previous} --members {output.members:q} --state {output.state:q}"
@@ -91,17 +93,17 @@ rule clusters_table:
         members=[CLUSTER_MEMBERS.format(drop=drop) for drop in DROPS],
     output:
         table=CLUSTERS_TABLE,
-    params:
-        members_dir=lambda wildcards, output: Path(output.table).parent,
-        drops=" ".join(shlex_quote(drop) for drop in DROPS),
-    resources:
-        mem_mb=lambda wildcards, input, attempt: max(4000, min(32000, int(2 * input.size_mb))) * attempt,
     log:
         f"{OUTDIR}/logs/clusters_table.log",
     benchmark:
         f"{OUTDIR}/benchmarks/clusters_table.tsv"
     conda:
         "../../envs/atlas.yaml"
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(4000, min(32000, int(2 * input.size_mb))) * attempt,
+    params:
+        members_dir=lambda wildcards, output: Path(output.table).parent,
+        drops=" ".join(shlex_quote(drop) for drop in DROPS),
     shell:
         "atlas clusters-table --members-dir {params.members_dir:q} --drops {params.drops}"
         " --output {output.table:q} > {log:q} 2>&1"

@@ -22,7 +22,9 @@ def structure_reference_mb(input):
 
 
 def drop_predictions(wildcards):
-    return [PREDICTIONS_FILE.format(drop=wildcards.drop, chunk=chunk) for chunk in drop_chunks(wildcards.drop)]
+    return [
+        PREDICTIONS_FILE.format(drop=wildcards.drop, chunk=chunk) for chunk in drop_chunks(wildcards.drop)
+    ]
 
 
 def previous_cluster_state(wildcards):
