@@ -329,18 +329,23 @@ def index_main(argv: list[str]) -> int:
 
     import duckdb
 
-    from atlas.config import schema_defaults
+    from atlas.config import settings
     from atlas.lookup import write_lookups
+    from atlas.preflight import predictions_key
 
     parser = argparse.ArgumentParser(
         prog="atlas index", description="Build the atlas of a finished outdir by hand (see atlas.index)."
     )
     parser.add_argument("--outdir", required=True, type=Path)
     parser.add_argument("--drops", nargs="+", required=True, help="drop names, in arrival order")
-    parser.add_argument("--predictions-dir", default="predictions", help="under outdir: predictions/KEY")
-    defaults = schema_defaults()
-    parser.add_argument("--min-plddt", type=float, default=defaults.get("min_plddt"))
-    parser.add_argument("--min-ptm", type=float, default=defaults.get("min_ptm"))
+    config = settings()  # ./config.yaml over the schema defaults
+    parser.add_argument(
+        "--predictions-dir",
+        default=f"predictions/{predictions_key(config['model'], config['num_recycles'])}",
+        help="under outdir (default: the prediction set of ./config.yaml's model, %(default)s)",
+    )
+    parser.add_argument("--min-plddt", type=float, default=config["min_plddt"])
+    parser.add_argument("--min-ptm", type=float, default=config["min_ptm"])
     parser.add_argument("--novelty", action=argparse.BooleanOptionalAction, default=False)
     args = parser.parse_args(argv)
     outdir = args.outdir

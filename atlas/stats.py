@@ -2,10 +2,10 @@
 
 The numbers are atlas.counts.stage_counts, the same as the report's summary.json. With an atlas database
 (atlas/atlas.duckdb) they are counted through its views, with the thresholds, novelty setting and drops
-it was built with; its views read the drops' folders as they are now, so a rerun in progress shows. Before
-the first index, they are counted over the manifests under OUTDIR/chunks and the predictions and novelty
-files beside them, with the thresholds of ./config.yaml or the config schema's defaults. Only metrics are
-read, never the structures.
+it was built with; its views read the drops' folders as they are now, so a rerun in progress
+shows. Before the first index, they are counted over the manifests under OUTDIR/chunks and the predictions
+(of the configured model's set) and novelty files beside them, with the thresholds of ./config.yaml or the
+config schema's defaults. Only metrics are read, never the structures.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from atlas.config import settings
 from atlas.counts import format_counts, stage_counts
+from atlas.preflight import predictions_key
 from atlas.query import AtlasError, add_outdir_argument, connect, database_path, resolve_outdir
 from atlas.sql import sql_string
 from atlas.views import create_outcome_views, create_stage_views
@@ -40,12 +41,17 @@ def _counts_from_files(outdir: str | Path) -> dict:
     drops = sorted(path.parent.name for path in root.glob("chunks/*/manifest.parquet"))
     config = settings()
     novelty = any((root / "novelty" / drop).is_dir() for drop in drops)
+    # the prediction set of the configured model (predictions/{model key}/{drop}/)
+    stage_folders = {
+        "predictions": root / "predictions" / predictions_key(config["model"], config["num_recycles"]),
+        "novelty": root / "novelty",
+    }
 
     def folders(stage: str) -> list[str]:
         return [
-            sql_string((root / stage / drop).resolve() / "*.parquet")
+            sql_string((stage_folders[stage] / drop).resolve() / "*.parquet")
             for drop in drops
-            if any((root / stage / drop).glob("*.parquet"))
+            if any((stage_folders[stage] / drop).glob("*.parquet"))
         ]
 
     with duckdb.connect(":memory:") as connection:

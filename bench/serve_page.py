@@ -123,6 +123,7 @@ def main() -> int:
         started = time.perf_counter()
         generate(outdir, args.rows)
         argv = ["index", "--outdir", str(outdir), "--drops", *DROPS, "--min-plddt", "0", "--min-ptm", "0"]
+        argv += ["--predictions-dir", "predictions"]
         assert atlas_main([*argv, "--novelty"]) == 0
         print(f"generated and indexed {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
 

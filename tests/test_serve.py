@@ -81,6 +81,7 @@ def build_demo(root: Path) -> Path:
             argv += ["--model", "tiny", "--device", "cpu", "--threads", "2", "--store-pae", "1"]
             assert atlas_main(argv) == 0
     argv = ["index", "--outdir", str(outdir), "--drops", *drops, "--min-plddt", "0", "--min-ptm", "0"]
+    argv += ["--predictions-dir", "predictions"]
     assert atlas_main([*argv, "--no-novelty"]) == 0
     return outdir
 
@@ -286,6 +287,8 @@ def test_a_new_index_is_served_without_a_restart(tmp_path):
         "0",
         "--min-ptm",
         "0",
+        "--predictions-dir",
+        "predictions",
     ]
     assert atlas_main([*argv, "--novelty"]) == 0
     after = client.get("/api/search").json()["total"]
