@@ -12,13 +12,9 @@ from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta
 
 # One E. coli codon per amino acid: back-translating real proteins gives realistic coding sequences.
-CODON = dict(
-    zip(
-        "ACDEFGHIKLMNPQRSTVWY",
-        "GCG TGC GAT GAA TTT GGC CAT ATT AAA CTG ATG AAC CCG CAG CGT AGC ACC GTG TGG TAT".split(),
-        strict=True,
-    )
-)
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+CODONS = "GCG TGC GAT GAA TTT GGC CAT ATT AAA CTG ATG AAC CCG CAG CGT AGC ACC GTG TGG TAT"
+CODON = dict(zip(AMINO_ACIDS, CODONS.split(" "), strict=True))
 
 
 def coding_fasta(test_data, records: int, proteins: int = 0) -> str:
