@@ -62,6 +62,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -332,38 +333,56 @@ class Hit:
     bits: float
 
 
-def parse_hits(path: str | Path) -> dict[str, list[Hit]]:
-    """Hits per query from a `--format-output query,target,fident,qcov,tcov,evalue,bits` table."""
-    hits: dict[str, list[Hit]] = collections.defaultdict(list)
+def parse_hits(path: str | Path) -> Iterator[tuple[str, Hit]]:
+    """(query, hit) per line of a `--format-output query,target,fident,qcov,tcov,evalue,bits` table."""
     with open(path) as handle:
         for line in handle:
             fields = line.rstrip("\n").split("\t")
             if len(fields) < 7:
                 continue
             query, target, fident, qcov, tcov, evalue, bits = fields[:7]
-            numbers = (float(fident), float(qcov), float(tcov), float(evalue), float(bits))
-            hits[query].append(Hit(target, *numbers))
-    return hits
+            yield query, Hit(target, float(fident), float(qcov), float(tcov), float(evalue), float(bits))
 
 
-def judge(hits: list[Hit], max_identity: float, min_coverage: float) -> tuple[Hit | None, bool]:
+def _rank(hit: Hit) -> tuple:
+    return (-hit.bits, hit.evalue, -hit.identity, hit.target)
+
+
+def _qualifies(hit: Hit, max_identity: float, min_coverage: float) -> bool:
+    return hit.identity >= max_identity - _EPS and hit.query_coverage >= min_coverage - _EPS
+
+
+def judge(hits: Iterable[Hit], max_identity: float, min_coverage: float) -> tuple[Hit | None, bool]:
     """(reported hit, novel) for one query; see the module docstring for which hit is reported."""
-    if not hits:
-        return None, True
-    qualifying = [
-        hit
-        for hit in hits
-        if hit.identity >= max_identity - _EPS and hit.query_coverage >= min_coverage - _EPS
-    ]
-    pool = qualifying or hits
-    best = min(pool, key=lambda hit: (-hit.bits, hit.evalue, -hit.identity, hit.target))
-    return best, not qualifying
+    judged = judge_hits(((None, hit) for hit in hits), max_identity, min_coverage)
+    return judged.get(None, (None, True))
 
 
-def search_chunk(
-    fasta: str | Path,
+def judge_hits(
+    hits: Iterable[tuple[str, Hit]], max_identity: float, min_coverage: float
+) -> dict[str, tuple[Hit, bool]]:
+    """query -> (reported hit, novel), reducing a stream of hits to two per query (memory: per query)."""
+    qualifying: dict[str, Hit] = {}  # best hit reaching both thresholds
+    other: dict[str, Hit] = {}  # best of the rest, reported when nothing qualifies
+    for query, hit in hits:
+        pool = qualifying if _qualifies(hit, max_identity, min_coverage) else other
+        best = pool.get(query)
+        if best is None or _rank(hit) < _rank(best):
+            pool[query] = hit
+    judged = {query: (hit, True) for query, hit in other.items()}
+    judged.update((query, (hit, False)) for query, hit in qualifying.items())
+    return judged
+
+
+def search_chunk(fasta: str | Path, reference_json: str | Path, output: str | Path, **options) -> dict:
+    """Search one chunk FASTA against the reference and write its novelty Parquet; returns a few counts."""
+    return search_chunks([fasta], reference_json, [output], **options)
+
+
+def search_chunks(
+    fastas: list[str | Path],
     reference_json: str | Path,
-    output: str | Path,
+    outputs: list[str | Path],
     max_identity: float = 0.9,
     min_coverage: float = 0.8,
     sensitivity: float = DEFAULT_SENSITIVITY,
@@ -371,35 +390,43 @@ def search_chunk(
     evalue: float = 10.0,
     max_seqs: int = 300,
 ) -> dict:
-    """Search one chunk FASTA against the reference and write its novelty Parquet; returns a few counts."""
+    """Search the sequences of several chunk FASTAs in one MMseqs2 run (the reference is mapped once) and
+    write each chunk's novelty Parquet (outputs[i] for fastas[i]); returns a few counts over all."""
     import pyarrow as pa
 
     from atlas.fasta import read_fasta, sequence_checksum
     from atlas.tables import NOVELTY, write_parquet_atomic
 
-    output = Path(output)
-    sequences: dict[str, str] = {}  # checksum -> sequence, FASTA order; a chunk's sequences are unique
-    for record in read_fasta(fasta):
-        sequence = record.sequence.upper()
-        sequences.setdefault(sequence_checksum(sequence), sequence)
-    hits: dict[str, list[Hit]] = {}
-    if sequences:
-        database = resolve_reference_db(reference_json)
-        binary = find_mmseqs()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        for stale in output.parent.glob(f".{output.name}.mmseqs-*"):  # left by a killed run of this job
-            shutil.rmtree(stale, ignore_errors=True)
-        workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.mmseqs-", dir=output.parent))
-        try:
-            query = workdir / "query.fasta"
-            with open(query, "w") as handle:
-                for checksum, sequence in sequences.items():
-                    handle.write(f">{checksum}\n{sequence}\n")
+    if len(fastas) != len(outputs) or not fastas:
+        raise ValueError(f"give one output per chunk FASTA: {len(fastas)} FASTA, {len(outputs)} outputs")
+    outputs = [Path(output) for output in outputs]
+    first = outputs[0]
+    first.parent.mkdir(parents=True, exist_ok=True)
+    for stale in first.parent.glob(f".{first.name}.mmseqs-*"):  # left by a killed run of this job
+        shutil.rmtree(stale, ignore_errors=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{first.name}.mmseqs-", dir=first.parent))
+    try:
+        chunk_checksums: list[list[str]] = []  # per chunk, FASTA order; only checksums are kept
+        written: set[str] = set()
+        query = workdir / "query.fasta"
+        with open(query, "w") as handle:
+            for fasta in fastas:
+                checksums: dict[str, None] = {}  # an ordered set: a chunk lists each sequence once
+                for record in read_fasta(fasta):
+                    sequence = record.sequence.upper()
+                    checksum = sequence_checksum(sequence)
+                    checksums[checksum] = None
+                    if checksum not in written:  # chunks of a drop are disjoint; stay correct if not
+                        written.add(checksum)
+                        handle.write(f">{checksum}\n{sequence}\n")
+                chunk_checksums.append(list(checksums))
+        judged: dict[str, tuple[Hit, bool]] = {}
+        if written:
             result = workdir / "hits.tsv"
             run_mmseqs(
-                binary,
+                find_mmseqs(),
                 [
-                    "easy-search", query, database, result, workdir / "tmp",
+                    "easy-search", query, resolve_reference_db(reference_json), result, workdir / "tmp",
                     "--format-output", SEARCH_FORMAT,
                     "--alignment-mode", "3",
                     "-s", sensitivity,
@@ -410,30 +437,28 @@ def search_chunk(
                     "--threads", max(1, threads),
                 ],
             )  # fmt: skip
-            hits = parse_hits(result)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    rows = {name: [] for name in NOVELTY_COLUMNS}
-    for checksum in sequences:
-        best, novel = judge(hits.get(checksum, []), max_identity, min_coverage)
-        rows["checksum"].append(checksum)
-        rows["best_hit"].append(best.target if best else None)
-        rows["identity"].append(best.identity if best else None)
-        rows["query_coverage"].append(best.query_coverage if best else None)
-        rows["target_coverage"].append(best.target_coverage if best else None)
-        rows["evalue"].append(best.evalue if best else None)
-        rows["novel"].append(novel)
-    table = pa.table(rows, schema=NOVELTY)
-    write_parquet_atomic(table, output)
-    counts = {
-        "sequences": len(sequences),
-        "with_hit": sum(1 for checksum in sequences if hits.get(checksum)),
-        "novel": sum(rows["novel"]),
-    }
-    _log(
-        f"wrote {output}: {counts['sequences']} sequences, {counts['with_hit']} with a hit, "
-        f"{counts['novel']} novel"
-    )
+            judged = judge_hits(parse_hits(result), max_identity, min_coverage)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    counts = {"sequences": 0, "with_hit": 0, "novel": 0}
+    for checksums, output in zip(chunk_checksums, outputs, strict=True):
+        rows = {name: [] for name in NOVELTY_COLUMNS}
+        for checksum in checksums:
+            best, novel = judged.get(checksum, (None, True))
+            rows["checksum"].append(checksum)
+            rows["best_hit"].append(best.target if best else None)
+            rows["identity"].append(best.identity if best else None)
+            rows["query_coverage"].append(best.query_coverage if best else None)
+            rows["target_coverage"].append(best.target_coverage if best else None)
+            rows["evalue"].append(best.evalue if best else None)
+            rows["novel"].append(novel)
+        write_parquet_atomic(pa.table(rows, schema=NOVELTY), output)
+        novel_count = sum(rows["novel"])
+        with_hit = sum(checksum in judged for checksum in checksums)
+        _log(f"wrote {output}: {len(checksums)} sequences, {with_hit} with a hit, {novel_count} novel")
+        counts["sequences"] += len(checksums)
+        counts["with_hit"] += with_hit
+        counts["novel"] += novel_count
     return counts
 
 
@@ -441,9 +466,9 @@ def novelty_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="atlas novelty", description="search one chunk's sequences against the MMseqs2 reference"
     )
-    parser.add_argument("--fasta", required=True, help="the chunk FASTA")
+    parser.add_argument("--fasta", required=True, nargs="+", help="the chunk FASTA(s), searched in one run")
     parser.add_argument("--reference-db", required=True, help="reference.json of `atlas reference-db`")
-    parser.add_argument("--output", required=True, help="novelty Parquet to write")
+    parser.add_argument("--output", required=True, nargs="+", help="novelty Parquet to write, one per FASTA")
     parser.add_argument("--max-identity", type=float, default=0.9)
     parser.add_argument("--min-coverage", type=float, default=0.8)
     parser.add_argument(
@@ -454,7 +479,7 @@ def novelty_main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        search_chunk(
+        search_chunks(
             args.fasta,
             args.reference_db,
             args.output,

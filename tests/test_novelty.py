@@ -281,6 +281,27 @@ def test_truth_set_calls_of_the_default_equal_the_old_default(tmp_path, test_dat
     assert len(queries) - len(stated) >= 40, "too few cases at the thresholds"
 
 
+def test_many_chunks_in_one_job_equal_one_job_per_chunk(tmp_path, reference, queries):
+    """One `atlas novelty` run over several chunk FASTAs writes each chunk's own rows, as separate runs do."""
+    records = [(name, sequence) for name, (sequence, _) in queries.items()]
+    chunks = [write_fasta(tmp_path / f"c{i}.fasta", records[i::3]) for i in range(3)]
+    together = [tmp_path / "together" / f"c{i}.parquet" for i in range(3)]
+    argv = ["novelty", "--reference-db", str(reference["output"]), "--threads", "2", "--fasta"]
+    assert atlas_main([*argv, *map(str, chunks), "--output", *map(str, together)]) == 0
+    for chunk, output in zip(chunks, together, strict=True):
+        alone = tmp_path / "alone" / output.name
+        assert atlas_main([*argv, str(chunk), "--output", str(alone)]) == 0
+        assert pq.read_table(output).to_pylist() == pq.read_table(alone).to_pylist()
+        expected = [sequence_checksum(sequence) for _, sequence in read_fasta_records(chunk)]
+        assert pq.read_table(output).column("checksum").to_pylist() == expected
+    assert sorted(p.name for p in together[0].parent.iterdir()) == ["c0.parquet", "c1.parquet", "c2.parquet"]
+    assert atlas_main([*argv, str(chunks[0]), "--output", str(together[0]), str(together[1])]) == 1
+
+
+def read_fasta_records(path: Path) -> list[tuple[str, str]]:
+    return [(record.id, record.sequence) for record in read_fasta(path)]
+
+
 def test_empty_chunk_writes_an_empty_table(tmp_path, reference):
     fasta = tmp_path / "empty.fasta"
     fasta.write_text("")
