@@ -466,9 +466,12 @@ def novelty_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="atlas novelty", description="search one chunk's sequences against the MMseqs2 reference"
     )
-    parser.add_argument("--fasta", required=True, nargs="+", help="the chunk FASTA(s), searched in one run")
+    parser.add_argument("--fasta", nargs="+", help="the chunk FASTA(s), searched in one run")
+    parser.add_argument("--output", nargs="+", help="novelty Parquet to write, one per FASTA")
+    parser.add_argument("--chunks", nargs="+", help="or: chunk names, read from --chunk-dir/NAME.fasta ...")
+    parser.add_argument("--chunk-dir", type=Path, help="... and written to --output-dir/NAME.parquet")
+    parser.add_argument("--output-dir", type=Path)
     parser.add_argument("--reference-db", required=True, help="reference.json of `atlas reference-db`")
-    parser.add_argument("--output", required=True, nargs="+", help="novelty Parquet to write, one per FASTA")
     parser.add_argument("--max-identity", type=float, default=0.9)
     parser.add_argument("--min-coverage", type=float, default=0.8)
     parser.add_argument(
@@ -478,11 +481,18 @@ def novelty_main(argv: list[str]) -> int:
     parser.add_argument("--max-seqs", type=int, default=300, help="MMseqs2 --max-seqs (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.chunks and args.chunk_dir and args.output_dir and not (args.fasta or args.output):
+        fastas = [args.chunk_dir / f"{name}.fasta" for name in args.chunks]
+        outputs = [args.output_dir / f"{name}.parquet" for name in args.chunks]
+    elif args.fasta and args.output and not (args.chunks or args.chunk_dir or args.output_dir):
+        fastas, outputs = args.fasta, args.output
+    else:
+        parser.error("give either --fasta and --output, or --chunks, --chunk-dir and --output-dir")
     try:
         search_chunks(
-            args.fasta,
+            fastas,
             args.reference_db,
-            args.output,
+            outputs,
             max_identity=args.max_identity,
             min_coverage=args.min_coverage,
             sensitivity=args.sensitivity,

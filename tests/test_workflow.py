@@ -142,7 +142,8 @@ def test_dry_run_after_split_lists_fold_and_novelty_jobs_of_new_chunks_only(incr
     for rule in ("fold_chunk", "novelty_chunk"):
         chunks = {(wc["drop"], wc["chunk"]) for name, wc in jobs if name == rule}
         assert chunks == {("drop2", chunk) for chunk in chunk_names(results, "drop2")}
-    assert {name for name, _ in jobs} <= {"fold_chunk", "novelty_chunk", "atlas_index", "report", "all"}
+    known = {"fold_chunk", "novelty_search", "novelty_chunk", "atlas_index", "report", "all"}
+    assert {name for name, _ in jobs} <= known
 
 
 def test_first_drop_outputs_are_byte_identical_after_the_second(incremental_run):
@@ -174,4 +175,5 @@ def test_index_covers_both_drops(incremental_run):
 
 def test_rerun_with_nothing_new_schedules_no_work(incremental_run):
     jobs = incremental_run["dry_run_nothing_new"]
-    assert not [name for name, _ in jobs if name in {"split_drop", "fold_chunk", "novelty_chunk"}], jobs
+    work = {"split_drop", "fold_chunk", "novelty_search", "novelty_chunk"}
+    assert not [name for name, _ in jobs if name in work], jobs

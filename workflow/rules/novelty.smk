@@ -1,10 +1,13 @@
+import shutil
+
+
 rule reference_db:
     input:
         reference=NOVELTY_REFERENCE or [],
     output:
         db=REFERENCE_DB,
     params:
-        cache=config["novelty"]["reference_cache"] or f"{OUTDIR}/reference",
+        cache=lambda wildcards, output: config["novelty"]["reference_cache"] or Path(output.db).parent,
     threads: config["novelty"]["threads"]
     resources:
         mem_mb=lambda wildcards, input, attempt: max(4000, min(64000, int(2 * input.size_mb))) * attempt,
@@ -19,13 +22,15 @@ rule reference_db:
         " --cache {params.cache:q} --threads {threads} > {log:q} 2>&1"
 
 
-rule novelty_chunk:
+rule novelty_search:
     input:
-        fasta=CHUNK_FASTA,
+        fastas=novelty_job_fastas,
         db=REFERENCE_DB,
     output:
-        novelty=NOVELTY_FILE,
+        chunks=temp(directory(NOVELTY_JOB_DIR)),
     params:
+        chunk_dir=lambda wildcards, input: Path(input.fastas[0]).parent,
+        chunks=lambda wildcards: novelty_jobs(wildcards.drop)[0][wildcards.job],
         max_identity=config["novelty"]["max_identity"],
         min_coverage=config["novelty"]["min_coverage"],
         sensitivity=config["novelty"]["sensitivity"],
@@ -33,12 +38,25 @@ rule novelty_chunk:
     resources:
         mem_mb=lambda wildcards, input, attempt: max(4000, int(1.5 * reference_db_mb(input))) * attempt,
     log:
-        f"{OUTDIR}/logs/novelty/{{drop}}/{{chunk}}.log",
+        f"{OUTDIR}/logs/novelty/{{drop}}/{{job}}.log",
     benchmark:
-        f"{OUTDIR}/benchmarks/novelty/{{drop}}/{{chunk}}.tsv"
+        f"{OUTDIR}/benchmarks/novelty/{{drop}}/{{job}}.tsv"
     conda:
         "../../envs/atlas.yaml"
     shell:
-        "atlas novelty --fasta {input.fasta:q} --reference-db {input.db:q} --output {output.novelty:q}"
+        "atlas novelty --chunk-dir {params.chunk_dir:q} --chunks {params.chunks:q}"
+        " --output-dir {output.chunks:q} --reference-db {input.db:q}"
         " --max-identity {params.max_identity} --min-coverage {params.min_coverage}"
         " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1"
+
+
+rule novelty_chunk:
+    input:
+        job=novelty_job_of_chunk,
+    output:
+        novelty=NOVELTY_FILE,
+    localrule: True
+    log:
+        f"{OUTDIR}/logs/novelty/{{drop}}/{{chunk}}.copy.log",
+    run:
+        shutil.copyfile(Path(input.job) / f"{wildcards.chunk}.parquet", output.novelty)
