@@ -7,6 +7,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from atlas.novelty import DEFAULT_SENSITIVITY
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -36,7 +38,7 @@ def test_partial_novelty_section_gets_the_other_defaults():
     config = {"drops": ["x.fasta"], "novelty": {"reference": "uniref90.fasta.gz"}}
     validate(config, SCHEMA, set_default=True)
     assert config["novelty"]["max_identity"] == 0.9
-    assert config["novelty"]["sensitivity"] == 5.7
+    assert config["novelty"]["sensitivity"] == DEFAULT_SENSITIVITY  # the CLI's default is the schema's
 
 
 @pytest.mark.parametrize(
