@@ -31,11 +31,12 @@ Two workflow steps live here:
     coverages from its start and end), no coverage filter (`-c 0`), a permissive E-value (default 10, so
     short identical peptides in a large reference are not dropped; novelty is decided on identity and
     coverage, never on the E-value) and `--db-load-mode 2` (the database and its index are memory-mapped, so
-    jobs on one node share them through the page cache). The default sensitivity is `-s 1`: on the truth set
-    of tests/test_novelty.py (identities 70-100%, query coverages 50-100%, around the thresholds) it makes
-    the same novel/not-novel calls as the earlier default `-s 5.7`, several times faster
-    (bench/novelty_search.py). Lower sensitivity misses remote homologs only (below ~50% identity), which
-    are novel either way; their rows then have no hit. Output, one row per chunk sequence, in FASTA order:
+    jobs on one node share them through the page cache). The default sensitivity is `-s 2`: on the truth set
+    of tests/test_novelty.py (identities 70-100%, query coverages 50-100%, around the thresholds, and short
+    queries of 16-60 residues) it makes the same novel/not-novel calls as the earlier default `-s 5.7`, many
+    times faster (bench/novelty_search.py); `-s 1` misses a 16-residue query at 94% identity. The lower
+    sensitivity misses remote homologs (below ~50% identity), novel either way; their rows then have no hit.
+    Output, one row per chunk sequence, in FASTA order:
 
     checksum, best_hit, identity (0-1), query_coverage (0-1), target_coverage (0-1), evalue, novel
 
@@ -71,7 +72,7 @@ NOVELTY_COLUMNS = ("checksum", "best_hit", "identity", "query_coverage", "target
 SEARCH_FORMAT = "query,target,fident,qcov,tcov,evalue,bits"
 DB_NAME = "reference"
 STAMP_NAME = "build.json"
-DEFAULT_SENSITIVITY = 1.0  # workflow/schemas/config.schema.yaml holds the workflow's default; keep in step
+DEFAULT_SENSITIVITY = 2.0  # workflow/schemas/config.schema.yaml holds the workflow's default; keep in step
 # A reference is refused as nucleotide when more than half of its first records look like DNA/RNA.
 NUCLEOTIDE_SAMPLE_RECORDS = 1000
 NUCLEOTIDE_LETTERS = frozenset("ACGTUN")

@@ -40,6 +40,9 @@ def write_fasta(path: Path, records: list[tuple[str, str]]) -> Path:
 TRUTH_IDENTITIES = (0.70, 0.75, 0.80, 0.85, 0.87, 0.89, 0.90, 0.91, 0.93, 0.95, 0.98, 1.00)
 TRUTH_COVERAGES = (0.50, 0.60, 0.70, 0.75, 0.78, 0.80, 0.82, 0.85, 0.90, 1.00)
 TRUTH_FRAGMENT_IDENTITIES = (0.80, 0.88, 0.90, 0.92, 1.00)  # queries that are a 60% window of a member
+# Short queries (the atlas accepts 16 residues): few k-mers, the first to be missed by a fast prefilter.
+TRUTH_SHORT_LENGTHS = (16, 20, 25, 30, 40, 60)
+TRUTH_SHORT_IDENTITIES = (0.85, 0.95, 1.00)
 TRUTH_UNRELATED = 60
 TRUTH_MARGIN = 0.025  # cases this close to a threshold have no stated call: alignment ends may shift them
 
@@ -68,7 +71,10 @@ def build_truth_set(test_data: Path, seed: int = 13) -> tuple[list[tuple[str, st
     reference = [(record.id, record.sequence) for record in proteome]
     members = [r for r in proteome if 200 <= len(r.sequence) <= 600 and set(r.sequence) <= set(AMINO_ACIDS)]
     members = rng.sample(
-        members, len(TRUTH_IDENTITIES) * len(TRUTH_COVERAGES) + len(TRUTH_FRAGMENT_IDENTITIES)
+        members,
+        len(TRUTH_IDENTITIES) * len(TRUTH_COVERAGES)
+        + len(TRUTH_FRAGMENT_IDENTITIES)
+        + len(TRUTH_SHORT_LENGTHS) * len(TRUTH_SHORT_IDENTITIES),
     )
     mgnify = [r.sequence for r in read_fasta(test_data / "mgnifam_all_seqs_concat.fa")]
     mgnify = [s for s in mgnify if set(s) <= set(AMINO_ACIDS)]
@@ -89,11 +95,19 @@ def build_truth_set(test_data: Path, seed: int = 13) -> tuple[list[tuple[str, st
         queries.append(
             TruthQuery(f"id{identity:.2f}_cov{coverage:.2f}", sequence, identity, coverage, member.id)
         )
-    for identity, member in zip(TRUTH_FRAGMENT_IDENTITIES, members[len(cells) :], strict=True):
+    fragment_members = members[len(cells) : len(cells) + len(TRUTH_FRAGMENT_IDENTITIES)]
+    for identity, member in zip(TRUTH_FRAGMENT_IDENTITIES, fragment_members, strict=True):
         window = round(0.6 * len(member.sequence))
         start = rng.randrange(len(member.sequence) - window)
         sequence = mutate(member.sequence[start : start + window], identity, rng)
         queries.append(TruthQuery(f"fragment_id{identity:.2f}", sequence, identity, 1.0, member.id))
+    short_cells = [(length, ident) for length in TRUTH_SHORT_LENGTHS for ident in TRUTH_SHORT_IDENTITIES]
+    used = len(cells) + len(TRUTH_FRAGMENT_IDENTITIES)
+    for (length, identity), member in zip(short_cells, members[used:], strict=True):
+        start = rng.randrange(len(member.sequence) - length)
+        sequence = mutate(member.sequence[start : start + length], identity, rng)
+        actual = 1 - round((1 - identity) * length) / length  # mutate() rounds to whole residues
+        queries.append(TruthQuery(f"short{length}_id{identity:.2f}", sequence, actual, 1.0, member.id))
     for number, sequence in enumerate(rng.sample(unrelated, TRUTH_UNRELATED)):
         queries.append(TruthQuery(f"mgnify{number}", sequence, None, None, None))
     return reference, queries
@@ -139,13 +153,13 @@ def queries(ecoli, test_data):
     return cases
 
 
-def run_search(tmp_path: Path, reference_json: Path, queries: dict, sensitivity: str = "1") -> dict:
+def run_search(tmp_path: Path, reference_json: Path, queries: dict) -> dict:
     fasta = write_fasta(tmp_path / "chunk.fasta", [(name, seq) for name, (seq, _) in queries.items()])
     output = tmp_path / "novelty" / "d1" / "chunk.parquet"
     rc = atlas_main(
         [
             "novelty", "--fasta", str(fasta), "--reference-db", str(reference_json), "--output", str(output),
-            "--max-identity", "0.9", "--min-coverage", "0.8", "--sensitivity", sensitivity, "--threads", "2",
+            "--max-identity", "0.9", "--min-coverage", "0.8", "--threads", "2",
         ]
     )  # fmt: skip
     assert rc == 0
