@@ -60,9 +60,11 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +74,8 @@ NOVELTY_COLUMNS = ("checksum", "best_hit", "identity", "query_coverage", "target
 SEARCH_FORMAT = "query,target,fident,qcov,tcov,evalue,bits"
 DB_NAME = "reference"
 STAMP_NAME = "build.json"
+BUILDER_NAME = "builder.json"  # host and pid of the process building a `.KEY.building-*` folder
+STALE_BUILD_SECONDS = 7 * 24 * 3600  # another host's unfinished build older than this is abandoned
 DEFAULT_SENSITIVITY = 2.0  # workflow/schemas/config.schema.yaml holds the workflow's default; keep in step
 # A reference is refused as nucleotide when more than half of its first records look like DNA/RNA.
 NUCLEOTIDE_SAMPLE_RECORDS = 1000
@@ -208,8 +212,10 @@ def _build_database(binary: str, source: Path, db_dir: Path, threads: int, stamp
     for stale in db_dir.parent.glob(f".{db_dir.name}.building-*"):  # left by a killed build of this key
         if not _builder_alive(stale):
             shutil.rmtree(stale, ignore_errors=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{db_dir.name}.building-{os.getpid()}-", dir=db_dir.parent))
+    building = Path(tempfile.mkdtemp(prefix=f".{db_dir.name}.building-", dir=db_dir.parent))
     try:
+        builder = {"host": socket.gethostname(), "pid": os.getpid()}
+        (building / BUILDER_NAME).write_text(json.dumps(builder))
         prefix = building / DB_NAME
         run_mmseqs(binary, ["createdb", source, prefix, "--dbtype", "1"])
         run_mmseqs(binary, ["createindex", prefix, building / "tmp", "--threads", max(1, threads)])
@@ -231,15 +237,22 @@ def _build_database(binary: str, source: Path, db_dir: Path, threads: int, stamp
 
 
 def _builder_alive(folder: Path) -> bool:
-    """Whether the process that named this `.KEY.building-PID-xxx` folder still runs on this host."""
+    """Whether the build in this `.KEY.building-*` folder may still be running: its process runs on this
+    host, or it was made on another host (a shared cache) less than STALE_BUILD_SECONDS ago."""
     try:
-        pid = int(folder.name.split(".building-", 1)[1].split("-", 1)[0])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError):
+        builder = json.loads((folder / BUILDER_NAME).read_text())
+        age = time.time() - folder.stat().st_mtime
+    except (OSError, ValueError):
+        return False
+    if builder.get("host") != socket.gethostname():
+        return age < STALE_BUILD_SECONDS
+    try:
+        os.kill(int(builder["pid"]), 0)
+    except (KeyError, ValueError, ProcessLookupError):
         return False
     except PermissionError:
         return True
-    return pid != os.getpid()
+    return True
 
 
 def build_reference(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,12 +266,17 @@ def test_killed_build_is_cleared_and_redone(tmp_path, ecoli, fake_createindex):
     key = novelty.content_key(fasta, novelty.mmseqs_version(novelty.find_mmseqs()))
     dead = subprocess.Popen(["true"])
     dead.wait()  # a finished process: its pid names a build that nobody finishes
-    leftover = output.parent / f".{key}.building-{dead.pid}-abc"
-    (leftover / "tmp").mkdir(parents=True)
+    leftovers = {}
+    for name, host in (("killed", socket.gethostname()), ("other-host", "another-node")):
+        leftovers[name] = output.parent / f".{key}.building-{name}"
+        (leftovers[name] / "tmp").mkdir(parents=True)
+        (leftovers[name] / novelty.BUILDER_NAME).write_text(json.dumps({"host": host, "pid": dead.pid}))
     (output.parent / key).mkdir()  # a folder without a stamp is incomplete
     info = novelty.build_reference(fasta, output)
     assert not info["reused"] and info["indexed"]
-    assert sorted(p.name for p in output.parent.iterdir()) == [key, "reference.json"]
+    # a build running on another node of a shared cache is left alone; this host's dead one is cleared
+    expected = sorted([key, "reference.json", leftovers["other-host"].name])
+    assert sorted(p.name for p in output.parent.iterdir()) == expected
     assert novelty.build_reference(fasta, output)["reused"]
 
 
