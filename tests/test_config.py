@@ -40,7 +40,6 @@ def test_partial_novelty_section_gets_the_other_defaults():
     config = {"drops": ["x.fasta"], "novelty": {"reference": "uniref90.fasta.gz"}}
     validate(config, SCHEMA, set_default=True)
     assert config["novelty"]["max_identity"] == 0.9
-    assert config["novelty"]["sensitivity"] == 5.7
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 # Rules that must run as SLURM jobs (`all` and `report` are local rules).
-REMOTE_RULES = {"split_drop", "fold_chunk", "reference_db", "novelty_chunk", "atlas_index"}
+REMOTE_RULES = {"split_drop", "fold_chunk", "reference_db", "novelty_search", "atlas_index"}
 # Columns that may differ between two correct runs (none of the current schemas has one).
 VOLATILE_COLUMN = re.compile(r"(time|elapsed|seconds|duration|date|host|_at$|_at_utc$)", re.IGNORECASE)
 # Fast status checks for a short test (the plugin's default waits 40 s before the first check). Without

@@ -146,6 +146,7 @@ def test_dry_run_after_split_lists_fold_and_novelty_jobs_of_new_chunks_only(incr
         assert chunks == {("drop2", chunk) for chunk in chunk_names(results, "drop2")}
     assert {name for name, _ in jobs} <= {
         "fold_chunk",
+        "novelty_search",
         "novelty_chunk",
         "atlas_index",
         "report",
@@ -184,4 +185,5 @@ def test_index_covers_both_drops(incremental_run):
 
 def test_rerun_with_nothing_new_schedules_no_work(incremental_run):
     jobs = incremental_run["dry_run_nothing_new"]
-    assert not [name for name, _ in jobs if name in {"split_drop", "fold_chunk", "novelty_chunk"}], jobs
+    work = {"split_drop", "fold_chunk", "novelty_search", "novelty_chunk"}
+    assert not [name for name, _ in jobs if name in work], jobs

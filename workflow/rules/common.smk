@@ -60,6 +60,7 @@ REFERENCE_DB = f"{OUTDIR}/reference/reference.json"
 wildcard_constraints:
     drop="|".join(re.escape(drop) for drop in DROPS),
     chunk=r"[A-Za-z0-9_.-]+",
+    job=r"[A-Za-z0-9_.-]+",
 
 
 OUTDIR_LOCK = OutdirLock(OUTDIR)
@@ -176,6 +177,40 @@ def all_novelty(wildcards):
     if not NOVELTY_REFERENCE:
         return []
     return [NOVELTY_FILE.format(drop=drop, chunk=chunk) for drop in DROPS for chunk in drop_chunks(drop)]
+
+
+# One novelty search job covers consecutive chunks of a drop, up to `novelty.job_residues` residues, so its
+# fixed cost (process start, mapping the reference and its index, at UniRef90 size reading it from disk) is
+# paid once per many chunks. Its chunk list travels as names (a bounded command line); it writes one Parquet
+# per chunk into a temporary folder, copied to each chunk's NOVELTY_FILE by a local rule.
+NOVELTY_JOB_DIR = f"{OUTDIR}/novelty/{{drop}}/.jobs/{{job}}"
+NOVELTY_MAX_CHUNKS_PER_JOB = 200
+NOVELTY_CHUNKS_PER_JOB = max(
+    1, min(NOVELTY_MAX_CHUNKS_PER_JOB, config["novelty"]["job_residues"] // config["chunk_residues"])
+)
+_novelty_jobs = {}  # drop -> (job name -> its chunks, chunk -> its job); drop_chunks is a directory scan
+
+
+def novelty_jobs(drop):
+    """A drop's novelty jobs, named after their first chunk, and each chunk's job."""
+    if drop not in _novelty_jobs:
+        chunks = drop_chunks(drop)
+        jobs = {
+            chunks[start]: chunks[start : start + NOVELTY_CHUNKS_PER_JOB]
+            for start in range(0, len(chunks), NOVELTY_CHUNKS_PER_JOB)
+        }
+        _novelty_jobs[drop] = (jobs, {chunk: job for job, members in jobs.items() for chunk in members})
+    return _novelty_jobs[drop]
+
+
+def novelty_job_fastas(wildcards):
+    chunks = novelty_jobs(wildcards.drop)[0][wildcards.job]
+    return [CHUNK_FASTA.format(drop=wildcards.drop, chunk=chunk) for chunk in chunks]
+
+
+def novelty_job_of_chunk(wildcards):
+    job = novelty_jobs(wildcards.drop)[1][wildcards.chunk]
+    return NOVELTY_JOB_DIR.format(drop=wildcards.drop, job=job)
 
 
 def all_manifests(wildcards):
