@@ -265,61 +265,110 @@ class StoredStructure:
     fallback_reason: str | None = None
 
 
-def _read_mmcif(text: str) -> gemmi.Structure:
-    structure = gemmi.make_structure_from_block(gemmi.cif.read_string(text).sole_block())
-    structure.setup_entities()
-    return structure
+def _pdb_text(name: str, sequence: str, atom_positions: np.ndarray, atom_mask: np.ndarray) -> str:
+    """Minimal PDB ATOM records of one chain (Foldcomp's input), atoms in atom37 order."""
+    names = residue_names(sequence)
+    residue_of_atom, atom_index = np.nonzero(atom_mask)
+    xyz = atom_positions[residue_of_atom, atom_index]
+    lines = [f"HEADER    {name[:40]}"]
+    for serial, (residue, atom, (x, y, z)) in enumerate(
+        zip(residue_of_atom.tolist(), atom_index.tolist(), xyz.tolist(), strict=True), start=1
+    ):
+        atom_name = ATOM37[atom]
+        lines.append(
+            f"ATOM  {serial % 100000:5d}  {atom_name:<3s} {names[residue]:3s} A{residue + 1:4d}    "
+            f"{x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           {atom_name[0]}"
+        )
+    lines.append("END")
+    return "\n".join(lines) + "\n"
 
 
-def _atom_positions(structure: gemmi.Structure) -> dict[tuple[int, str], np.ndarray]:
-    return {
-        (index, atom.name): np.array([atom.pos.x, atom.pos.y, atom.pos.z])
-        for index, residue in enumerate(structure[0][0])
-        for atom in residue
-    }
+def _atom37_from_pdb(pdb: str, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """atom37 positions and mask from PDB ATOM records numbered 1..length."""
+    positions = np.zeros((length, 37, 3))
+    mask = np.zeros((length, 37), dtype=bool)
+    index = _ATOM37_INDEX
+    for line in pdb.splitlines():
+        if line.startswith("ATOM"):
+            residue = int(line[22:26]) - 1
+            atom = index[line[12:16].strip()]
+            positions[residue, atom] = (float(line[30:38]), float(line[38:46]), float(line[46:54]))
+            mask[residue, atom] = True
+    return positions, mask
 
 
-def round_trip_error(original: gemmi.Structure, fcz: bytes) -> tuple[float, float] | str:
-    """All-atom RMSD and largest deviation (Angstrom) of the FCZ against the original, or why they differ."""
+_ATOM37_INDEX = {name: i for i, name in enumerate(ATOM37)}
+
+
+def round_trip_error(
+    fcz: bytes, atom_positions: np.ndarray, atom_mask: np.ndarray
+) -> tuple[float, float] | str:
+    """All-atom RMSD and largest deviation (Angstrom) of the FCZ from the coordinates, or why they differ."""
     import foldcomp
 
     _, pdb = foldcomp.decompress(fcz)
-    before = _atom_positions(original)
-    after = _atom_positions(gemmi.read_pdb_string(pdb))
-    if before.keys() != after.keys():
-        return f"atoms differ after the round trip ({len(before)} before, {len(after)} after)"
-    if not before:
+    positions, mask = _atom37_from_pdb(pdb, len(atom_mask))
+    if not np.array_equal(mask, atom_mask):
+        return f"atoms differ after the round trip ({int(atom_mask.sum())} before, {int(mask.sum())} after)"
+    if not mask.any():
         return "no atoms"
-    deviations = np.linalg.norm(np.array([before[k] - after[k] for k in before]), axis=1)
+    deviations = np.linalg.norm(positions[mask] - atom_positions[mask], axis=1)
     return float(np.sqrt((deviations**2).mean())), float(deviations.max())
 
 
-def store_structure(mmcif: str, entry_id: str, structure_format: str = FOLDCOMP) -> StoredStructure:
-    """The bytes to store for one predicted chain: FCZ when asked for and faithful, else the mmCIF text."""
+def store_structure(
+    *,
+    entry_id: str,
+    sequence: str,
+    atom_positions: np.ndarray,
+    atom_mask: np.ndarray,
+    plddt: np.ndarray,
+    model_name: str,
+    ptm: float | None = None,
+    software_version: str | None = None,
+    structure_format: str = FOLDCOMP,
+) -> StoredStructure:
+    """The bytes to store for one predicted chain (arguments as to_mmcif's): FCZ when asked for and faithful,
+    else the mmCIF text."""
     if structure_format not in STRUCTURE_FORMATS:
         raise ValueError(
             f"structure format {structure_format!r} is not one of {', '.join(STRUCTURE_FORMATS)}"
         )
-    text = StoredStructure(MMCIF, mmcif.encode())
+    atom_positions = np.round(np.asarray(atom_positions, dtype=np.float64), 3)  # what a PDB/mmCIF file holds
+    atom_mask = np.asarray(atom_mask).astype(bool)
+
+    def as_mmcif(reason: str | None = None) -> StoredStructure:
+        text = to_mmcif(
+            entry_id=entry_id,
+            sequence=sequence,
+            atom_positions=atom_positions,
+            atom_mask=atom_mask,
+            plddt=plddt,
+            model_name=model_name,
+            ptm=ptm,
+            software_version=software_version,
+        )
+        return StoredStructure(MMCIF, text.encode(), reason)
+
     if structure_format == MMCIF:
-        return text
+        return as_mmcif()
     import foldcomp
 
-    original = _read_mmcif(mmcif)
     try:
-        fcz = foldcomp.compress(_block_name(entry_id), original.make_pdb_string())
+        fcz = foldcomp.compress(
+            _block_name(entry_id), _pdb_text(entry_id, sequence, atom_positions, atom_mask)
+        )
     except Exception as error:  # foldcomp raises plain exceptions on chains it cannot encode
-        return StoredStructure(MMCIF, text.data, f"Foldcomp cannot encode it: {error}")
-    error = round_trip_error(original, fcz)
+        return as_mmcif(f"Foldcomp cannot encode it: {error}")
+    error = round_trip_error(fcz, atom_positions, atom_mask)
     if isinstance(error, str):
-        return StoredStructure(MMCIF, text.data, error)
+        return as_mmcif(error)
     rmsd, deviation = error
     if rmsd > MAX_ROUND_TRIP_RMSD or deviation > MAX_ROUND_TRIP_DEVIATION:
-        reason = (
+        return as_mmcif(
             f"round trip off: all-atom RMSD {rmsd:.3f} A (bound {MAX_ROUND_TRIP_RMSD}), largest deviation "
             f"{deviation:.3f} A (bound {MAX_ROUND_TRIP_DEVIATION})"
         )
-        return StoredStructure(MMCIF, text.data, reason)
     return StoredStructure(FOLDCOMP, fcz)
 
 
@@ -334,22 +383,10 @@ def render_mmcif(row: Mapping) -> str:
     import foldcomp
 
     _, pdb = foldcomp.decompress(bytes(data))
-    sequence = row["sequence"]
-    positions = np.zeros((len(sequence), 37, 3))
-    mask = np.zeros((len(sequence), 37), dtype=bool)
-    atom_index = {name: i for i, name in enumerate(ATOM37)}
-    residues = gemmi.read_pdb_string(pdb)[0][0]
-    if len(residues) != len(sequence):
-        raise ValueError(
-            f"{row['id']}: stored structure has {len(residues)} residues, sequence {len(sequence)}"
-        )
-    for index, residue in enumerate(residues):
-        for atom in residue:
-            positions[index, atom_index[atom.name]] = (atom.pos.x, atom.pos.y, atom.pos.z)
-            mask[index, atom_index[atom.name]] = True
+    positions, mask = _atom37_from_pdb(pdb, len(row["sequence"]))
     return to_mmcif(
         entry_id=row["id"],
-        sequence=sequence,
+        sequence=row["sequence"],
         atom_positions=positions,
         atom_mask=mask,
         plddt=np.asarray(row["plddt"], dtype=np.float64),
@@ -360,6 +397,6 @@ def render_mmcif(row: Mapping) -> str:
 
 def render_pdb(row: Mapping) -> str:
     """PDB text of a predictions row, pLDDT (0-100) in the B-factors as ESMFold writes it."""
-    structure = _read_mmcif(render_mmcif(row))
+    structure = gemmi.make_structure_from_block(gemmi.cif.read_string(render_mmcif(row)).sole_block())
     structure.setup_entities()
     return structure.make_pdb_string(gemmi.PdbWriteOptions(minimal=True))

@@ -145,8 +145,8 @@ def test_shape_mismatch_is_an_error():
 REAL_ESMFOLD = sorted(DATA.glob("*.pdb"))
 
 
-def real_prediction(path: Path) -> tuple[str, dict]:
-    """mmCIF of a real ESMFold prediction written by to_mmcif, and the row fields that go with it."""
+def real_prediction(path: Path) -> tuple[dict, dict]:
+    """to_mmcif's arguments for a real ESMFold prediction, and the row fields that go with it."""
     structure = gemmi.read_pdb_string(path.read_text())
     residues = structure[0][0]
     sequence = gemmi.one_letter_code([residue.name for residue in residues])
@@ -157,17 +157,17 @@ def real_prediction(path: Path) -> tuple[str, dict]:
             positions[i, ATOM37.index(atom.name)] = (atom.pos.x, atom.pos.y, atom.pos.z)
             mask[i, ATOM37.index(atom.name)] = True
     plddt = np.array([residue["CA"][0].b_iso for residue in residues], dtype=np.float32)
-    text = to_mmcif(
-        entry_id=path.stem,
-        sequence=sequence,
-        atom_positions=positions,
-        atom_mask=mask,
-        plddt=plddt,
-        model_name="esmfold_v1",
-        ptm=0.8,
-    )
+    arguments = {
+        "entry_id": path.stem,
+        "sequence": sequence,
+        "atom_positions": positions,
+        "atom_mask": mask,
+        "plddt": plddt,
+        "model_name": "esmfold_v1",
+        "ptm": 0.8,
+    }
     row = {"id": path.stem, "sequence": sequence, "plddt": plddt.tolist(), "ptm": 0.8, "model": "esmfold_v1"}
-    return text, row
+    return arguments, row
 
 
 def atoms(text: str) -> dict[tuple[int, str], gemmi.Position]:
@@ -176,8 +176,9 @@ def atoms(text: str) -> dict[tuple[int, str], gemmi.Position]:
 
 @pytest.mark.parametrize("path", REAL_ESMFOLD, ids=lambda p: p.stem)
 def test_real_esmfold_chains_are_stored_as_foldcomp_and_render_back(path):
-    text, row = real_prediction(path)
-    stored = store_structure(text, row["id"])
+    arguments, row = real_prediction(path)
+    text = to_mmcif(**arguments)
+    stored = store_structure(**arguments)
     assert stored.format == FOLDCOMP and stored.fallback_reason is None
     assert len(stored.data) < 25 * len(row["sequence"])  # vs ~180 bytes per residue as mmCIF
     rendered = render_mmcif({**row, "structure_format": stored.format, "structure": stored.data})
@@ -195,8 +196,18 @@ def test_real_esmfold_chains_are_stored_as_foldcomp_and_render_back(path):
 
 
 def test_unknown_residues_keep_their_mmcif_with_the_reason():
-    text, _ = make("MKTVXRQERLKSIVG" * 3)  # random coordinates and a CA-only UNK residue
-    stored = store_structure(text, "x")
+    sequence = "MKTVXRQERLKSIVG" * 3  # random coordinates and CA-only UNK residues
+    text, inputs = make(sequence)
+    stored = store_structure(
+        entry_id="MGYP000000000001/1-20",
+        sequence=sequence,
+        atom_positions=inputs["positions"],
+        atom_mask=inputs["mask"],
+        plddt=inputs["plddt"],
+        model_name="tiny-seed0",
+        ptm=0.4321,
+        software_version="0.1.0",
+    )
     assert stored.format == MMCIF and stored.data == text.encode()
     assert stored.fallback_reason
     row = {"id": "x", "structure_format": stored.format, "structure": stored.data}
@@ -204,8 +215,12 @@ def test_unknown_residues_keep_their_mmcif_with_the_reason():
 
 
 def test_plain_mmcif_kept_when_asked_for():
-    text, row = real_prediction(REAL_ESMFOLD[0])
-    stored = store_structure(text, row["id"], MMCIF)
-    assert (stored.format, stored.data, stored.fallback_reason) == (MMCIF, text.encode(), None)
+    arguments, _ = real_prediction(REAL_ESMFOLD[0])
+    stored = store_structure(**arguments, structure_format=MMCIF)
+    assert (stored.format, stored.data, stored.fallback_reason) == (
+        MMCIF,
+        to_mmcif(**arguments).encode(),
+        None,
+    )
     with pytest.raises(ValueError, match="not one of"):
-        store_structure(text, row["id"], "pdb")
+        store_structure(**arguments, structure_format="pdb")
