@@ -1,10 +1,11 @@
 """Realistic ESMFold outputs without the network, for the scale rehearsal (see sitecustomize.py).
 
-Coordinates: a 1,280-residue backbone built once (NeRF, ideal bond geometry) from the real backbone torsions of
-the three ESMFold predictions in tests/data, cycled; each residue's side chain copied from a real residue of the
-same type in those predictions, placed on the residue's N-CA-C frame. Confidences: the real per-residue pLDDT
-profile of those predictions, cycled and shifted per sequence by an offset drawn from its checksum (so about a
-third of the sequences pass the default thresholds, as in the ESM Atlas), pTM and max PAE following it.
+Coordinates: a 1,280-residue backbone built once (NeRF, ideal bond geometry) from the real backbone
+torsions of the three ESMFold predictions in tests/data, cycled; each residue's side chain copied from a real
+residue of the same type in those predictions, placed on the residue's N-CA-C frame. Confidences: the real
+per-residue pLDDT profile of those predictions, cycled and shifted per sequence by an offset drawn from its
+checksum (so about a third of the sequences pass the default thresholds, as in the ESM Atlas), pTM and max
+PAE following it.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-from atlas.structure import ATOM37
+from atlas.structure import ATOM37, ONE_TO_THREE
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 MAX_LENGTH = 1280
 BOND = {"N-CA": 1.458, "CA-C": 1.525, "C-N": 1.329, "C-O": 1.231}
 ANGLE = {"N-CA-C": 111.2, "CA-C-N": 116.2, "C-N-CA": 121.7, "CA-C-O": 120.5}
-THREE_TO_ONE = {name: gemmi.find_tabulated_residue(name).one_letter_code.upper() for name in (
-    "ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL".split()
-)}
+THREE_TO_ONE = {three: one for one, three in ONE_TO_THREE.items()}
 
 
 def _place(a, b, c, bond, angle, torsion):
@@ -33,7 +32,13 @@ def _place(a, b, c, bond, angle, torsion):
     bc = (c - b) / np.linalg.norm(c - b)
     normal = np.cross(b - a, bc)
     normal /= np.linalg.norm(normal)
-    local = np.array([-bond * np.cos(angle), bond * np.sin(angle) * np.cos(torsion), bond * np.sin(angle) * np.sin(torsion)])
+    local = np.array(
+        [
+            -bond * np.cos(angle),
+            bond * np.sin(angle) * np.cos(torsion),
+            bond * np.sin(angle) * np.sin(torsion),
+        ]
+    )
     frame = np.stack([bc, np.cross(normal, bc), normal], axis=1)
     return c + frame @ local
 
@@ -113,7 +118,13 @@ def predict(sequence: str, checksum: str) -> dict:
     start = seed % len(profile)
     plddt = np.clip(np.resize(np.roll(profile, -start), length) + offset, 1.0, 99.0).astype(np.float32)
     ptm = float(np.clip(plddt.mean() / 100.0 + ((seed >> 16) % 21 - 10) / 100.0, 0.05, 0.98))
-    return {"positions": positions, "atom_mask": mask, "plddt": plddt, "ptm": ptm, "max_pae": 31.75 * (1 - ptm)}
+    return {
+        "positions": positions,
+        "atom_mask": mask,
+        "plddt": plddt,
+        "ptm": ptm,
+        "max_pae": 31.75 * (1 - ptm),
+    }
 
 
 def forward(self, batch, chunk_size):
