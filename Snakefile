@@ -19,6 +19,8 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     report,
+    predictions,
+    novelty,
 
 
 rule all:
@@ -28,3 +30,14 @@ rule all:
         f"{OUTDIR}/report/summary.json",
         f"{OUTDIR}/report/index.html",
     default_target: True
+
+
+# Stage targets: `snakemake predictions` folds every chunk and stops there; `snakemake novelty` adds novelty.
+rule predictions:
+    input:
+        all_predictions,
+
+
+rule novelty:
+    input:
+        all_novelty,
