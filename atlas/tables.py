@@ -33,7 +33,8 @@ PREDICTIONS = pa.schema(
         ("num_conf", pa.int32()),
         ("plddt", pa.list_(pa.float32())),
         ("max_pae", pa.float32()),
-        ("mmcif", pa.string()),
+        ("structure_format", pa.string()),  # foldcomp (FCZ bytes) or mmcif (text): atlas.structure
+        ("structure", pa.binary()),
         ("model", pa.string()),
         ("num_recycles", pa.int32()),
         ("status", pa.string()),  # ok, failed
