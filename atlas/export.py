@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from atlas.query import AtlasError, add_outdir_argument, connect, resolve_outdir
 from atlas.sql import quote_identifier
+from atlas.structure import STRUCTURE_COLUMNS, render_mmcif, render_pdb
 
 MAX_NAME = 100
 STRUCTURE_FORMATS = {"cif": ".cif", "cif.gz": ".cif.gz", "pdb": ".pdb"}
@@ -207,14 +208,6 @@ def selection_sql(connection, where: str | None) -> str:
 # ------------------------------------------------------------------------------------------------- writers
 
 
-def mmcif_to_pdb(mmcif: str) -> str:
-    import gemmi
-
-    structure = gemmi.make_structure_from_block(gemmi.cif.read_string(mmcif).sole_block())
-    structure.setup_entities()
-    return structure.make_pdb_string()
-
-
 def _progress(total: int | None, progress: bool | None):
     from tqdm import tqdm
 
@@ -224,15 +217,18 @@ def _progress(total: int | None, progress: bool | None):
 
 
 def _structures(connection, source: str, progress: bool | None):
-    """(name, mmcif) per selected structure, streamed; names from assign_names over the whole selection."""
+    """(name, predictions row) per selected structure, streamed; names from assign_names over the whole
+    selection; the row holds STRUCTURE_COLUMNS (structure None when there is none)."""
     keys = connection.execute(f'SELECT id, checksum, "drop", chunk FROM ({source}) AS selected').fetchall()
     names = assign_names([tuple(key) for key in keys])
-    connection.execute(f'SELECT id, checksum, "drop", chunk, mmcif FROM ({source}) AS selected')
+    listed = ", ".join(quote_identifier(name) for name in STRUCTURE_COLUMNS)
+    connection.execute(f'SELECT checksum, "drop", chunk, {listed} FROM ({source}) AS selected')
     with _progress(len(names), progress) as bar:
         while rows := connection.fetchmany(FETCH_ROWS):
-            for identifier, checksum, drop, chunk, mmcif in rows:
+            for checksum, drop, chunk, *values in rows:
+                row = dict(zip(STRUCTURE_COLUMNS, values, strict=True))
                 bar.update(1)
-                yield names[(identifier, checksum, drop, chunk)], mmcif
+                yield names[(row["id"], checksum, drop, chunk)], row
 
 
 def _write_files(connection, source: str, folder: Path, fmt: str, progress) -> dict[str, int]:
@@ -240,15 +236,15 @@ def _write_files(connection, source: str, folder: Path, fmt: str, progress) -> d
     folder = folder.resolve()
     extension = STRUCTURE_FORMATS[fmt]
     written = missing = 0
-    for name, mmcif in _structures(connection, source, progress):
-        if not mmcif:
+    for name, row in _structures(connection, source, progress):
+        if row["structure"] is None:
             missing += 1
             continue
         target = _inside(folder, name + extension)
         if fmt == "pdb":
-            data = mmcif_to_pdb(mmcif).encode("ascii")
+            data = render_pdb(row).encode("ascii")
         else:
-            data = mmcif.encode("utf-8")
+            data = render_mmcif(row).encode("utf-8")
             if fmt == "cif.gz":
                 data = gzip.compress(data, mtime=0)
         _write_atomic(target, data)
@@ -272,11 +268,11 @@ def _write_foldcomp(connection, source: str, path: Path, progress) -> dict[str, 
             open(tmp[".lookup"], "w") as lookup,
         ):
             offset = 0
-            for name, mmcif in _structures(connection, source, progress):
-                if not mmcif:
+            for name, row in _structures(connection, source, progress):
+                if row["structure"] is None:
                     missing += 1
                     continue
-                entry = foldcomp.compress(name, mmcif_to_pdb(mmcif))
+                entry = foldcomp.compress(name, render_pdb(row))
                 data.write(entry)
                 index.write(f"{written}\t{offset}\t{len(entry)}\n")
                 lookup.write(f"{written}\t{name}\t0\n")

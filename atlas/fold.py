@@ -34,6 +34,10 @@ and only then gets a `failed` row with the error. Any other error on a batch spl
 single sequence (or non-finite output) it becomes a `failed` row with the error text. Nothing is dropped
 silently.
 
+Structures. Each ok row stores its structure Foldcomp-compressed (`structure_format` foldcomp, ~16 bytes per
+residue) when its round trip is faithful, else as mmCIF text with the reason logged (atlas.structure);
+`--structure-format mmcif` stores mmCIF text for every row. Export renders mmCIF or PDB from either.
+
 Resume. Results are flushed after every batch to `{output}.parts/part-NNNNN.parquet` (written to a temporary
 name, then renamed: a part is whole or absent). On start, rows already in parts (same model and recycles)
 are kept and their checksums not folded again, so a job killed with SIGKILL and rerun folds only the rest.
@@ -147,6 +151,7 @@ class FoldStats:
     oom_events: int = 0
     errors: int = 0
     seconds: float = 0.0  # wall time spent folding (model loaded), for residues/s
+    mmcif_fallbacks: int = 0  # structures kept as mmCIF although Foldcomp was asked for
 
 
 @dataclass
@@ -161,6 +166,7 @@ class Folder:
     drop: str = ""
     chunk: str = ""
     software_version: str | None = None
+    structure_format: str = "foldcomp"  # atlas.structure.STRUCTURE_FORMATS
     batching: bool = True  # False: one sequence per forward (CPU, where batches are slower)
     store_pae: bool = False  # keep each sequence's quantized PAE matrix in the `pae` column
     stats: FoldStats = field(default_factory=FoldStats)
@@ -267,7 +273,8 @@ class Folder:
             "plddt": None,
             "max_pae": None,
             "pae": None,
-            "mmcif": None,
+            "structure_format": None,
+            "structure": None,
             "model": self.loaded.name,
             "num_recycles": self.num_recycles,
             "status": "failed",
@@ -284,10 +291,10 @@ class Folder:
         return row
 
     def ok_row(self, entry: Entry, result: dict) -> dict:
-        from atlas.structure import to_mmcif
+        from atlas.structure import store_structure
 
         plddt = result["plddt"].astype(np.float32)
-        mmcif = to_mmcif(
+        stored = store_structure(
             entry_id=entry.id,
             sequence=entry.sequence,
             atom_positions=result["positions"],
@@ -296,7 +303,11 @@ class Folder:
             model_name=self.loaded.name,
             ptm=result["ptm"],
             software_version=self.software_version,
+            structure_format=self.structure_format,
         )
+        if stored.fallback_reason:
+            self.stats.mmcif_fallbacks += 1
+            log.warning("sequence %s kept as mmCIF: %s", entry.id, stored.fallback_reason)
         row = self._base_row(entry)
         mean = float(plddt.mean())
         row.update(
@@ -306,7 +317,8 @@ class Folder:
             plddt=plddt.tolist(),
             max_pae=result["max_pae"],
             pae=result.get("pae"),
-            mmcif=mmcif,
+            structure_format=stored.format,
+            structure=stored.data,
             status="ok",
         )
         return row
@@ -534,6 +546,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=0,
         help="1: keep each sequence's PAE matrix (uint8, 0.5 A steps) in the pae column",
     )
+    parser.add_argument(
+        "--structure-format",
+        default="foldcomp",
+        choices=("foldcomp", "mmcif"),
+        help="how to store structures: Foldcomp (checked round trip, else mmCIF) or mmCIF text",
+    )
     args = parser.parse_args(argv)
     for name in ("max_tokens_per_batch", "max_pair_cells_per_batch", "threads", "trunk_chunk_size"):
         value = getattr(args, name)
@@ -629,6 +647,7 @@ def fold_main(argv: list[str]) -> int:
             drop=args.drop,
             chunk=args.chunk,
             software_version=_software_version(),
+            structure_format=args.structure_format,
             batching=loaded.device.type != "cpu",
             store_pae=bool(args.store_pae),
             stats=stats,
@@ -665,6 +684,7 @@ def fold_main(argv: list[str]) -> int:
         "padding_efficiency": round(stats.real / stats.padded, 3) if stats.padded else None,
         "forward_batches": stats.forwards,
         "oom_events": stats.oom_events,
+        "mmcif_fallbacks": stats.mmcif_fallbacks,
         "elapsed_s": round(elapsed, 1),
     }
     print(

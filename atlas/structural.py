@@ -144,8 +144,11 @@ def read_chain(path: str | Path) -> Chain:
 
 
 def prediction_chain(row: dict) -> Chain:
-    """The predicted structure of one predictions row (today its `mmcif` text column)."""
-    document = gemmi.cif.read_string(row["mmcif"])
+    """The predicted structure of one predictions row (atlas.structure.STRUCTURE_COLUMNS: its structure
+    stored as Foldcomp or mmCIF)."""
+    from atlas.structure import render_mmcif
+
+    document = gemmi.cif.read_string(render_mmcif(row))
     structure = gemmi.make_structure_from_block(document.sole_block())
     for _, chain in _protein_chains(structure):
         return chain
@@ -582,12 +585,12 @@ def structural_chunk(
         and row["ptm"] >= min_ptm - THRESHOLD_TOLERANCE
     ]
     # structures are the bulk of a chunk: only the confident ones are read into Python
-    structures = (
-        pq.read_table(predictions, columns=["mmcif"]).column("mmcif").take(confident_rows).to_pylist()
-    )
+    from atlas.structure import STRUCTURE_COLUMNS
+
+    structures = pq.read_table(predictions, columns=list(STRUCTURE_COLUMNS)).take(confident_rows).to_pylist()
     chains = {
-        metrics[index]["checksum"]: prediction_chain({**metrics[index], "mmcif": text})
-        for index, text in zip(confident_rows, structures, strict=True)
+        metrics[index]["checksum"]: prediction_chain(row)
+        for index, row in zip(confident_rows, structures, strict=True)
     }
     verdicts: dict[str, tuple[int, Verdict]] = {}
     timings = {"search_s": 0.0, "verify_s": 0.0}

@@ -42,7 +42,8 @@ PREDICTIONS = pa.schema(
         ("plddt", pa.list_(pa.float32())),
         ("max_pae", pa.float32()),
         ("pae", pa.binary()),  # L x L uint8 PAE codes of 0.5 A, row-major; null unless store_pae (atlas.fold)
-        ("mmcif", pa.string()),
+        ("structure_format", pa.string()),  # foldcomp (FCZ bytes) or mmcif (text): atlas.structure
+        ("structure", pa.binary()),
         ("model", pa.string()),
         ("num_recycles", pa.int32()),
         ("status", pa.string()),  # ok, failed

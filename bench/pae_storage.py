@@ -3,10 +3,10 @@
     .venv/bin/snakemake --cores all --configfile example/demo.yaml --config store_pae=True outdir=results/pae
     .venv/bin/python bench/pae_storage.py --outdir results/pae
 
-Prints, for each column (pae, mmcif, plddt, ...), the bytes per folded residue as stored (zstd-compressed, as
-the fold step writes) and before compression, over every predictions/*/*.parquet. `pae` holds L^2 bytes per
-sequence (uint8 codes of 0.5 A), so its raw cost per residue is the mean length weighted by length; the mmCIF
-column is the baseline the ratio column compares with.
+Prints, for each column (pae, structure, plddt, ...), the bytes per folded residue as stored (zstd, as
+the fold step writes) and before compression, over every predictions/**/*.parquet. `pae` holds L^2 bytes
+per sequence (uint8 codes of 0.5 A), so its raw cost per residue is the mean length weighted by length; the
+structure column is the baseline the ratio column compares with.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> int:
     )
     parser.add_argument("--outdir", required=True, type=Path)
     args = parser.parse_args()
-    files = sorted((args.outdir / "predictions").glob("*/*.parquet"))
+    files = sorted((args.outdir / "predictions").rglob("*.parquet"))
     if not files:
         print(f"no predictions under {args.outdir}/predictions", file=sys.stderr)
         return 1
@@ -45,12 +45,11 @@ def main() -> int:
                 total[0] += column.total_compressed_size
                 total[1] += column.total_uncompressed_size
     print(f"{len(files)} files, {sequences} sequences ({stored} with PAE), {residues} residues")
-    mmcif = sizes.get("mmcif", [0, 0])[0] or 1
-    print(f"{'column':<14} {'stored B/res':>12} {'raw B/res':>10} {'stored / mmcif':>15}")
+    baseline = sizes.get("structure", [0, 0])[0] or 1
+    print(f"{'column':<16} {'stored B/res':>12} {'raw B/res':>10} {'stored / structure':>18}")
     for name, (compressed, raw) in sorted(sizes.items(), key=lambda item: -item[1][0]):
-        print(
-            f"{name:<14} {compressed / residues:>12.1f} {raw / residues:>10.1f} {compressed / mmcif:>15.2f}"
-        )
+        ratio = compressed / baseline
+        print(f"{name:<16} {compressed / residues:>12.1f} {raw / residues:>10.1f} {ratio:>18.2f}")
     return 0
 
 

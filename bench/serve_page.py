@@ -63,7 +63,7 @@ def generate(outdir: Path, rows: int) -> None:
                 greatest(16, least(1280, round(exp(5.3 + 0.55 * sqrt(-2 * ln(random())) * cos(2 * pi() * random())))))::INTEGER AS length,
                 (30 + 68 * random())::FLOAT AS mean_plddt, (0.1 + 0.89 * random())::FLOAT AS ptm,
                 (300 * random())::INTEGER AS num_conf, NULL::FLOAT[] AS plddt, (31.75 * random())::FLOAT AS max_pae,
-                NULL::BLOB AS pae, NULL::VARCHAR AS mmcif, 'facebook/esmfold_v1' AS model, 3 AS num_recycles,
+                NULL::BLOB AS pae, NULL::VARCHAR AS structure_format, NULL::BLOB AS structure, 'facebook/esmfold_v1' AS model, 3 AS num_recycles,
                 'ok' AS status, NULL::VARCHAR AS error, '{drop}' AS "drop", '{chunk}' AS chunk
                 FROM range({start}, {stop}) t(i)"""  # noqa: E501
             for folder in ("predictions", "novelty"):

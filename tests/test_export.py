@@ -21,6 +21,7 @@ from test_index import make_outdir
 from atlas import export
 from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta
+from atlas.structure import STRUCTURE_COLUMNS, render_mmcif
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,13 @@ def ca_coordinates(structure) -> np.ndarray:
 def _atoms(structure):
     for residue in structure[0][0]:
         yield from residue
+
+
+def stored_mmcif(outdir) -> dict[str, str]:
+    """id -> the mmCIF of each ok prediction, rendered from its stored structure."""
+    columns = ", ".join(STRUCTURE_COLUMNS)
+    rows = selected(outdir, f"SELECT {columns} FROM predictions WHERE status = 'ok'")
+    return {row[0]: render_mmcif(dict(zip(STRUCTURE_COLUMNS, row, strict=True))) for row in rows}
 
 
 def test_export_atlas_rows_with_hostile_ids(outdir, tmp_path, capsys):
@@ -124,7 +132,7 @@ def test_pdb_round_trip_through_biopython(outdir, tmp_path, capsys):
     rows = {r["id"]: r for r in index_rows(outdir)}
     files = sorted((tmp_path / "pdb").iterdir())
     assert len(files) == len(rows) and all(path.suffix == ".pdb" for path in files)
-    mmcif = selected(outdir, "SELECT mmcif FROM predictions WHERE id = 'seq0'")[0][0]
+    mmcif = stored_mmcif(outdir)["seq0"]
     original = gemmi.make_structure_from_block(gemmi.cif.read_string(mmcif).sole_block())
     parsed = PDBParser(QUIET=True).get_structure("seq0", str(tmp_path / "pdb" / "seq0.pdb"))
     atoms = list(parsed.get_atoms())
@@ -144,7 +152,7 @@ def test_foldcomp_database_round_trip(outdir, tmp_path, capsys):
     )
     rows = index_rows(outdir)
     assert rc == 0 and f"wrote {len(rows)} structures (foldcomp)" in stdout, err
-    mmcif = {r[0]: r[1] for r in selected(outdir, "SELECT id, mmcif FROM predictions WHERE status = 'ok'")}
+    mmcif = stored_mmcif(outdir)
     names = export.assign_names([(r["id"], r["checksum"], r["drop"], r["chunk"]) for r in rows])
     by_name = {name: key[0] for key, name in names.items()}
     read = {}

@@ -98,7 +98,8 @@ def write_drop(outdir: Path, drop: str, records: list[dict], novelty: bool = Tru
                     "num_conf": sum(1 for value in plddt if value > 70) if ok else None,
                     "plddt": plddt,
                     "max_pae": 31.75 if ok else None,
-                    "mmcif": mmcif_for(r["checksum"]) if ok else None,
+                    "structure_format": "mmcif" if ok else None,
+                    "structure": mmcif_for(r["checksum"]).encode() if ok else None,
                     "model": "tiny",
                     "num_recycles": 4,
                     "status": r["result"],
@@ -311,7 +312,7 @@ def test_views_and_info(tmp_path):
             "SELECT min_plddt, min_ptm, novelty_computed, drops FROM atlas_info"
         ).fetchone()
         assert info == (MIN_PLDDT, MIN_PTM, True, ["d1", "d2", "d3"])
-        assert count("SELECT count(*) FROM predictions WHERE mmcif LIKE 'data_%'") == 29
+        assert count("SELECT count(*) FROM predictions WHERE decode(structure) LIKE 'data_%'") == 29
 
 
 def test_no_novelty_views_are_empty_with_columns(tmp_path):
@@ -342,7 +343,7 @@ def test_only_drops_without_chunks(tmp_path):
     with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
         assert connection.execute("SELECT count(*) FROM manifest").fetchone()[0] == 2
-        assert "mmcif" in [row[0] for row in connection.execute("DESCRIBE predictions").fetchall()]
+        assert "structure" in [row[0] for row in connection.execute("DESCRIBE predictions").fetchall()]
 
 
 def test_a_queued_record_without_prediction_stops_the_index_and_keeps_the_atlas(tmp_path):
@@ -372,7 +373,7 @@ def test_index_query_never_reads_the_structures(tmp_path):
     with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
         query = index_query(["d1", "d2", "d3"], True)
         plan = "\n".join(row[-1] for row in connection.execute(f"EXPLAIN {query}").fetchall())
-    assert "mean_plddt" in plan and "mmcif" not in plan and "sequence" not in plan
+    assert "mean_plddt" in plan and "structure" not in plan and "sequence" not in plan
 
 
 def test_views_glob_the_drop_folders_never_list_files(tmp_path):

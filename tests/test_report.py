@@ -45,7 +45,7 @@ def write_drop(
     benchmark: bool = True,
 ):
     """A realistic drop: manifest (queued, duplicate, rejected with reasons), two chunks of predictions (with
-    failed rows and the heavy mmcif/plddt columns, and the fold job's timing in the file's metadata, as
+    failed rows and the heavy structure/plddt columns, and the fold job's timing in the file's metadata, as
     atlas fold writes it), novelty per chunk."""
     manifest = []
     queued = []
@@ -102,7 +102,20 @@ def write_drop(
         preds = {
             k: [] for k in ("id", "checksum", "sequence", "length", "mean_plddt", "ptm", "num_conf", "plddt")
         }
-        preds.update({k: [] for k in ("max_pae", "mmcif", "model", "num_recycles", "status", "error")})
+        preds.update(
+            {
+                k: []
+                for k in (
+                    "max_pae",
+                    "structure_format",
+                    "structure",
+                    "model",
+                    "num_recycles",
+                    "status",
+                    "error",
+                )
+            }
+        )
         nov = {
             k: [] for k in ("checksum", "best_hit", "identity", "query_coverage", "target_coverage", "evalue")
         }
@@ -122,7 +135,8 @@ def write_drop(
             preds["num_conf"].append(None if failed else sum(p > 70 for p in plddt))
             preds["plddt"].append(plddt)
             preds["max_pae"].append(None if failed else 31.75)
-            preds["mmcif"].append(None if failed else "data_x\n" + "ATOM ...\n" * 50)
+            preds["structure_format"].append(None if failed else "mmcif")
+            preds["structure"].append(None if failed else b"data_x\n" + b"ATOM ...\n" * 50)
             preds["model"].append("facebook/esmfold_v1")
             preds["num_recycles"].append(4)
             preds["status"].append("failed" if failed else "ok")

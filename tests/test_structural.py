@@ -213,7 +213,8 @@ def test_structural_chunk_end_to_end(tmp_path, test_data):
             "status": "ok",
             "mean_plddt": 90.0,
             "ptm": 0.8,
-            "mmcif": mmcif_of(path),
+            "structure_format": "mmcif",
+            "structure": mmcif_of(path).encode(),
         }
         for index, (name, path) in enumerate(queries.items())
     ]
@@ -224,7 +225,8 @@ def test_structural_chunk_end_to_end(tmp_path, test_data):
             "status": "ok",
             "mean_plddt": 40.0,
             "ptm": 0.8,
-            "mmcif": rows[0]["mmcif"],
+            "structure_format": "mmcif",
+            "structure": rows[0]["structure"],
         }
     )
     rows.append({"id": "broken", "checksum": "failed", "status": "failed", "error": "out of memory"})
@@ -266,7 +268,7 @@ def test_structural_chunk_end_to_end(tmp_path, test_data):
 
 
 def test_prediction_chain_reads_the_fold_steps_mmcif(test_data):
-    """prediction_chain reads what atlas.structure writes (the fold step's mmcif column)."""
+    """prediction_chain reads what atlas.structure writes (a structure stored as mmCIF)."""
     import numpy as np
 
     from atlas.structure import ATOM37, to_mmcif
@@ -287,7 +289,7 @@ def test_prediction_chain_reads_the_fold_steps_mmcif(test_data):
         plddt=np.full(len(chain.sequence), 80.0),
         model_name="esmfold_v1",
     )
-    parsed = structural.prediction_chain({"id": "q", "mmcif": text})
+    parsed = structural.prediction_chain({"id": "q", "structure_format": "mmcif", "structure": text.encode()})
     assert parsed.sequence == chain.sequence
     assert np.allclose(parsed.ca, chain.ca, atol=1e-3)
     assert structural.encode_3di(parsed) == structural.encode_3di(chain)

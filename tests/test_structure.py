@@ -11,7 +11,17 @@ import pytest
 from Bio.PDB.MMCIFParser import MMCIFParser
 from transformers.models.esm.openfold_utils.residue_constants import restype_atom37_mask, restype_order_with_x
 
-from atlas.structure import ATOM37, residue_names, to_mmcif
+from atlas.structure import (
+    ATOM37,
+    FOLDCOMP,
+    MAX_ROUND_TRIP_DEVIATION,
+    MMCIF,
+    render_mmcif,
+    render_pdb,
+    residue_names,
+    store_structure,
+    to_mmcif,
+)
 
 DATA = Path(__file__).resolve().parent / "data"  # as tests/conftest.py's TEST_DATA
 
@@ -128,3 +138,89 @@ def test_shape_mismatch_is_an_error():
             plddt=np.zeros(3),
             model_name="m",
         )
+
+
+# ---- compact storage (Foldcomp) ----
+
+REAL_ESMFOLD = sorted(DATA.glob("*.pdb"))
+
+
+def real_prediction(path: Path) -> tuple[dict, dict]:
+    """to_mmcif's arguments for a real ESMFold prediction, and the row fields that go with it."""
+    structure = gemmi.read_pdb_string(path.read_text())
+    residues = structure[0][0]
+    sequence = gemmi.one_letter_code([residue.name for residue in residues])
+    positions = np.zeros((len(sequence), 37, 3))
+    mask = np.zeros((len(sequence), 37), dtype=bool)
+    for i, residue in enumerate(residues):
+        for atom in residue:
+            positions[i, ATOM37.index(atom.name)] = (atom.pos.x, atom.pos.y, atom.pos.z)
+            mask[i, ATOM37.index(atom.name)] = True
+    plddt = np.array([residue["CA"][0].b_iso for residue in residues], dtype=np.float32)
+    arguments = {
+        "entry_id": path.stem,
+        "sequence": sequence,
+        "atom_positions": positions,
+        "atom_mask": mask,
+        "plddt": plddt,
+        "model_name": "esmfold_v1",
+        "ptm": 0.8,
+    }
+    row = {"id": path.stem, "sequence": sequence, "plddt": plddt.tolist(), "ptm": 0.8, "model": "esmfold_v1"}
+    return arguments, row
+
+
+def atoms(text: str) -> dict[tuple[int, str], gemmi.Position]:
+    return {(i, a.name): a.pos for i, r in enumerate(read(text)[0][0]) for a in r}
+
+
+@pytest.mark.parametrize("path", REAL_ESMFOLD, ids=lambda p: p.stem)
+def test_real_esmfold_chains_are_stored_as_foldcomp_and_render_back(path):
+    arguments, row = real_prediction(path)
+    text = to_mmcif(**arguments)
+    stored = store_structure(**arguments)
+    assert stored.format == FOLDCOMP and stored.fallback_reason is None
+    assert len(stored.data) < 25 * len(row["sequence"])  # vs ~180 bytes per residue as mmCIF
+    rendered = render_mmcif({**row, "structure_format": stored.format, "structure": stored.data})
+    before, after = atoms(text), atoms(rendered)
+    assert before.keys() == after.keys()
+    deviations = np.array([before[k].dist(after[k]) for k in before])
+    assert np.sqrt((deviations**2).mean()) < 0.2 and deviations.max() <= MAX_ROUND_TRIP_DEVIATION
+    chain = read(rendered)[0]["A"]
+    # the exact pLDDT of the row, not Foldcomp's quantised copy
+    assert [r["CA"][0].b_iso for r in chain] == pytest.approx(row["plddt"], abs=0.005)
+    pdb = gemmi.read_pdb_string(
+        render_pdb({**row, "structure_format": stored.format, "structure": stored.data})
+    )
+    assert gemmi.one_letter_code([r.name for r in pdb[0][0]]) == row["sequence"]
+
+
+def test_unknown_residues_keep_their_mmcif_with_the_reason():
+    sequence = "MKTVXRQERLKSIVG" * 3  # random coordinates and CA-only UNK residues
+    text, inputs = make(sequence)
+    stored = store_structure(
+        entry_id="MGYP000000000001/1-20",
+        sequence=sequence,
+        atom_positions=inputs["positions"],
+        atom_mask=inputs["mask"],
+        plddt=inputs["plddt"],
+        model_name="tiny-seed0",
+        ptm=0.4321,
+        software_version="0.1.0",
+    )
+    assert stored.format == MMCIF and stored.data == text.encode()
+    assert stored.fallback_reason
+    row = {"id": "x", "structure_format": stored.format, "structure": stored.data}
+    assert render_mmcif(row) == text
+
+
+def test_plain_mmcif_kept_when_asked_for():
+    arguments, _ = real_prediction(REAL_ESMFOLD[0])
+    stored = store_structure(**arguments, structure_format=MMCIF)
+    assert (stored.format, stored.data, stored.fallback_reason) == (
+        MMCIF,
+        to_mmcif(**arguments).encode(),
+        None,
+    )
+    with pytest.raises(ValueError, match="not one of"):
+        store_structure(**arguments, structure_format="pdb")

@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from atlas.structure import render_mmcif
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +127,7 @@ def test_first_run_folds_every_queued_sequence(incremental_run):
     assert {row["status"] for row in manifest} == {"queued", "duplicate", "rejected"}
     predictions = pq.read_table(results / PREDICTIONS / "drop1").to_pylist()
     assert sorted(row["checksum"] for row in predictions) == sorted(queued)
-    assert all(row["status"] == "ok" and row["mmcif"].startswith("data_") for row in predictions)
+    assert all(row["status"] == "ok" and render_mmcif(row).startswith("data_") for row in predictions)
     novelty = pq.read_table(results / "novelty" / "drop1").to_pylist()
     assert sorted(row["checksum"] for row in novelty) == sorted(queued)
     # drop 1 holds three E. coli proteins that are in the reference: found, not novel

@@ -28,9 +28,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from atlas.export import mmcif_to_pdb, safe_name
+from atlas.export import safe_name
 from atlas.query import _json_value
 from atlas.serve.store import Atlas, BadRequest, NotFound, parse_search
+from atlas.structure import render_mmcif, render_pdb
 from atlas.tables import PAE_STEP
 
 HERE = Path(__file__).resolve().parent
@@ -85,7 +86,7 @@ def _display(value):
 
 def _structure_json(data: dict) -> dict:
     prediction = data["prediction"]
-    hidden = ("mmcif", "pae", "plddt")
+    hidden = ("structure", "pae", "plddt")
     return {
         "id": prediction["id"],
         "requested_id": data["place"].get("alias", prediction["id"]),
@@ -148,11 +149,11 @@ def download(request: Request) -> Response:
     if kind not in ("cif", "pdb"):
         raise NotFound(f"no download of kind {kind[:20]!r}: cif or pdb")
     prediction = _structure(request)["prediction"]
-    if not prediction.get("mmcif"):
+    if prediction.get("structure") is None:
         raise NotFound(
             f"{prediction['id']!r} has no structure ({prediction['status']}: {prediction['error']})"
         )
-    text = prediction["mmcif"] if kind == "cif" else mmcif_to_pdb(prediction["mmcif"])
+    text = render_mmcif(prediction) if kind == "cif" else render_pdb(prediction)
     name = f"{safe_name(prediction['id'])}.{kind}"
     return Response(
         text,

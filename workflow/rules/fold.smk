@@ -17,8 +17,9 @@ rule fold_chunk:
     resources:
         gpu=fold_gpus,
         mem_mb=lambda wildcards, attempt: (4000 if config["model"] == "tiny" else 32000) * attempt,
-        # How to fold, not what: resources are no rerun trigger, so changing the device, the precision of
-        # the language model, the batch sizes or the trunk chunking never refolds a finished chunk.
+        # How to fold and store, not what: resources are no rerun trigger, so changing the device, the
+        # precision of the language model, the batch sizes, the trunk chunking or the structure format never
+        # refolds a finished chunk.
         fold_device=config["device"],
         lm_precision=config["lm_precision"],
         max_tokens_per_batch=config["max_tokens_per_batch"],
@@ -26,6 +27,7 @@ rule fold_chunk:
         trunk_chunk_size=config["trunk_chunk_size"] or "auto",
         # What is kept beside each prediction, not what is folded: turning it on keeps finished chunks.
         store_pae=int(config["store_pae"]),
+        structure_format=config["structure_format"],
     params:
         # Only what changes the results is a param (a rerun trigger), and all of it is in the output path
         # (MODEL_KEY), so a changed model or recycle count makes new files instead of replacing these.
@@ -40,4 +42,4 @@ rule fold_chunk:
         " {params.num_recycles} --device={resources.fold_device:q} --trunk-chunk-size={resources.trunk_chunk_size:q}"
         " --lm-precision={resources.lm_precision:q} --max-tokens-per-batch={resources.max_tokens_per_batch}"
         " --max-pair-cells-per-batch={resources.max_pair_cells_per_batch} --store-pae={resources.store_pae}"
-        " --threads={threads} > {log:q} 2>&1"
+        " --structure-format={resources.structure_format:q} --threads={threads} > {log:q} 2>&1"
