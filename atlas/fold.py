@@ -75,6 +75,13 @@ PAE_BINS = 64
 CHUNK_SIZE_LADDER = (128, 64, 32, 16, 8, 4)  # trunk chunk sizes tried for a single sequence out of memory
 MAX_ERROR_CHARS = 4000
 FINAL_ROW_GROUP = 256
+# Min/max statistics for the columns a reader filters on; none for the sequence, structure, PAE and pLDDT
+# list, whose min and max would store up to two more copies of a value per page.
+STATISTICS_COLUMNS = [
+    field.name
+    for field in PREDICTIONS
+    if field.name != "sequence" and not (pa.types.is_binary(field.type) or pa.types.is_list(field.type))
+]
 
 
 def quantize_pae(matrix) -> bytes:
@@ -450,7 +457,7 @@ def write_part(parts_dir: Path, rows: list[dict]) -> Path:
     path = parts_dir / f"part-{number:05d}.parquet"
     tmp = parts_dir / f".{path.name}.{os.getpid()}.tmp"
     with open(tmp, "wb") as handle:
-        pq.write_table(_rows_table(rows), handle, compression="zstd")
+        pq.write_table(_rows_table(rows), handle, compression="zstd", write_statistics=STATISTICS_COLUMNS)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -499,7 +506,7 @@ def write_final(
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     output.parent.mkdir(parents=True, exist_ok=True)
     schema = PREDICTIONS.with_metadata(timing) if timing else PREDICTIONS
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=STATISTICS_COLUMNS) as writer:
         if not records:
             writer.write_table(PREDICTIONS.empty_table())
         for start in range(0, len(records), FINAL_ROW_GROUP):
