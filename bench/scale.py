@@ -41,15 +41,39 @@ COMPOSITION = {
     "I": 5.96, "L": 9.66, "K": 5.84, "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56, "T": 5.34, "W": 1.08,
     "Y": 2.92, "V": 6.87,
 }  # fmt: skip
-# stage -> (the Snakefile's target for it, rules whose jobs it runs, output folders under the atlas outdir),
-# in DAG order (--until/--omit-from cannot stop at rules behind a checkpoint on a first run: targets can)
+# stage -> (rules whose jobs it runs, output folders under the atlas outdir), in DAG order; each stage runs
+# snakemake on its own targets (--until/--omit-from cannot stop at rules behind a checkpoint on a first run)
 STAGES = {
-    "split": ("split_drop", ["split_drop"], ["chunks"]),
-    "fold": ("predictions", ["fold_chunk"], ["predictions"]),
-    "novelty": ("novelty", ["reference_db", "novelty_chunk"], ["reference", "novelty"]),
-    "index": ("atlas_index", ["atlas_index"], ["atlas"]),
-    "report": ("all", ["report"], ["report"]),
+    "split": (["split_drop"], ["chunks"]),
+    "fold": (["fold_chunk"], ["predictions"]),
+    "novelty": (["reference_db", "novelty_search", "novelty_chunk"], ["reference", "novelty"]),
+    "index": (["drop_lookup", "atlas_index"], ["atlas"]),
+    "report": (["report"], ["report"]),
 }
+
+
+def stage_targets(stage: str, outdir: Path, drops: list[Path]) -> list[str]:
+    """The files (or target rule) that make one stage, given the earlier stages are done."""
+    import duckdb
+
+    from atlas.preflight import predictions_key
+
+    manifests = [outdir / "chunks" / path.stem / "manifest.parquet" for path in drops]
+    if stage == "split":
+        return [str(path) for path in manifests]
+    if stage == "fold":
+        targets = []
+        for manifest in manifests:
+            sql = f"SELECT DISTINCT chunk FROM read_parquet('{manifest}') WHERE status = 'queued'"
+            chunks = duckdb.connect().execute(sql).fetchall()
+            folder = outdir / "predictions" / predictions_key("tiny", None) / manifest.parent.name
+            targets += [str(folder / f"{chunk}.parquet") for (chunk,) in chunks]
+        return targets
+    if stage == "novelty":
+        return ["folded"]
+    if stage == "index":
+        return [str(outdir / "atlas" / "staged" / "index.parquet")]
+    return ["all"]
 
 
 def real_lengths() -> np.ndarray:
@@ -126,7 +150,8 @@ def _benchmark_prefix(rule: str) -> str:
     return {
         "split_drop": "split/",
         "fold_chunk": "fold/",
-        "novelty_chunk": "novelty/",
+        "novelty_search": "novelty/",
+        "drop_lookup": "lookup/",
         "reference_db": "reference_db",
         "atlas_index": "atlas_index",
         "report": "report",
@@ -195,14 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     figures: dict = {"n": args.n, "residues": residues, "generate_s": round(generate_s, 1), "stages": {}}
-    for stage, (target, rules, folders) in STAGES.items():
+    for stage, (rules, folders) in STAGES.items():
         if stage == "novelty" and not args.reference:
             continue
-        if target == "split_drop":  # the checkpoint has wildcards: target its outputs
-            targets = [str(atlas_outdir / "chunks" / path.stem / "manifest.parquet") for path in drops]
-        else:
-            targets = [target]
-        wall = run([*snakemake, *targets], env, log)
+        wall = run([*snakemake, *stage_targets(stage, atlas_outdir, drops)], env, log)
         rows = benchmark_rows(atlas_outdir, rules)
         figures["stages"][stage] = {
             "wall_s": round(wall, 1),
@@ -220,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     one_id = first_atlas_id(atlas_outdir)
     atlas = [sys.executable, "-m", "atlas"]
     if one_id is not None:
-        sql = f"SELECT * FROM predictions WHERE id = '{one_id}'"
+        # the documented lookup: one row group per drop's lookup file, then one chunk's predictions file
+        sql = (
+            "SELECT l.drop, l.chunk, f.predictions FROM lookup_by_id l JOIN chunk_files f USING (drop, chunk)"
+            f" WHERE l.id = '{one_id}'"
+        )
         figures["query_one_id_s"] = round(
             run([*atlas, "query", "--outdir", str(atlas_outdir), sql], env, log), 3
         )
