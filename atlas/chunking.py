@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import math
 import multiprocessing
 import os
 import re
@@ -68,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atlas.config import schema_defaults
 from atlas.fasta import (
     BLOCK_SIZE,
     NUCLEOTIDE_MIN_LENGTH,
@@ -125,10 +127,15 @@ class SplitSummary:
     kept: int = 0  # chunk FASTAs already on disk with the same content: left untouched
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    chunk_residues: int = 0  # residues per chunk used (chunk_residues, or more under max_chunks)
 
 
 def check_settings(
-    min_length: int, max_length: int, length_buckets: Sequence[int], chunk_residues: int
+    min_length: int,
+    max_length: int,
+    length_buckets: Sequence[int],
+    chunk_residues: int,
+    max_chunks: int | None = None,
 ) -> None:
     if min_length < 1:
         raise SplitError(f"min_length must be >= 1, got {min_length}")
@@ -147,6 +154,19 @@ def check_settings(
         )
     if chunk_residues < 1:
         raise SplitError(f"chunk_residues must be >= 1, got {chunk_residues}")
+    if max_chunks is not None and max_chunks <= len(length_buckets):
+        raise SplitError(
+            f"max_chunks_per_drop ({max_chunks}) must be above the number of length buckets "
+            f"({len(length_buckets)}): every bucket may need a chunk of its own"
+        )
+
+
+def chunk_size(chunk_residues: int, queued_residues: int, buckets: int, max_chunks: int | None) -> int:
+    """Residues per chunk: chunk_residues, raised where needed so the drop makes at most max_chunks chunks
+    (each bucket is cut every so many residues, so a drop makes at most residues / size + buckets chunks)."""
+    if max_chunks is None:
+        return chunk_residues
+    return max(chunk_residues, math.ceil(queued_residues / (max_chunks - buckets)))
 
 
 def split_drop(
@@ -158,6 +178,7 @@ def split_drop(
     max_length: int = 1280,
     length_buckets: Sequence[int] = (64, 128, 256, 384, 512, 768, 1024, 1280),
     chunk_residues: int = 500_000,
+    max_chunks: int | None = None,
     progress: bool | None = None,
     memory_limit: str | None = None,
     workers: int | None = None,
@@ -172,7 +193,7 @@ def split_drop(
     length_buckets = [int(bound) for bound in length_buckets]
     earlier = [Path(path) for path in earlier_manifests if str(path)]
     # Settings and earlier manifests first: a mistake there touches nothing (not even an old manifest).
-    check_settings(min_length, max_length, length_buckets, chunk_residues)
+    check_settings(min_length, max_length, length_buckets, chunk_residues, max_chunks)
     if not drop:
         raise SplitError("the drop name is empty")
     for path in earlier:
@@ -200,6 +221,7 @@ def split_drop(
             earlier,
             length_buckets,
             chunk_residues,
+            max_chunks,
             temp,
             temp / "manifest.parquet",
             chunk_dir,
@@ -567,6 +589,7 @@ def _dedupe_and_chunk(
     earlier: list[Path],
     length_buckets: list[int],
     chunk_residues: int,
+    max_chunks: int | None,
     temp: Path,
     manifest: Path,
     chunk_dir: Path,
@@ -649,11 +672,16 @@ def _dedupe_and_chunk(
         bucket_of = (
             "CASE " + " ".join(f"WHEN length <= {bound} THEN {bound}" for bound in length_buckets) + " END"
         )
+        queued_residues = con.execute(
+            "SELECT coalesce(sum(length), 0) FROM classified WHERE status = 'queued'"
+        ).fetchone()[0]
+        residues_per_chunk = chunk_size(chunk_residues, queued_residues, len(length_buckets), max_chunks)
+        summary.chunk_residues = residues_per_chunk
         con.execute(
             f"""CREATE TABLE assigned AS
             SELECT line, bound,
                 (sum(length) OVER (PARTITION BY bound ORDER BY line ROWS UNBOUNDED PRECEDING) - length)
-                    // {chunk_residues} AS number,
+                    // {residues_per_chunk} AS number,
                 member
             FROM (SELECT line, length, member, {bucket_of} AS bound FROM classified
                   WHERE status = 'queued')"""
@@ -792,7 +820,10 @@ def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
         bucket = name.split("-")[0]
         per_bucket[bucket] = per_bucket.get(bucket, 0) + 1
     buckets = ", ".join(f"{bucket} {count}" for bucket, count in per_bucket.items())
-    lines.append(f"  {len(summary.chunks)} chunks written" + (f" ({buckets})" if buckets else ""))
+    lines.append(
+        f"  {len(summary.chunks)} chunks of up to {summary.chunk_residues} residues written"
+        + (f" ({buckets})" if buckets else "")
+    )
     if summary.stages:
         lines.append("  seconds: " + ", ".join(f"{stage} {sec:.1f}" for stage, sec in summary.stages.items()))
     own, workers = (
@@ -823,12 +854,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PARQUET",
         help="manifests of earlier drops, in arrival order: their queued sequences are not queued again",
     )
-    parser.add_argument("--min-length", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=1280)
+    defaults = schema_defaults()  # the config schema's, defined there once
+    parser.add_argument("--min-length", type=int, default=defaults.get("min_length"))
+    parser.add_argument("--max-length", type=int, default=defaults.get("max_length"))
+    parser.add_argument("--length-buckets", type=int, nargs="+", default=defaults.get("length_buckets"))
+    parser.add_argument("--chunk-residues", type=int, default=defaults.get("chunk_residues"))
     parser.add_argument(
-        "--length-buckets", type=int, nargs="+", default=[64, 128, 256, 384, 512, 768, 1024, 1280]
+        "--max-chunks",
+        type=int,
+        default=defaults.get("max_chunks_per_drop"),
+        help="at most this many chunks (fold jobs) for the drop: chunk_residues is raised where needed",
     )
-    parser.add_argument("--chunk-residues", type=int, default=500_000)
     return parser
 
 
@@ -849,6 +885,7 @@ def split_main(argv: list[str]) -> int:
             args.max_length,
             args.length_buckets,
             args.chunk_residues,
+            args.max_chunks,
         )
     except (SplitError, FastaFormatError, OSError) as error:  # OSError: unwritable output, disk full
         print(f"atlas split: error: {error}", file=sys.stderr)

@@ -286,7 +286,7 @@ def test_summary_goes_to_stderr(test_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "split ecoli: 4391 records read" in err
     assert "rejected: too short: 18" in err and "duplicate: within the drop: 42" in err
-    assert "chunks written (L0064 1," in err
+    assert re.search(r"chunks of up to \d+ residues written \(L0064 1,", err)
 
 
 RANDOM = random.Random(0)
@@ -520,3 +520,27 @@ def test_invalid_utf8_stops_the_drop_from_a_worker(test_data, tmp_path, capsys):
     line = good.count(b"\n") + 1
     assert f"line {line}," in message
     assert not manifest.exists()
+
+
+def test_max_chunks_bounds_the_number_of_chunks_whatever_the_drop(test_data, tmp_path):
+    """A drop that would make many chunks at chunk_residues makes at most max_chunks (the size grows)."""
+    from atlas.chunking import chunk_size, split_drop
+
+    manifest = tmp_path / "drop" / "manifest.parquet"
+    summary = split_drop(
+        test_data / "mgnifam_all_seqs_concat.fa", "d", manifest, chunk_residues=2000, max_chunks=12
+    )
+    chunks = pq.read_table(manifest, columns=["chunk"]).column("chunk").drop_null().unique().to_pylist()
+    assert 8 < len(chunks) <= 12 and len(summary.chunks) == len(chunks)
+    assert summary.chunk_residues > 2000
+    unbounded = split_drop(
+        test_data / "mgnifam_all_seqs_concat.fa",
+        "d",
+        tmp_path / "free" / "manifest.parquet",
+        chunk_residues=2000,
+    )
+    assert len(unbounded.chunks) > 12 and unbounded.chunk_residues == 2000
+    # MGnify90 in one drop: 125 G residues, 8 buckets, 2,000 chunks at most
+    size = chunk_size(500_000, 125_000_000_000, 8, 2000)
+    assert -(-125_000_000_000 // size) + 8 <= 2000 < -(-125_000_000_000 // (size - 1000)) + 8
+    assert chunk_size(500_000, 1_000_000, 8, 2000) == 500_000

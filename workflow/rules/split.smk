@@ -11,17 +11,20 @@ checkpoint split_drop:
     conda:
         "../../envs/atlas.yaml"
     resources:
-        mem_mb=lambda wildcards, input, attempt: max(3000, min(16000, int(input.size_mb))) * attempt,
+        # bounded whatever the drop's size: DuckDB is capped (ATLAS_SPLIT_MEMORY_LIMIT, 320 MB by default)
+        # and spills to disk; the parsing workers hold a block each
+        mem_mb=lambda wildcards, attempt: 1500 * attempt,
     params:
         min_length=config["min_length"],
         max_length=config["max_length"],
         buckets=config["length_buckets"],
         chunk_residues=config["chunk_residues"],
+        max_chunks=config["max_chunks_per_drop"],
     shell:
-        # DuckDB's memory cap follows the job's allocation (and grows with it on a retry). Every name reaches
-        # the shell quoted, and as `--option=value` where a value may start with "-" (a drop `-x.fasta`).
-        "export ATLAS_SPLIT_MEMORY_LIMIT=$(({resources.mem_mb} * 3 / 4))MB; "
+        # Every name reaches the shell quoted, and as `--option=value` where a value may start with "-" (a
+        # drop `-x.fasta`).
         "atlas split --fasta={input.fasta:q} --drop={wildcards.drop:q} --manifest={output.manifest:q}"
         " --min-length={params.min_length} --max-length={params.max_length}"
         " --length-buckets {params.buckets} --chunk-residues={params.chunk_residues}"
+        " --max-chunks={params.max_chunks}"
         " --earlier-manifests {input.earlier:q} > {log:q} 2>&1"
