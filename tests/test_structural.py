@@ -16,6 +16,7 @@ import pytest
 
 from atlas import structural
 from atlas.cli import main as atlas_main
+from atlas.preflight import predictions_key
 from atlas.tables import PREDICTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,7 +337,7 @@ def test_workflow_adds_structural_rows_and_clusters_drop_by_drop(tmp_path, test_
     assert pq.read_table(results / "clusters" / "drop1" / "members.parquet").equals(members1)
 
     for drop in ("drop1", "drop2"):
-        predictions = pq.read_table(results / "predictions" / drop).to_pylist()
+        predictions = pq.read_table(results / "predictions" / predictions_key("tiny", 0) / drop).to_pylist()
         ok = {row["checksum"] for row in predictions if row["status"] == "ok"}
         rows = pq.read_table(results / "structural" / drop).to_pylist()
         assert {row["checksum"] for row in rows} == ok and all(row["confident"] for row in rows)
@@ -349,7 +350,7 @@ def test_workflow_adds_structural_rows_and_clusters_drop_by_drop(tmp_path, test_
     folded = {
         row["checksum"]
         for drop in ("drop1", "drop2")
-        for row in pq.read_table(results / "predictions" / drop).to_pylist()
+        for row in pq.read_table(results / "predictions" / predictions_key("tiny", 0) / drop).to_pylist()
         if row["status"] == "ok"
     }
     assert {row["checksum"] for row in table} == folded

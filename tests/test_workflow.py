@@ -154,8 +154,12 @@ def test_dry_run_after_split_lists_fold_and_novelty_jobs_of_new_chunks_only(incr
         "report",
         "all",
         "drop_lookup",
+        "structural_chunk",
+        "cluster_drop",
+        "clusters_table",
     }
-    assert {wc["drop"] for name, wc in jobs if name == "drop_lookup"} <= {"drop2"}  # drop1's lookups stay
+    for rule in ("drop_lookup", "cluster_drop"):  # drop1's lookups and clusters stay
+        assert {wc["drop"] for name, wc in jobs if name == rule} <= {"drop2"}
 
 
 def test_first_drop_outputs_are_byte_identical_after_the_second(incremental_run):
