@@ -82,6 +82,7 @@ ATLAS_INDEX = pa.schema(
         NOVELTY.field("evalue"),
         NOVELTY.field("novel"),
         ("novelty_computed", pa.bool_()),
+        *(MANIFEST.field(name) for name in ("description", "crc64", "is_fragment", "header_fields")),
     ]
 )
 

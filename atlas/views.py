@@ -29,17 +29,22 @@ HIGH_CONFIDENCE_RULE = "status = 'ok' AND mean_plddt >= min_plddt AND ptm >= min
 # prediction columns an outcome carries: metrics and provenance, never the structure
 OUTCOME_PREDICTION_COLUMNS = ("mean_plddt", "ptm", "num_conf", "max_pae", "model", "num_recycles", "error")
 OUTCOME_NOVELTY_COLUMNS = ("best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
+# what the record's FASTA header said, kept from the manifest
+OUTCOME_HEADER_COLUMNS = ("description", "crc64", "is_fragment", "header_fields")
 
 
 def parquet_source(locations: list[str], stage: str) -> str:
-    """A FROM-able source over SQL path expressions (literals or globs) of one stage, or a typed empty one."""
+    """A FROM-able source over SQL path expressions (literals or globs) of one stage with every column of its
+    schema: a column that files written by an earlier version lack (e.g. the manifest's header columns) is
+    NULL there."""
+    typed = ", ".join(
+        f"CAST(NULL AS {kind}) AS {quote_identifier(name)}"
+        for name, kind in duckdb_columns(STAGE_SCHEMAS[stage]).items()
+    )
     if not locations:
-        typed = ", ".join(
-            f"CAST(NULL AS {kind}) AS {quote_identifier(name)}"
-            for name, kind in duckdb_columns(STAGE_SCHEMAS[stage]).items()
-        )
         return f"(SELECT {typed} WHERE false)"
-    return f"read_parquet([{', '.join(locations)}], union_by_name = true)"
+    files = f"read_parquet([{', '.join(locations)}], union_by_name = true)"
+    return f"(SELECT {typed} WHERE false UNION ALL BY NAME SELECT * FROM {files})"
 
 
 def create_stage_views(connection, locations: dict[str, list[str]], temporary: bool = False) -> None:
@@ -61,6 +66,7 @@ def create_outcome_views(connection, min_plddt: float, min_ptm: float, temporary
     ptm = sql_float(float(min_ptm) - THRESHOLD_TOLERANCE)
     prediction_columns = ", ".join(f"p.{quote_identifier(name)}" for name in OUTCOME_PREDICTION_COLUMNS)
     novelty_columns = ", ".join(f"n.{quote_identifier(name)}" for name in OUTCOME_NOVELTY_COLUMNS)
+    header_columns = ", ".join(f"m.{quote_identifier(name)}" for name in OUTCOME_HEADER_COLUMNS)
     connection.execute(
         f"""
         CREATE OR REPLACE {kind} novelty_best AS
@@ -72,7 +78,7 @@ def create_outcome_views(connection, min_plddt: float, min_ptm: float, temporary
         QUALIFY row_number() OVER (
             PARTITION BY "drop", checksum ORDER BY status IS DISTINCT FROM 'ok', chunk, id) = 1;
         CREATE OR REPLACE {kind} outcomes AS
-        SELECT m."drop", m.chunk, m.id, m.checksum, m.length,
+        SELECT m."drop", m.chunk, m.id, m.checksum, m.length, {header_columns},
             CASE WHEN p.status IS NULL THEN 'pending' WHEN p.status = 'ok' THEN 'ok' ELSE 'failed' END
                 AS outcome,
             {prediction_columns},
