@@ -524,15 +524,18 @@ def write_final(
 
 # ---- command line ----
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from atlas.config import schema_defaults
+
+    defaults = schema_defaults()  # the config schema's, defined there once
     parser = argparse.ArgumentParser(prog="atlas fold", description="Fold one chunk FASTA with ESMFold.")
     parser.add_argument("--fasta", required=True, type=Path, help="chunk FASTA")
     parser.add_argument("--output", required=True, type=Path, help="predictions Parquet to write")
     parser.add_argument("--drop", required=True, help="drop name (written to the `drop` column)")
     parser.add_argument("--chunk", required=True, help="chunk name (written to the `chunk` column)")
     parser.add_argument(
-        "--model", default="facebook/esmfold_v1", help="hub id (local cache), directory or tiny"
+        "--model", default=defaults.get("model"), help="hub id (local cache), directory or tiny"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default=defaults.get("device"), help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--num-recycles", type=int, default=None, help="ESMFold recycles (default: the model's)"
     )
@@ -542,9 +545,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="an integer, or auto (default): chosen by length",
     )
-    parser.add_argument("--lm-precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
-    parser.add_argument("--max-tokens-per-batch", type=int, default=4096, help="bound on B x Lmax")
-    parser.add_argument("--max-pair-cells-per-batch", type=int, default=1 << 20, help="bound on B x Lmax^2")
+    parser.add_argument(
+        "--lm-precision", default=defaults.get("lm_precision"), choices=("auto", "bf16", "fp16", "fp32")
+    )
+    parser.add_argument(
+        "--max-tokens-per-batch", type=int, default=defaults.get("max_tokens_per_batch"), help="B x Lmax"
+    )
+    parser.add_argument(
+        "--max-pair-cells-per-batch",
+        type=int,
+        default=defaults.get("max_pair_cells_per_batch"),
+        help="bound on B x Lmax^2",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     parser.add_argument(
         "--store-pae",
@@ -555,7 +567,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--structure-format",
-        default="foldcomp",
+        default=defaults.get("structure_format"),
         choices=("foldcomp", "mmcif"),
         help="how to store structures: Foldcomp (checked round trip, else mmCIF) or mmCIF text",
     )
