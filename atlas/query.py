@@ -30,8 +30,10 @@ from pathlib import Path
 
 from atlas.config import default_outdir
 from atlas.index import ATLAS_DIR, DATABASE_FILE, ROOT_VARIABLE
+from atlas.sql import sql_string
 
 MAX_CELL = 60
+ATTACHED_DATABASE = "atlas_database"  # the name connect() attaches atlas.duckdb under
 # statement types that only read (DuckDB parses DESCRIBE, SHOW, SUMMARIZE and FROM-first as SELECT)
 READING_STATEMENTS = ("SELECT", "EXPLAIN")
 
@@ -65,7 +67,8 @@ def database_path(outdir: str | Path) -> Path:
 def connect(outdir: str | Path):
     """A DuckDB connection to OUTDIR/atlas/atlas.duckdb that can only read, and only files under OUTDIR.
 
-    Read-only database; external access off except the outdir (`allowed_directories`), no extension
+    Read-only database (attached to a new in-memory instance); external access off except the outdir
+    (`allowed_directories`), no extension
     auto-loading, and the configuration locked. The views find their files through the `atlas_outdir`
     variable (see atlas.index), set here to this outdir, so a moved or copied outdir works as well.
     """
@@ -76,11 +79,15 @@ def connect(outdir: str | Path):
         raise AtlasError(f"no atlas database at {path}: run the workflow first (or pass --outdir)")
     root = Path(outdir).resolve().as_posix()
     try:
+        # A fresh in-memory instance with the atlas attached: DuckDB caches one instance per database file
+        # in a process, and a cached instance's locked configuration could not be set again. A cursor of this
+        # connection must `USE` ATTACHED_DATABASE too.
         connection = duckdb.connect(
-            str(path),
-            read_only=True,
+            ":memory:",
             config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
         )
+        connection.execute(f"ATTACH {sql_string(path)} AS {ATTACHED_DATABASE} (READ_ONLY)")
+        connection.execute(f"USE {ATTACHED_DATABASE}")
         connection.execute(f"SET VARIABLE {ROOT_VARIABLE} = ?", [root])
         connection.execute("SET allowed_directories = ?", [[root + "/"]])
         connection.execute("SET enable_external_access = false")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas.index import ROOT_VARIABLE
-from atlas.query import AtlasError, connect, database_path
+from atlas.query import ATTACHED_DATABASE, AtlasError, connect, database_path
 from atlas.sql import quote_identifier, sql_string
 
 MAX_PER_PAGE = 200
@@ -207,6 +207,7 @@ class Atlas:
                 self._connection, self._stamp, self._drop_summary = connection, stamp, None
             connection = self._connection
         cursor = connection.cursor()
+        cursor.execute(f"USE {ATTACHED_DATABASE}")
         cursor.execute(f"SET VARIABLE {ROOT_VARIABLE} = ?", [self.outdir.as_posix()])
         return cursor
 
