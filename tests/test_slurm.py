@@ -56,6 +56,8 @@ def demo_config() -> dict:
     config = yaml.safe_load((ROOT / "example" / "demo.yaml").read_text())
     config["drops"] = [str(ROOT / drop) for drop in config["drops"]]
     config["novelty"]["reference"] = str(ROOT / config["novelty"]["reference"])
+    # structural novelty has its own workflow test (tests/test_structural.py); here it would only add jobs
+    config["structural_novelty"] = {"reference": ""}
     config["outdir"] = "results"
     # Same device and threads in both runs, so the tiny model's numbers are bit-identical; every prediction
     # passes the confidence filter (the tiny model's are random), so the index has rows to compare.
