@@ -587,7 +587,8 @@ def structural_chunk(
     # structures are the bulk of a chunk: only the confident ones are read into Python
     from atlas.structure import STRUCTURE_COLUMNS
 
-    structures = pq.read_table(predictions, columns=list(STRUCTURE_COLUMNS)).take(confident_rows).to_pylist()
+    confident = pa.array(confident_rows, type=pa.int64())  # an empty list must still be typed
+    structures = pq.read_table(predictions, columns=list(STRUCTURE_COLUMNS)).take(confident).to_pylist()
     chains = {
         metrics[index]["checksum"]: prediction_chain(row)
         for index, row in zip(confident_rows, structures, strict=True)

@@ -266,6 +266,12 @@ def test_structural_chunk_end_to_end(tmp_path, test_data):
             assert row["structure_tm"] == pytest.approx(truth[(name, hit)], abs=2e-3)
             assert 0 < row["structure_aligned_length"] <= len(structural.read_chain(queries[name]).sequence)
     assert result["low"]["confident"] is False and result["low"]["structurally_novel"] is None
+    # a chunk without one confident prediction (the demo's tiny model often gives such): rows, no search
+    nothing = tmp_path / "nothing.parquet"
+    argv[argv.index("--output") + 1] = str(nothing)
+    argv[argv.index("--min-plddt") + 1] = "100"
+    assert atlas_main(argv) == 0
+    assert [row["confident"] for row in pq.read_table(nothing).to_pylist()] == [False] * (len(queries) + 1)
 
 
 def test_prediction_chain_reads_the_fold_steps_mmcif(test_data):
