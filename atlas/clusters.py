@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from atlas.novelty import MmseqsError, find_mmseqs, run_mmseqs
-from atlas.tables import THRESHOLD_TOLERANCE
+from atlas.tables import high_confidence
 
 CLUSTER_MEMBERS = pa.schema(
     [
@@ -76,14 +76,7 @@ def confident_sequences(
             Path(predictions_dir) / f"{chunk}.parquet",
             columns=["checksum", "sequence", "status", "mean_plddt", "ptm"],
         )
-        keep = pc.and_(
-            pc.equal(table["status"], "ok"),
-            pc.and_(
-                pc.greater_equal(table["mean_plddt"], min_plddt - THRESHOLD_TOLERANCE),
-                pc.greater_equal(table["ptm"], min_ptm - THRESHOLD_TOLERANCE),
-            ),
-        )
-        table = table.filter(keep)
+        table = table.filter(high_confidence(table, min_plddt, min_ptm))
         score = pc.divide(pc.multiply(table["ptm"], table["mean_plddt"]), 100.0)
         yield pa.table([table["checksum"], table["sequence"], pc.cast(score, pa.float32())], schema=CONFIDENT)
 

@@ -563,31 +563,19 @@ def structural_chunk(
     settings: SearchSettings,
 ) -> dict:
     """Search a predictions chunk's confident structures and write its structural Parquet; returns counts."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from atlas.tables import (
-        THRESHOLD_TOLERANCE,  # float32 metrics pass a threshold they equal
-        write_parquet_atomic,
-    )
+    from atlas.structure import STRUCTURE_COLUMNS
+    from atlas.tables import high_confidence, write_parquet_atomic
 
     output = Path(output)
-    metrics = pq.read_table(
-        predictions, columns=["id", "checksum", "status", "mean_plddt", "ptm"]
-    ).to_pylist()
+    metrics_table = pq.read_table(predictions, columns=["id", "checksum", "status", "mean_plddt", "ptm"])
+    confident = pc.indices_nonzero(high_confidence(metrics_table, min_plddt, min_ptm))
+    metrics = metrics_table.to_pylist()
     rows = [row for row in metrics if row["status"] == "ok"]
-    confident_rows = [
-        index
-        for index, row in enumerate(metrics)
-        if row["status"] == "ok"
-        and row["mean_plddt"] is not None
-        and row["ptm"] is not None
-        and row["mean_plddt"] >= min_plddt - THRESHOLD_TOLERANCE
-        and row["ptm"] >= min_ptm - THRESHOLD_TOLERANCE
-    ]
+    confident_rows = confident.to_pylist()
     # structures are the bulk of a chunk: only the confident ones are read into Python
-    from atlas.structure import STRUCTURE_COLUMNS
-
-    confident = pa.array(confident_rows, type=pa.int64())  # an empty list must still be typed
     structures = pq.read_table(predictions, columns=list(STRUCTURE_COLUMNS)).take(confident).to_pylist()
     chains = {
         metrics[index]["checksum"]: prediction_chain(row)

@@ -12,6 +12,22 @@ import pyarrow.parquet as pq
 # a metric equal to a threshold must still pass it.
 THRESHOLD_TOLERANCE = 1e-6
 
+
+def high_confidence(predictions: pa.Table, min_plddt: float, min_ptm: float) -> pa.ChunkedArray:
+    """atlas.views.HIGH_CONFIDENCE_RULE over a predictions table (status, mean_plddt, ptm) in Arrow, for the
+    steps that read a chunk's file themselves: true where ok and both metrics reach their thresholds."""
+    import pyarrow.compute as pc
+
+    passes = pc.and_kleene(
+        pc.equal(predictions["status"], "ok"),
+        pc.and_kleene(
+            pc.greater_equal(predictions["mean_plddt"], min_plddt - THRESHOLD_TOLERANCE),
+            pc.greater_equal(predictions["ptm"], min_ptm - THRESHOLD_TOLERANCE),
+        ),
+    )
+    return pc.fill_null(passes, False)  # a failed row has no metrics
+
+
 # chunks/{drop}/manifest.parquet: one row per input record, in input order (docs/SPEC.md, atlas.chunking)
 MANIFEST = pa.schema(
     [

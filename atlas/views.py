@@ -25,6 +25,7 @@ from atlas.sql import duckdb_columns, quote_identifier, sql_float, sql_string
 from atlas.tables import ATLAS_INDEX, MANIFEST, NOVELTY, PREDICTIONS, THRESHOLD_TOLERANCE
 
 STAGE_SCHEMAS = {"manifest": MANIFEST, "predictions": PREDICTIONS, "novelty": NOVELTY}
+# the same rule in Arrow, for steps reading a chunk's file themselves: atlas.tables.high_confidence
 HIGH_CONFIDENCE_RULE = "status = 'ok' AND mean_plddt >= min_plddt AND ptm >= min_ptm"
 # prediction columns an outcome carries: metrics and provenance, never the structure
 OUTCOME_PREDICTION_COLUMNS = ("mean_plddt", "ptm", "num_conf", "max_pae", "model", "num_recycles", "error")
