@@ -285,7 +285,7 @@ def _pdb_text(name: str, sequence: str, atom_positions: np.ndarray, atom_mask: n
     return "\n".join(lines) + "\n"
 
 
-def _atom37_from_pdb(pdb: str, length: int) -> tuple[np.ndarray, np.ndarray]:
+def atom37_from_pdb(pdb: str, length: int) -> tuple[np.ndarray, np.ndarray]:
     """atom37 positions and mask from PDB ATOM records numbered 1..length."""
     positions = np.zeros((length, 37, 3))
     mask = np.zeros((length, 37), dtype=bool)
@@ -309,7 +309,7 @@ def round_trip_error(
     import foldcomp
 
     _, pdb = foldcomp.decompress(fcz)
-    positions, mask = _atom37_from_pdb(pdb, len(atom_mask))
+    positions, mask = atom37_from_pdb(pdb, len(atom_mask))
     if not np.array_equal(mask, atom_mask):
         return f"atoms differ after the round trip ({int(atom_mask.sum())} before, {int(mask.sum())} after)"
     if not mask.any():
@@ -385,7 +385,7 @@ def render_mmcif(row: Mapping) -> str:
     import foldcomp
 
     _, pdb = foldcomp.decompress(bytes(data))
-    positions, mask = _atom37_from_pdb(pdb, len(row["sequence"]))
+    positions, mask = atom37_from_pdb(pdb, len(row["sequence"]))
     return to_mmcif(
         entry_id=row["id"],
         sequence=row["sequence"],

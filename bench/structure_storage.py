@@ -20,20 +20,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from atlas.structure import ATOM37, FOLDCOMP, MMCIF, round_trip_error, store_structure
+from atlas.structure import FOLDCOMP, MMCIF, atom37_from_pdb, round_trip_error, store_structure
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def arguments(path: Path) -> dict:
-    residues = gemmi.read_pdb_string(path.read_text())[0][0]
+    text = path.read_text()
+    residues = gemmi.read_pdb_string(text)[0][0]
     sequence = gemmi.one_letter_code([residue.name for residue in residues])
-    positions = np.zeros((len(sequence), 37, 3))
-    mask = np.zeros((len(sequence), 37), dtype=bool)
-    for i, residue in enumerate(residues):
-        for atom in residue:
-            positions[i, ATOM37.index(atom.name)] = atom.pos.tolist()
-            mask[i, ATOM37.index(atom.name)] = True
+    positions, mask = atom37_from_pdb(text, len(sequence))
     plddt = np.array([residue["CA"][0].b_iso for residue in residues], dtype=np.float32)
     return {
         "entry_id": path.stem,

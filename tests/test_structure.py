@@ -16,6 +16,7 @@ from atlas.structure import (
     FOLDCOMP,
     MAX_ROUND_TRIP_DEVIATION,
     MMCIF,
+    atom37_from_pdb,
     render_mmcif,
     render_pdb,
     residue_names,
@@ -147,15 +148,10 @@ REAL_ESMFOLD = sorted(DATA.glob("*.pdb"))
 
 def real_prediction(path: Path) -> tuple[dict, dict]:
     """to_mmcif's arguments for a real ESMFold prediction, and the row fields that go with it."""
-    structure = gemmi.read_pdb_string(path.read_text())
-    residues = structure[0][0]
+    text = path.read_text()
+    residues = gemmi.read_pdb_string(text)[0][0]
     sequence = gemmi.one_letter_code([residue.name for residue in residues])
-    positions = np.zeros((len(sequence), 37, 3))
-    mask = np.zeros((len(sequence), 37), dtype=bool)
-    for i, residue in enumerate(residues):
-        for atom in residue:
-            positions[i, ATOM37.index(atom.name)] = (atom.pos.x, atom.pos.y, atom.pos.z)
-            mask[i, ATOM37.index(atom.name)] = True
+    positions, mask = atom37_from_pdb(text, len(sequence))
     plddt = np.array([residue["CA"][0].b_iso for residue in residues], dtype=np.float32)
     arguments = {
         "entry_id": path.stem,
