@@ -344,3 +344,34 @@ def test_header_columns_of_the_manifest_reach_where_fasta_and_metadata(headed, t
     for row in pq.read_table(out).to_pylist():
         assert row["is_fragment"] is manifest[row["id"]]["is_fragment"]
         assert row["sequenceChecksum"] == manifest[row["id"]]["crc64"].removeprefix("CRC-")
+
+
+def test_export_by_id_reads_through_the_lookups_and_equals_where(outdir, tmp_path, capsys):
+    """--id gives what --where "id IN (...)" gives (structures, metadata with every holding drop), for ids
+    in the atlas and not, hostile ids included; an id the atlas does not know selects nothing."""
+    in_atlas = [row["id"] for row in index_rows(outdir)][:2]
+    others = [row[0] for row in selected(outdir, "SELECT id FROM predictions WHERE status = 'ok'")]
+    outside = [identifier for identifier in others if identifier not in in_atlas][:1]
+    ids = [identifier for identifier in dict.fromkeys([*in_atlas, *outside, "a b"]) if identifier in others]
+    listed = ", ".join("'" + identifier.replace("'", "''") + "'" for identifier in ids)
+    outputs = {}
+    for how, arguments in (
+        ("id", [argument for identifier in ids for argument in ("--id", identifier)]),
+        ("where", ["--where", f"id IN ({listed})"]),
+    ):
+        for fmt, out in (("cif", tmp_path / how), ("metadata", tmp_path / f"{how}.parquet")):
+            rc, stdout, err = run(
+                capsys, "export", *arguments, "--format", fmt, "--out", str(out), "--outdir", str(outdir)
+            )
+            assert rc == 0, err
+        files = sorted((tmp_path / how).iterdir())
+        outputs[how] = (
+            {path.name: path.read_bytes() for path in files},
+            pq.read_table(tmp_path / f"{how}.parquet").sort_by("id").to_pylist(),
+        )
+    assert len(outputs["id"][0]) == len(ids) >= 3
+    assert outputs["id"] == outputs["where"]
+    rc, stdout, _ = run(
+        capsys, "export", "--id", "no-such-id", "--out", str(tmp_path / "none"), "--outdir", str(outdir)
+    )
+    assert rc == 0 and "wrote 0 structures" in stdout
