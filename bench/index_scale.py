@@ -233,30 +233,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--templates", type=int, default=512)
     parser.add_argument("--max-template-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="keep the data of an earlier run with this --n")
     args = parser.parse_args(argv)
     if args.drops < 2:
         parser.error("--drops must be at least 2 (one is added after the first index)")
     directory = args.outdir.resolve()
-    if directory.exists():
-        shutil.rmtree(directory)
     outdir = directory / "results"
-    outdir.mkdir(parents=True)
     log = directory / "index_scale.log"
     model_key = predictions_key("tiny", None)
-    print(f"folding {args.templates} templates (stand-in network) ...", file=sys.stderr)
-    templates = fold_templates(directory, args.templates, args.max_template_length, args.seed)
     drops = [f"drop{number + 1}" for number in range(args.drops)]
     per_drop = args.n // args.drops
-    figures: dict = {"n": per_drop * args.drops, "drops": {}, "steps": {}}
-    started = time.perf_counter()
-    for number, drop in enumerate(drops):
-        print(f"writing {drop} ({per_drop} records) ...", file=sys.stderr)
-        figures["drops"][drop] = write_drop(
-            outdir, model_key, drop, number * per_drop, per_drop, templates, args.seed + number + 1
-        )
-    figures["generate_s"] = round(time.perf_counter() - started, 1)
-    figures["files"] = sum(1 for path in outdir.rglob("*.parquet"))
-    figures["bytes_on_disk"] = sum(path.stat().st_size for path in outdir.rglob("*.parquet"))
+    generated = directory / "generated.json"
+    if args.reuse and generated.exists() and json.loads(generated.read_text())["n"] == per_drop * args.drops:
+        figures = json.loads(generated.read_text())  # the same data: only the index steps run again
+        shutil.rmtree(outdir / "atlas", ignore_errors=True)
+    else:
+        if directory.exists():
+            shutil.rmtree(directory)
+        outdir.mkdir(parents=True)
+        print(f"folding {args.templates} templates (stand-in network) ...", file=sys.stderr)
+        templates = fold_templates(directory, args.templates, args.max_template_length, args.seed)
+        figures = {"n": per_drop * args.drops, "drops": {}, "steps": {}}
+        started = time.perf_counter()
+        for number, drop in enumerate(drops):
+            print(f"writing {drop} ({per_drop} records) ...", file=sys.stderr)
+            figures["drops"][drop] = write_drop(
+                outdir, model_key, drop, number * per_drop, per_drop, templates, args.seed + number + 1
+            )
+        figures["generate_s"] = round(time.perf_counter() - started, 1)
+        figures["files"] = sum(1 for path in outdir.rglob("*.parquet"))
+        figures["bytes_on_disk"] = sum(path.stat().st_size for path in outdir.rglob("*.parquet"))
+        generated.write_text(json.dumps(figures))
     index = ["index", f"--outdir={outdir}", f"--predictions-dir=predictions/{model_key}", "--novelty"]
     steps = figures["steps"]
     first = drops[:-1]
@@ -271,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     figures["structure_column_bytes"] = sum(drop["structure_column_bytes"] for drop in written)
     with pq.ParquetFile(outdir / "atlas" / "index.parquet") as index_file:
         figures["atlas_rows"] = index_file.metadata.num_rows
-    one_id = f"MGYP{(args.drops - 2) * per_drop + per_drop // 2:012d}"  # the middle of an early drop
+    # an atlas member from the middle of an early drop (a lookup must not depend on where the id lies)
+    index_rows = pq.read_table(outdir / "atlas" / "index.parquet", columns=["id", "drop"])
+    early = index_rows.filter(pa.compute.equal(index_rows["drop"], drops[-2]))["id"]
+    one_id = early[len(early) // 2].as_py()
+    figures["one_id"] = one_id
     # the README's lookup: one row group per drop's lookup file, then the chunk's predictions file
     lookup = (
         "SELECT l.drop, l.chunk, f.predictions FROM lookup_by_id l JOIN chunk_files f USING (drop, chunk)"

@@ -33,6 +33,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 import localslurm  # noqa: E402
 
+from atlas.config import schema_defaults  # noqa: E402
+
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,10 @@ def demo_config() -> dict:
     config.update(device="cpu", fold_threads=2, min_plddt=0, min_ptm=0)
     if not os.environ.get("ATLAS_SLURM_FULL_DEMO"):
         config.update(max_length=64, num_recycles=0)
+    # The large-chunk path of MGnify-sized drops: chunk_residues far below a drop's residues, so the split
+    # raises the chunk size to keep each drop within max_chunks_per_drop fold jobs (atlas.chunking.chunk_size)
+    buckets = config.get("length_buckets", schema_defaults()["length_buckets"])
+    config.update(chunk_residues=200, max_chunks_per_drop=len(buckets) + 1)
     return config
 
 
@@ -261,6 +267,22 @@ def test_failed_job_is_retried_with_more_memory_and_time(cuda_run):
         assert memory[1] == 2 * memory[0], memory
         limits = [job["TimeLimit"] for job in (first, second)]
         assert limits == ["06:00:00", "12:00:00"], limits
+
+
+def test_large_chunks_bound_the_fold_jobs_per_drop(local_run, cpu_rerun):
+    """Each drop made at most max_chunks_per_drop chunks, larger than chunk_residues, and the cluster ran one
+    fold job per chunk (test_rerun_resumes_on_cpu counts them)."""
+    config = demo_config()
+    for workdir in (local_run, cpu_rerun[0].workdir):
+        manifests = sorted((workdir / "results" / "chunks").glob("*/manifest.parquet"))
+        assert manifests
+        for manifest in manifests:
+            residues: dict[str, int] = {}
+            for row in pq.read_table(manifest, columns=["status", "chunk", "length"]).to_pylist():
+                if row["status"] == "queued":
+                    residues[row["chunk"]] = residues.get(row["chunk"], 0) + row["length"]
+            assert 0 < len(residues) <= config["max_chunks_per_drop"], (manifest, residues)
+            assert max(residues.values()) > config["chunk_residues"], (manifest, residues)
 
 
 def test_rerun_resumes_on_cpu(cpu_rerun, cuda_run):
