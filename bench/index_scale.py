@@ -63,8 +63,10 @@ try:
 finally:
     io = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print("MEASURED", time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss,
-          int(io["rchar"]), file=sys.stderr)
+    # VmHWM, not ru_maxrss: Linux keeps the parent's ru_maxrss across fork and exec
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    print("MEASURED", time.perf_counter() - start, usage.ru_utime + usage.ru_stime,
+          int(status["VmHWM"].split()[0]), int(io["rchar"]), file=sys.stderr)
 sys.exit(code)
 """
 
