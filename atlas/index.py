@@ -5,6 +5,11 @@ is called by workflow/scripts/atlas_index.py with the rule's declared inputs (at
 shell command line holds) and outputs `OUTDIR/atlas/staged/index.parquet` and
 `OUTDIR/atlas/staged/atlas.duckdb`.
 
+In the workflow, rule drop_outcomes first writes each drop's outcome rows (`write_drop_outcomes`: the
+`outcomes` view over that drop's files only) to `OUTDIR/atlas/parts/{drop}.outcomes.parquet`, once per drop;
+the index then reads these compact parts, not the predictions: adding a drop reads its own files and the
+parts, never an earlier drop's predictions (at 10^7 rows: bench/index_scale.py).
+
 It reads exactly the given files and first checks the accounting invariant: every queued record of every
 manifest has a prediction row (ok, or failed with its error) in its drop; else it stops with an
 IncompleteAtlasError naming the drop, chunk and ids missing, and nothing is published.
@@ -56,6 +61,7 @@ from atlas.views import (
 ROOT_VARIABLE = "atlas_outdir"
 ATLAS_DIR = "atlas"
 STAGED_DIR = "atlas/staged"
+PARTS_DIR = "atlas/parts"  # {drop}.outcomes.parquet: a drop's outcome rows (write_drop_outcomes)
 INDEX_FILE = "index.parquet"
 DATABASE_FILE = "atlas.duckdb"
 SHOWN_MISSING = 10
@@ -171,6 +177,86 @@ def _publish(staged: Path, published: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _bounded_memory(connection, spill_folder: Path) -> None:
+    """DuckDB within the job's memory (ATLAS_INDEX_MEMORY_LIMIT, set by the rules), spilling beyond it."""
+    connection.execute(f"SET temp_directory = {sql_string(spill_folder / '.duckdb-spill')}")
+    if limit := os.environ.get("ATLAS_INDEX_MEMORY_LIMIT"):
+        connection.execute("SET memory_limit = ?", [limit])
+
+
+def _outcome_views(connection, manifests, predictions, novelty, min_plddt: float, min_ptm: float) -> None:
+    """Temporary stage and outcome views (atlas.views) over exactly these files."""
+    create_stage_views(
+        connection,
+        {
+            "manifest": path_literals(manifests),
+            "predictions": path_literals(predictions),
+            "novelty": path_literals(novelty),
+        },
+        temporary=True,
+    )
+    create_outcome_views(connection, min_plddt, min_ptm, temporary=True)
+
+
+def part_settings(min_plddt: float, min_ptm: float) -> dict[str, str]:
+    """What a drop's outcome part was computed with (its Parquet key-value metadata)."""
+    return {"atlas.min_plddt": repr(float(min_plddt)), "atlas.min_ptm": repr(float(min_ptm))}
+
+
+def part_is_current(part: Path, inputs: Sequence[Path], min_plddt: float, min_ptm: float) -> bool:
+    """For `atlas index` by hand: the part exists, has these thresholds and is newer than its inputs."""
+    import pyarrow.parquet as pq
+
+    if not part.exists():
+        return False
+    metadata = pq.read_schema(part).metadata or {}
+    wanted = {key.encode(): value.encode() for key, value in part_settings(min_plddt, min_ptm).items()}
+    if any(metadata.get(key) != value for key, value in wanted.items()):
+        return False
+    built = part.stat().st_mtime_ns
+    return all(Path(path).stat().st_mtime_ns <= built for path in inputs)
+
+
+def write_drop_outcomes(
+    manifest: str | Path,
+    predictions: Sequence[str | Path],
+    novelty: Sequence[str | Path],
+    part: str | Path,
+    min_plddt: float,
+    min_ptm: float,
+) -> dict[str, int]:
+    """One drop's outcome rows (the `outcomes` view over this drop's own files: its queued records, their
+    predictions, their novelty) to `part`, after the drop's accounting check; returns its counts.
+
+    A drop's outcomes depend on its files only: the split queues a sequence in one drop at most (a later
+    drop marks it duplicate), so the index of all drops reads these parts, and adding a drop reads no earlier
+    drop's predictions again."""
+    import duckdb
+
+    part = Path(part)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    tmp = part.with_name(f".{part.name}.tmp-{os.getpid()}")
+    with duckdb.connect(":memory:") as connection:
+        _bounded_memory(connection, part.parent)
+        _outcome_views(connection, [manifest], predictions, novelty, min_plddt, min_ptm)
+        connection.execute("CREATE TEMP TABLE outcome_rows AS SELECT * FROM outcomes")
+        connection.execute("CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM outcome_rows")
+        check_complete(connection)
+        counts = index_counts(connection)
+        settings = ", ".join(
+            f"{sql_string(key)}: {sql_string(value)}"
+            for key, value in part_settings(min_plddt, min_ptm).items()
+        )
+        try:
+            connection.execute(
+                f"COPY outcome_rows TO {sql_string(tmp)} (FORMAT parquet, KV_METADATA {{{settings}}})"
+            )
+            os.replace(tmp, part)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return counts
+
+
 def build_index(
     manifests: Sequence[str | Path],
     predictions: Sequence[str | Path],
@@ -182,9 +268,13 @@ def build_index(
     min_ptm: float,
     novelty_computed: bool,
     lookups: Sequence[str | Path] = (),
+    outcome_parts: Sequence[str | Path] = (),
 ) -> dict[str, int]:
     """Build the staged index and database from exactly these files, then publish both; returns counts.
-    `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`)."""
+    `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`).
+    `outcome_parts`: each drop's outcome rows (write_drop_outcomes, with the same thresholds); given, the
+    index reads them instead of every prediction (the workflow's way: a new drop makes its own part and
+    the others are not read again); else the outcomes are computed here from the stage files."""
     import duckdb
 
     index, database = Path(index), Path(database)
@@ -197,24 +287,14 @@ def build_index(
         stale.unlink(missing_ok=True)  # a killed run's staged files; the published atlas is untouched
 
     with duckdb.connect(":memory:") as connection:
-        create_stage_views(
-            connection,
-            {
-                "manifest": path_literals(manifests),
-                "predictions": path_literals(predictions),
-                "novelty": path_literals(novelty),
-            },
-            temporary=True,
-        )
-        create_outcome_views(connection, min_plddt, min_ptm, temporary=True)
-        # One scan of the stage files: the accounting check, the counts and the index rows all read this
-        # table (three scans of every prediction's metrics before: x2 the CPU at 10^6 rows). It spills to
-        # the staged folder beyond the job's memory (ATLAS_INDEX_MEMORY_LIMIT, set by the rule).
-        connection.execute(f"SET temp_directory = {sql_string(index.parent / '.duckdb-spill')}")
-        if limit := os.environ.get("ATLAS_INDEX_MEMORY_LIMIT"):
-            connection.execute("SET memory_limit = ?", [limit])
-        connection.execute("CREATE TEMP TABLE outcome_rows AS SELECT * FROM outcomes")
-        connection.execute("CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM outcome_rows")
+        _bounded_memory(connection, index.parent)
+        if outcome_parts:  # compact files of metrics: the three reads below cost little
+            parts = ", ".join(path_literals(outcome_parts))
+            connection.execute(f"CREATE TEMP VIEW outcomes AS SELECT * FROM read_parquet([{parts}])")
+        else:  # one scan of the stage files for the check, the counts and the index rows
+            _outcome_views(connection, manifests, predictions, novelty, min_plddt, min_ptm)
+            connection.execute("CREATE TEMP TABLE outcome_rows AS SELECT * FROM outcomes")
+            connection.execute("CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM outcome_rows")
         check_complete(connection)
         counts = index_counts(connection)
         connection.execute(
@@ -304,6 +384,7 @@ def run_index_step(job) -> int:
                 params.min_ptm,
                 bool(params.novelty),
                 job.input.lookups,
+                job.input.parts,
             )
         except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
             print(f"atlas index: error: {error}", file=sys.stderr)
@@ -312,26 +393,48 @@ def run_index_step(job) -> int:
     return 0
 
 
-def manifest_files(
-    outdir: Path, drops: Sequence[str], predictions_dir: str, novelty_computed: bool
-) -> dict[str, list[Path]]:
-    """The files a finished outdir's manifests name: manifests, chunk predictions and novelty files."""
+def run_drop_outcomes_step(job) -> int:
+    """Entry point of rule drop_outcomes (workflow/scripts/drop_outcomes.py): inputs manifest/predictions/
+    novelty of one drop, output part, params min_plddt/min_ptm, log."""
+    import contextlib
+
     import duckdb
 
-    files: dict[str, list[Path]] = {"manifests": [], "predictions": [], "novelty": []}
-    with duckdb.connect(":memory:") as connection:
-        for drop in drops:
-            manifest = outdir / "chunks" / drop / "manifest.parquet"
-            files["manifests"].append(manifest)
-            chunks = connection.execute(
-                f"SELECT DISTINCT chunk FROM read_parquet({sql_string(manifest)})"
-                " WHERE status = 'queued' ORDER BY chunk"
-            ).fetchall()
-            for (chunk,) in chunks:
-                files["predictions"].append(outdir / predictions_dir / drop / f"{chunk}.parquet")
-                if novelty_computed:
-                    files["novelty"].append(outdir / "novelty" / drop / f"{chunk}.parquet")
-    return files
+    os.environ.setdefault("ATLAS_INDEX_MEMORY_LIMIT", f"{int(job.resources.mem_mb * 3 / 4)}MB")
+    with open(job.log[0], "w") as log, contextlib.redirect_stderr(log):
+        params = job.params
+        try:
+            counts = write_drop_outcomes(
+                job.input.manifest,
+                job.input.predictions,
+                job.input.novelty,
+                job.output.part,
+                params.min_plddt,
+                params.min_ptm,
+            )
+        except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
+            print(f"atlas drop outcomes: error: {error}", file=sys.stderr)
+            return 1
+        _log(f"{job.wildcards.drop}: {json.dumps(counts)}")
+    return 0
+
+
+def drop_stage_files(
+    connection, outdir: Path, drop: str, predictions_dir: str, novelty_computed: bool
+) -> dict[str, list[Path]]:
+    """The files a finished drop's manifest names: the manifest, its chunks' predictions and novelty files."""
+    manifest = outdir / "chunks" / drop / "manifest.parquet"
+    chunks = connection.execute(
+        f"SELECT DISTINCT chunk FROM read_parquet({sql_string(manifest)})"
+        " WHERE status = 'queued' ORDER BY chunk"
+    ).fetchall()
+    return {
+        "manifests": [manifest],
+        "predictions": [outdir / predictions_dir / drop / f"{chunk}.parquet" for (chunk,) in chunks],
+        "novelty": [outdir / "novelty" / drop / f"{chunk}.parquet" for (chunk,) in chunks]
+        if novelty_computed
+        else [],
+    }
 
 
 def index_main(argv: list[str]) -> int:
@@ -360,13 +463,28 @@ def index_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     outdir = args.outdir
     try:
-        files = manifest_files(outdir, args.drops, args.predictions_dir, args.novelty)
-        lookups = []
-        for drop, manifest in zip(args.drops, files["manifests"], strict=True):
-            paths = [outdir / ATLAS_DIR / "lookup" / f"{drop}.by_{key}.parquet" for key in ("id", "checksum")]
-            if not all(path.exists() for path in paths):
-                write_lookups(manifest, *paths)
-            lookups += paths
+        files: dict[str, list[Path]] = {"manifests": [], "predictions": [], "novelty": []}
+        lookups, parts = [], []
+        with duckdb.connect(":memory:") as connection:
+            for drop in args.drops:
+                own = drop_stage_files(connection, outdir, drop, args.predictions_dir, args.novelty)
+                for stage, paths in own.items():
+                    files[stage] += paths
+                manifest = own["manifests"][0]
+                paths = [
+                    outdir / ATLAS_DIR / "lookup" / f"{drop}.by_{key}.parquet" for key in ("id", "checksum")
+                ]
+                if not all(path.exists() for path in paths):
+                    write_lookups(manifest, *paths)
+                lookups += paths
+                # the drop's outcome part, made again only when its files or the thresholds changed
+                part = outdir / PARTS_DIR / f"{drop}.outcomes.parquet"
+                inputs = [manifest, *own["predictions"], *own["novelty"]]
+                if not part_is_current(part, inputs, args.min_plddt, args.min_ptm):
+                    write_drop_outcomes(
+                        manifest, own["predictions"], own["novelty"], part, args.min_plddt, args.min_ptm
+                    )
+                parts.append(part)
         staged = outdir / STAGED_DIR
         counts = build_index(
             files["manifests"],
@@ -379,6 +497,7 @@ def index_main(argv: list[str]) -> int:
             args.min_ptm,
             args.novelty,
             lookups,
+            parts,
         )
     except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
         print(f"atlas index: error: {error}", file=sys.stderr)

@@ -233,6 +233,7 @@ def build_index(outdir: Path, drops: list[str], novelty: bool, **files) -> dict:
         MIN_PTM,
         novelty,
         lookups,
+        given.get("outcome_parts", ()),
     )
 
 
@@ -423,3 +424,37 @@ def test_lookup_by_id_or_checksum_reads_one_row_group_and_one_predictions_file(t
         sql = f"SELECT * FROM read_parquet('{big / name}.parquet') WHERE {column} = '{value}'"
         plan = duckdb.connect().execute(f"EXPLAIN ANALYZE {sql}").fetchall()[0][1]
         assert "Row Groups Scanned: 1 / 5" in plan, plan[-800:]
+
+
+@pytest.mark.parametrize("novelty", [True, False])
+def test_index_from_drop_outcome_parts_equals_the_index_from_the_stage_files(tmp_path, novelty):
+    """The workflow's way (one outcome part per drop, written once; the index reads the parts) gives the
+    same index, counts and database views as the index computed from every stage file at once."""
+    outdir = make_outdir(tmp_path, novelty=novelty)
+    drops = ["d1", "d2", "d3"]
+    direct_rows = pq.read_table(outdir / "atlas" / "index.parquet").to_pylist()
+    direct_counts = build_index(outdir, drops, novelty)
+    files = stage_files(outdir, drops, novelty)
+    parts = []
+    for drop in drops:
+        part = outdir / "atlas" / "parts" / f"{drop}.outcomes.parquet"
+        own = [path for path in files["predictions"] if path.parent.name == drop]
+        own_novelty = [path for path in files["novelty"] if path.parent.name == drop]
+        manifest = outdir / "chunks" / drop / "manifest.parquet"
+        index.write_drop_outcomes(manifest, own, own_novelty, part, MIN_PLDDT, MIN_PTM)
+        assert index.part_is_current(part, [manifest, *own, *own_novelty], MIN_PLDDT, MIN_PTM)
+        assert not index.part_is_current(part, [manifest], MIN_PLDDT + 1, MIN_PTM)
+        parts.append(part)
+    assert build_index(outdir, drops, novelty, outcome_parts=parts) == direct_counts
+    assert pq.read_table(outdir / "atlas" / "index.parquet").to_pylist() == direct_rows
+    assert read_index(outdir) == expected_index(outdir, drops, novelty)
+
+
+def test_a_drop_part_stops_on_a_queued_record_without_prediction(tmp_path):
+    outdir = make_outdir(tmp_path, build=False)
+    manifest = outdir / "chunks" / "d2" / "manifest.parquet"
+    own = sorted((outdir / "predictions" / "d2").glob("*.parquet"))
+    part = outdir / "atlas" / "parts" / "d2.outcomes.parquet"
+    with pytest.raises(index.IncompleteAtlasError, match="d2/b064_0000"):
+        index.write_drop_outcomes(manifest, [p for p in own if p.stem != "b064_0000"], [], part, 70, 0.7)
+    assert not part.exists() and not list(part.parent.iterdir())

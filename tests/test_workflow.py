@@ -154,11 +154,12 @@ def test_dry_run_after_split_lists_fold_and_novelty_jobs_of_new_chunks_only(incr
         "report",
         "all",
         "drop_lookup",
+        "drop_outcomes",
         "structural_chunk",
         "cluster_drop",
         "clusters_table",
     }
-    for rule in ("drop_lookup", "cluster_drop"):  # drop1's lookups and clusters stay
+    for rule in ("drop_lookup", "drop_outcomes", "cluster_drop"):  # drop1's lookups, outcomes, clusters stay
         assert {wc["drop"] for name, wc in jobs if name == rule} <= {"drop2"}
 
 

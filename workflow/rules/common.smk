@@ -173,6 +173,13 @@ def all_predictions(wildcards):
     return [PREDICTIONS_FILE.format(drop=drop, chunk=chunk) for drop in DROPS for chunk in drop_chunks(drop)]
 
 
+def drop_novelty(wildcards):
+    """A drop's novelty files (none without a reference)."""
+    if not NOVELTY_REFERENCE:
+        return []
+    return [NOVELTY_FILE.format(drop=wildcards.drop, chunk=chunk) for chunk in drop_chunks(wildcards.drop)]
+
+
 def all_novelty(wildcards):
     if not NOVELTY_REFERENCE:
         return []

@@ -3,6 +3,7 @@
 # readers open, are swapped in by renames once both are complete (atlas/index.py).
 LOOKUP_BY_ID = f"{OUTDIR}/atlas/lookup/{{drop}}.by_id.parquet"
 LOOKUP_BY_CHECKSUM = f"{OUTDIR}/atlas/lookup/{{drop}}.by_checksum.parquet"
+DROP_OUTCOMES = f"{OUTDIR}/atlas/parts/{{drop}}.outcomes.parquet"
 
 
 # Once per drop: its records sorted by id and by checksum, so a lookup reads one row group per drop.
@@ -26,10 +27,35 @@ rule drop_lookup:
         " --by-checksum {output.by_checksum:q} > {log:q} 2>&1"
 
 
+# Once per drop (and again when its files or the thresholds change): its records' outcomes, so the index
+# of all drops reads one compact file per drop, and a new drop never makes the earlier ones be read again.
+rule drop_outcomes:
+    input:
+        manifest=MANIFEST_FILE,
+        predictions=drop_predictions,
+        novelty=drop_novelty,
+    output:
+        part=DROP_OUTCOMES,
+    log:
+        f"{OUTDIR}/logs/outcomes/{{drop}}.log",
+    benchmark:
+        f"{OUTDIR}/benchmarks/outcomes/{{drop}}.tsv"
+    conda:
+        "../../envs/atlas.yaml"
+    resources:
+        mem_mb=lambda wildcards, input, attempt: max(4000, min(32000, int(input.size_mb / 10))) * attempt,
+    params:
+        min_plddt=config["min_plddt"],
+        min_ptm=config["min_ptm"],
+    script:
+        "../scripts/drop_outcomes.py"
+
+
 rule atlas_index:
     input:
         manifests=all_manifests,
         lookups=expand(LOOKUP_BY_ID, drop=DROPS) + expand(LOOKUP_BY_CHECKSUM, drop=DROPS),
+        parts=expand(DROP_OUTCOMES, drop=DROPS),
         predictions=all_predictions,
         novelty=all_novelty,
     output:
