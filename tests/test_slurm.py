@@ -69,7 +69,7 @@ def demo_config() -> dict:
     # The large-chunk path of MGnify-sized drops: chunk_residues far below a drop's residues, so the split
     # raises the chunk size to keep each drop within max_chunks_per_drop fold jobs (atlas.chunking.chunk_size)
     buckets = config.get("length_buckets", schema_defaults()["length_buckets"])
-    config.update(chunk_residues=200, max_chunks_per_drop=len(buckets) + 1)
+    config.update(chunk_residues=20, max_chunks_per_drop=len(buckets) + 1)
     return config
 
 
@@ -282,6 +282,8 @@ def test_large_chunks_bound_the_fold_jobs_per_drop(local_run, cpu_rerun):
                 if row["status"] == "queued":
                     residues[row["chunk"]] = residues.get(row["chunk"], 0) + row["length"]
             assert 0 < len(residues) <= config["max_chunks_per_drop"], (manifest, residues)
+            # chunk_residues alone would have cut the drop into more chunks than it has
+            assert len(residues) < sum(residues.values()) / config["chunk_residues"], (manifest, residues)
             assert max(residues.values()) > config["chunk_residues"], (manifest, residues)
 
 
@@ -293,7 +295,8 @@ def test_rerun_resumes_on_cpu(cpu_rerun, cuda_run):
     # split, reference and novelty jobs of the first run are not redone; report may be a local rule; the
     # clusters of each drop wait for its predictions
     submitted = [rule for rule in submitted if rule != "rule_report"]
-    expected = ["rule_atlas_index", "rule_clusters_table"] + ["rule_cluster_drop"] * len(drops)
+    expected = ["rule_atlas_index", "rule_clusters_table"]
+    expected += ["rule_cluster_drop", "rule_drop_outcomes"] * len(drops)
     expected += ["rule_fold_chunk"] * len(chunks)
     assert submitted == sorted(expected), submitted
     for job in jobs:
