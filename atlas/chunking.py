@@ -109,6 +109,8 @@ def _byte_table(letters: str, inside: int):
 
 _NOT_STANDARD = _byte_table(STANDARD_RESIDUES, 0)
 _NUCLEOTIDE = _byte_table(NUCLEOTIDE_RESIDUES, 1)
+_SPACES = [bytes([space]) for space in b" \t\r\v\f"]  # whitespace that normalise removes, but '\n'
+_SPACE = _byte_table("".join(map(chr, b" \t\r\v\f")), 1)
 _HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8)
 
 
@@ -329,42 +331,29 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             lines.append(line)
         headers_id = pa.array(ids, pa.binary()).cast(pa.string())
         headers_description = pa.array(descriptions, pa.binary()).cast(pa.string())
-        sequence_array = pa.array(sequences, pa.binary())
+        sequence_array = pa.array(sequences, pa.binary())  # normalised by parse_block
         line_numbers = np.array(lines, np.int64)
-        slow = np.arange(len(ids))
+        offsets, residues = _offsets_and_residues(sequence_array)
+        odd = np.arange(len(ids))
     else:
-        headers_id, headers_description, sequence_array, line_numbers, slow = _split_block(item)
+        headers_id, headers_description, written, line_numbers = _split_block(item)
+        sequence_array, offsets, residues, odd = _normalise_column(written)
     count = len(sequence_array)
-
-    # Records whose sequence needs the per-record path: anything but the 20 standard letters.
-    offsets = np.frombuffer(sequence_array.buffers()[1], np.int32, count + 1, sequence_array.offset * 4)
-    residues = np.frombuffer(sequence_array.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
-    offsets = offsets - offsets[0]
     lengths = np.diff(offsets).astype(np.int64)
-    if len(slow) == 0 and residues.tobytes().translate(None, _STANDARD_BYTES):
-        bad = np.flatnonzero(_NOT_STANDARD[residues])
-        slow = np.unique(np.searchsorted(offsets, bad, side="right") - 1)
     looks_dna = _looks_like_nucleotides(residues, offsets, lengths)
     ids_empty = pc.equal(pc.binary_length(headers_id), 0).to_numpy(zero_copy_only=False)
     needs_check = (lengths < min_length) | (lengths > max_length) | looks_dna | ids_empty
-    needs_check[slow] = True
+    needs_check[odd] = True
 
-    sequences = None
     reasons: list[str | None] = [None] * count
     checked = np.flatnonzero(needs_check)
     if len(checked):
-        sequences = sequence_array.to_pylist()
-        names = headers_id.to_pylist()
-        unnormalised = set(slow.tolist())
-        for index in checked.tolist():
-            sequence = sequences[index]
-            if index in unnormalised:
-                sequence = sequences[index] = normalise(sequence)
-                lengths[index] = len(sequence)
-            reasons[index] = check_sequence(sequence, min_length, max_length) if names[index] else "empty id"
-        sequence_array = pa.array(sequences, pa.binary())
+        names = pc.take(headers_id, pa.array(checked)).to_pylist()
+        for index, name in zip(checked.tolist(), names, strict=True):
+            sequence = residues[offsets[index] : offsets[index + 1]].tobytes()
+            reasons[index] = check_sequence(sequence, min_length, max_length) if name else "empty id"
     calc = crc64_calc()
-    sequence_crcs = np.fromiter(map(calc, sequences or sequence_array.to_pylist()), np.uint64, count)
+    sequence_crcs = np.fromiter(map(calc, sequence_array.to_pylist()), np.uint64, count)
     id_crcs = np.fromiter(map(calc, headers_id.cast(pa.binary()).to_pylist()), np.uint64, count)
     # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
     members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
@@ -388,6 +377,58 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
     )
     pq.write_table(table, part, compression="none", use_dictionary=False, write_statistics=False)
     return count
+
+
+def _offsets_and_residues(sequences):
+    """The offsets (from 0) and the bytes (a numpy view) of a binary array."""
+    count = len(sequences)
+    offsets = np.frombuffer(sequences.buffers()[1], np.int32, count + 1, sequences.offset * 4)
+    residues = np.frombuffer(sequences.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+    return offsets - offsets[0], residues
+
+
+def _normalise_column(written):
+    """atlas.fasta.normalise over a binary array of sequences as written (newlines removed), vectorised:
+    upper case and one terminal '*' removed over the whole array; only a record holding other whitespace
+    (rare) takes the per-record path. Returns (normalised sequences, their offsets and bytes, the records
+    holding anything but the 20 standard letters, which need the per-record checks)."""
+    import pyarrow as pa
+
+    offsets, residues = _offsets_and_residues(written)
+    text = residues.tobytes()
+    if not text.translate(None, _STANDARD_BYTES):  # the common case: nothing to normalise
+        return written, offsets, residues, np.empty(0, np.int64)
+    upper = np.frombuffer(text.upper(), np.uint8)
+    spaced = np.empty(0, np.int64)
+    if any(space in text for space in _SPACES):
+        spaced = _records_at(offsets, np.flatnonzero(_SPACE[upper]))
+    last = offsets[1:] - 1
+    starred = (offsets[1:] > offsets[:-1]) & (upper[np.maximum(last, 0)] == ord("*"))
+    starred[spaced] = False
+    keep = np.ones(len(upper), bool)
+    keep[last[starred]] = False
+    residues = upper[keep]
+    offsets = offsets.copy()
+    offsets[1:] -= np.cumsum(starred, dtype=np.int32)
+    if len(spaced):
+        values = pa.Array.from_buffers(
+            pa.binary(), len(written), [None, pa.py_buffer(offsets), pa.py_buffer(residues)]
+        ).to_pylist()
+        for index in spaced.tolist():
+            values[index] = normalise(written[index].as_py())
+        normalised = pa.array(values, pa.binary())
+        offsets, residues = _offsets_and_residues(normalised)
+    else:
+        normalised = pa.Array.from_buffers(
+            pa.binary(), len(written), [None, pa.py_buffer(offsets), pa.py_buffer(residues)]
+        )
+    odd = _records_at(offsets, np.flatnonzero(_NOT_STANDARD[residues]))
+    return normalised, offsets, residues, np.union1d(odd, spaced)
+
+
+def _records_at(offsets, positions):
+    """The records (sorted, distinct) that hold these byte positions."""
+    return np.unique(np.searchsorted(offsets, positions, side="right") - 1)
 
 
 def _looks_like_nucleotides(residues, offsets, lengths):
@@ -425,7 +466,7 @@ def _hex16(values):
 
 def _split_block(block: Block):
     """A block with '\n' line ends only and ASCII text, cut without a loop per record: (ids, descriptions,
-    sequences with the newlines removed but otherwise as written, header line numbers, an empty array)."""
+    sequences with the newlines removed but otherwise as written, header line numbers)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -460,7 +501,7 @@ def _split_block(block: Block):
         descriptions = pc.if_else(pc.equal(ids, trimmed), "", descriptions)
     else:
         ids, descriptions = headers, pa.array([""] * count, pa.string())
-    return ids, descriptions, sequences, block.line + before, np.empty(0, np.int64)
+    return ids, descriptions, sequences, block.line + before
 
 
 def _every_other(data: bytes, bounds):
