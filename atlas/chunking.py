@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import hashlib
 import math
 import multiprocessing
 import os
@@ -111,7 +112,8 @@ _NOT_STANDARD = _byte_table(STANDARD_RESIDUES, 0)
 _NUCLEOTIDE = _byte_table(NUCLEOTIDE_RESIDUES, 1)
 _SPACES = [bytes([space]) for space in b" \t\r\v\f"]  # whitespace that normalise removes, but '\n'
 _SPACE = _byte_table("".join(map(chr, b" \t\r\v\f")), 1)
-_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8)
+_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8)  # CRC64 as UniProt writes it
+_LOWER_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)  # MD5 as hashlib's hexdigest
 
 
 class SplitError(Exception):
@@ -281,7 +283,7 @@ def _part_schema():
         [
             ("line", pa.int64()),
             MANIFEST.field("id"),
-            ("checksum", pa.string()),  # only for a record the reader skipped (too long); else md5(sequence)
+            ("checksum", pa.string()),  # MD5 hex of the sequence
             MANIFEST.field("crc64"),
             MANIFEST.field("length"),
             ("reason", pa.string()),  # why the record failed its checks; null: it passed
@@ -353,7 +355,11 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             sequence = residues[offsets[index] : offsets[index + 1]].tobytes()
             reasons[index] = check_sequence(sequence, min_length, max_length) if name else "empty id"
     calc = crc64_calc()
-    sequence_crcs = np.fromiter(map(calc, sequence_array.to_pylist()), np.uint64, count)
+    values = sequence_array.to_pylist()
+    sequence_crcs = np.fromiter(map(calc, values), np.uint64, count)
+    # MD5 here, in the parsing workers: hashlib at C speed, parallel, and DuckDB then reads narrow rows.
+    md5 = hashlib.md5
+    digests = np.frombuffer(b"".join([md5(value).digest() for value in values]), np.uint8)
     id_crcs = np.fromiter(map(calc, headers_id.cast(pa.binary()).to_pylist()), np.uint64, count)
     # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
     members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
@@ -363,8 +369,8 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
         [
             pa.array(line_numbers, pa.int64()),
             headers_id,
-            pa.nulls(count, pa.string()),
-            _hex16(sequence_crcs),
+            _hex(digests.reshape(count, 16), _LOWER_HEX_DIGITS),
+            _hex(sequence_crcs.astype(">u8").view(np.uint8).reshape(count, 8), _HEX_DIGITS),
             pa.array(lengths, pa.int64()),
             pa.array(reasons, pa.string()),
             headers_description,
@@ -452,15 +458,17 @@ def _looks_like_nucleotides(residues, offsets, lengths):
     return result
 
 
-def _hex16(values):
-    """uint64 values as 16 upper-case hex digits each, an Arrow string array (no Python loop)."""
+def _hex(rows, digits):
+    """Each row of a 2-D uint8 array as hex text (two of `digits` per byte), an Arrow string array (no
+    Python loop)."""
     import pyarrow as pa
 
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    digits = _HEX_DIGITS[((values[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)]
-    offsets = np.arange(0, 16 * len(values) + 1, 16, dtype=np.int32)
+    count, width = rows.shape
+    text = np.empty((count, 2 * width), np.uint8)
+    text[:, 0::2], text[:, 1::2] = digits[rows >> 4], digits[rows & 15]
+    offsets = np.arange(0, 2 * width * count + 1, 2 * width, dtype=np.int32)
     return pa.Array.from_buffers(
-        pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())]
+        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())]
     )
 
 
@@ -647,10 +655,9 @@ def _dedupe_and_chunk(
         con.execute(f"SET threads = {_cpus()}")
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
-        # MD5 here: vectorised and on every CPU, where Python would pay a call per record.
         con.execute(
             f"""CREATE TABLE records AS
-            SELECT line, id, coalesce(checksum, md5(sequence)) AS checksum, length, reason, member
+            SELECT line, id, checksum, length, reason, member
             FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
         )
         records = "records"
