@@ -684,8 +684,16 @@ def _dedupe_and_chunk(
         # are found by aggregates and only they are looked at again.
         con.execute(
             f"""CREATE TABLE classified AS
-            WITH repeated_ids AS (
-                SELECT id, min(line) AS first_line FROM {records} GROUP BY id HAVING count(*) > 1
+            WITH id_hashes AS (  -- 64-bit hashes first: a cheap aggregate; then exact ids for the few
+                SELECT hash(id) AS id_hash FROM {records} GROUP BY id_hash HAVING count(*) > 1
+            ),
+            repeated_ids AS (
+                SELECT id, min(line) AS first_line FROM {records}
+                WHERE hash(id) IN (SELECT id_hash FROM id_hashes) GROUP BY id HAVING count(*) > 1
+            ),
+            checksum_hashes AS (
+                SELECT hash(checksum) AS checksum_hash FROM {records} WHERE reason IS NULL
+                GROUP BY checksum_hash HAVING count(*) > 1
             ),
             checked AS (
                 SELECT r.line, r.id, r.checksum, r.length, r.member,
@@ -695,7 +703,9 @@ def _dedupe_and_chunk(
             ),
             owners AS (  -- the first record of each sequence that passed the checks, if it has others
                 SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id
-                FROM checked WHERE reason IS NULL GROUP BY checksum HAVING count(*) > 1
+                FROM checked
+                WHERE reason IS NULL AND hash(checksum) IN (SELECT checksum_hash FROM checksum_hashes)
+                GROUP BY checksum HAVING count(*) > 1
             )
             SELECT c.line, c.id, c.checksum, c.length, c.member,
                 CASE WHEN c.reason IS NOT NULL THEN 'rejected'
