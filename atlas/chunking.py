@@ -83,6 +83,7 @@ from atlas.fasta import (
     SkippedRecord,
     check_sequence,
     crc64_calc,
+    crc64_column,
     header_metadata,
     iter_blocks,
     normalise,
@@ -360,7 +361,7 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
     # MD5 here, in the parsing workers: hashlib at C speed, parallel, and DuckDB then reads narrow rows.
     md5 = hashlib.md5
     digests = np.frombuffer(b"".join([md5(value).digest() for value in values]), np.uint8)
-    id_crcs = np.fromiter(map(calc, headers_id.cast(pa.binary()).to_pylist()), np.uint64, count)
+    id_crcs = crc64_column(*_offsets_and_residues(headers_id))
     # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
     members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
 
@@ -645,9 +646,13 @@ def _dedupe_and_chunk(
     summary: SplitSummary,
     memory_limit: str | None,
 ) -> None:
+    """DuckDB finds the exceptions: the records that passed their checks but are not queued (repeated ids,
+    duplicates), few and narrow; every other record is queued or was rejected by its part. The chunks are
+    then assigned in two ordered passes over the parts' narrow columns (numpy, state per chunk only)."""
     import duckdb
 
     clock = time.monotonic()
+    part_paths = sorted(parts.glob("part-*.parquet"))
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory = {sql_string(temp / 'spill')}")
@@ -656,11 +661,9 @@ def _dedupe_and_chunk(
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
         con.execute(
-            f"""CREATE TABLE records AS
-            SELECT line, id, checksum, length, reason, member
+            f"""CREATE VIEW records AS SELECT line, id, checksum, length, reason
             FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
         )
-        records = "records"
 
         # Sequences of this drop queued by earlier drops: the first queued row of each checksum, in drop then
         # row order (a checksum is queued once over all drops; the order only matters for hand-made input).
@@ -673,103 +676,74 @@ def _dedupe_and_chunk(
             con.execute(
                 f"""CREATE TABLE earlier AS
                 SELECT checksum, arg_min(id, rank) AS id, arg_min(drop, rank) AS drop FROM ({sources})
-                WHERE checksum IN (SELECT checksum FROM {records} WHERE reason IS NULL)
+                WHERE checksum IN (SELECT checksum FROM records WHERE reason IS NULL)
                 GROUP BY checksum"""
             )
         else:
             con.execute("CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR)")
 
-        # Rejections (validation, then repeated ids), then duplicates (earlier drops, then within this drop).
-        # Narrow rows only: sequences stay in the parts. Ids and sequences seen more than once are few: they
-        # are found by aggregates and only they are looked at again.
+        # Repeated ids (the second and later records of an id, unless already rejected by their checks), then
+        # duplicates (of earlier drops, then within this drop) among the rest. Ids and sequences seen more
+        # than once are few: 64-bit hash aggregates find the candidates, exact strings decide.
         con.execute(
-            f"""CREATE TABLE classified AS
-            WITH id_hashes AS (  -- 64-bit hashes first: a cheap aggregate; then exact ids for the few
-                SELECT hash(id) AS id_hash FROM {records} GROUP BY id_hash HAVING count(*) > 1
+            """CREATE TABLE repeats AS
+            WITH id_hashes AS (
+                SELECT hash(id) AS id_hash FROM records GROUP BY id_hash HAVING count(*) > 1
             ),
             repeated_ids AS (
-                SELECT id, min(line) AS first_line FROM {records}
+                SELECT id, min(line) AS first_line FROM records
                 WHERE hash(id) IN (SELECT id_hash FROM id_hashes) GROUP BY id HAVING count(*) > 1
+            )
+            SELECT r.line, r.length, 'rejected' AS status,
+                'repeated id: first occurrence at line ' || i.first_line AS reason, 'repeated id' AS kind
+            FROM records r JOIN repeated_ids i USING (id) WHERE r.line <> i.first_line AND r.reason IS NULL"""
+        )
+        con.execute(
+            """CREATE TABLE exceptions AS
+            WITH passed AS (
+                SELECT line, id, checksum, length FROM records
+                WHERE reason IS NULL AND line NOT IN (SELECT line FROM repeats)
             ),
             checksum_hashes AS (
-                SELECT hash(checksum) AS checksum_hash FROM {records} WHERE reason IS NULL
-                GROUP BY checksum_hash HAVING count(*) > 1
+                SELECT hash(checksum) AS checksum_hash FROM passed GROUP BY checksum_hash HAVING count(*) > 1
             ),
-            checked AS (
-                SELECT r.line, r.id, r.checksum, r.length, r.member,
-                    coalesce(r.reason, CASE WHEN r.line <> i.first_line
-                        THEN 'repeated id: first occurrence at line ' || i.first_line END) AS reason
-                FROM {records} r LEFT JOIN repeated_ids i USING (id)
-            ),
-            owners AS (  -- the first record of each sequence that passed the checks, if it has others
-                SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id
-                FROM checked
-                WHERE reason IS NULL AND hash(checksum) IN (SELECT checksum_hash FROM checksum_hashes)
+            owners AS (  -- the first record of each sequence that passed, if it has others
+                SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id FROM passed
+                WHERE hash(checksum) IN (SELECT checksum_hash FROM checksum_hashes)
                 GROUP BY checksum HAVING count(*) > 1
             )
-            SELECT c.line, c.id, c.checksum, c.length, c.member,
-                CASE WHEN c.reason IS NOT NULL THEN 'rejected'
-                     WHEN e.checksum IS NOT NULL OR o.owner_line <> c.line THEN 'duplicate'
-                     ELSE 'queued' END AS status,
-                CASE WHEN c.reason IS NOT NULL THEN c.reason
-                     WHEN e.checksum IS NOT NULL THEN 'duplicate of ' || e.id || ' in drop ' || e.drop
-                     WHEN o.owner_line <> c.line THEN 'duplicate of ' || o.owner_id || ' in drop ' || $drop
-                     END AS reason,
-                CASE WHEN c.reason IS NOT NULL THEN regexp_replace(
-                         regexp_extract(c.reason, '^[a-z ]*[a-z]'), 'characters$', 'character')
-                     WHEN e.checksum IS NOT NULL THEN 'of an earlier drop'
-                     WHEN o.owner_line <> c.line THEN 'within the drop' END AS kind
-            FROM checked c
-            LEFT JOIN owners o ON c.reason IS NULL AND o.checksum = c.checksum
-            LEFT JOIN earlier e ON c.reason IS NULL AND e.checksum = c.checksum""",
+            SELECT p.line, p.length, 'duplicate' AS status,
+                CASE WHEN e.checksum IS NOT NULL THEN 'duplicate of ' || e.id || ' in drop ' || e.drop
+                     ELSE 'duplicate of ' || o.owner_id || ' in drop ' || $drop END AS reason,
+                CASE WHEN e.checksum IS NOT NULL THEN 'of an earlier drop' ELSE 'within the drop' END AS kind
+            FROM passed p LEFT JOIN owners o USING (checksum) LEFT JOIN earlier e USING (checksum)
+            WHERE e.checksum IS NOT NULL OR o.owner_line <> p.line
+            UNION ALL SELECT * FROM repeats""",
             {"drop": drop},
         )
-
-        # Chunks: per bucket, in input order, cut every chunk_residues residues; named by their content: the
-        # XOR of the members' CRC64-based shares (computed by the parsing workers).
-        bucket_of = (
-            "CASE " + " ".join(f"WHEN length <= {bound} THEN {bound}" for bound in length_buckets) + " END"
-        )
         queued_residues = con.execute(
-            "SELECT coalesce(sum(length), 0) FROM classified WHERE status = 'queued'"
-        ).fetchone()[0]
+            """SELECT (SELECT coalesce(sum(length), 0) FROM records WHERE reason IS NULL)
+                - (SELECT coalesce(sum(length), 0) FROM exceptions)"""
+        ).fetchall()[0][0]
         residues_per_chunk = chunk_size(chunk_residues, queued_residues, len(length_buckets), max_chunks)
         summary.chunk_residues = residues_per_chunk
-        con.execute(
-            f"""CREATE TABLE assigned AS
-            SELECT line, bound,
-                (sum(length) OVER (PARTITION BY bound ORDER BY line ROWS UNBOUNDED PRECEDING) - length)
-                    // {residues_per_chunk} AS number,
-                member
-            FROM (SELECT line, length, member, {bucket_of} AS bound FROM classified
-                  WHERE status = 'queued')"""
-        )
-        most = con.execute("SELECT coalesce(max(number), 0) FROM assigned").fetchone()[0]
-        bound_width = max(4, len(str(length_buckets[-1])))
-        number_width = max(5, len(str(most)))
-        con.execute(
-            f"""CREATE TABLE named AS
-            SELECT bound, number,
-                'L' || lpad(bound::VARCHAR, {bound_width}, '0')
-                || '-' || lpad(number::VARCHAR, {number_width}, '0')
-                || '-' || left(printf('%016x', bit_xor(member)), {CHUNK_HASH_DIGITS}) AS chunk
-            FROM assigned GROUP BY bound, number"""
-        )
+        assigner = _ChunkAssigner(length_buckets, residues_per_chunk)
+        exception_rows = "SELECT line, status, reason FROM exceptions ORDER BY line"
+        for path, exceptions in _parts_with_exceptions(part_paths, con.sql(exception_rows)):
+            assigner.add(path, exceptions)
         summary.stages["dedupe"] = time.monotonic() - clock
         clock = time.monotonic()
         summary.chunks = _write_outputs(
-            con.sql(
-                """SELECT c.checksum, c.status, c.reason, n.chunk FROM classified c
-                LEFT JOIN assigned a USING (line) LEFT JOIN named n USING (bound, number) ORDER BY c.line"""
-            ),
-            sorted(parts.glob("part-*.parquet")),
-            drop,
-            manifest,
-            chunk_dir,
+            assigner.rows(part_paths, con.sql(exception_rows)), part_paths, drop, manifest, chunk_dir
         )
         summary.stages["write"] = time.monotonic() - clock
         for status, kind, count in con.execute(
-            "SELECT status, kind, count(*) FROM classified WHERE status <> 'queued' GROUP BY ALL ORDER BY ALL"
+            r"""SELECT status, kind, sum(count) FROM (
+                SELECT 'rejected' AS status, regexp_replace(regexp_extract(reason, '^[a-z ]*[a-z]'),
+                    'characters$', 'character') AS kind, count(*) AS count
+                FROM records WHERE reason IS NOT NULL GROUP BY ALL
+                UNION ALL SELECT status, kind, count(*) FROM exceptions GROUP BY ALL
+            ) GROUP BY ALL ORDER BY ALL"""
         ).fetchall():
             setattr(summary, status, getattr(summary, status) + count)
             summary.reasons[f"{status}: {kind}"] = count
@@ -778,8 +752,146 @@ def _dedupe_and_chunk(
         con.close()
 
 
+def _parts_with_exceptions(part_paths: list[Path], relation):
+    """(part path, (lines, statuses, reasons) of the exceptions among its records) for each part, in order:
+    one ordered stream of exception rows cut at the parts' last lines."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    batches = _arrow_reader(relation)
+    pending = None  # exception rows read past the previous part
+    exhausted = False
+    for path in part_paths:
+        metadata = pq.read_metadata(path)
+        if not metadata.num_rows:
+            yield path, None
+            continue
+        last = pq.read_table(path, columns=["line"]).column("line")[-1].as_py()
+        tables = [] if pending is None else [pending]
+        while not exhausted and (not tables or tables[-1].column("line")[-1].as_py() <= last):
+            try:
+                batch = batches.read_next_batch()
+            except StopIteration:
+                exhausted = True
+                break
+            if batch.num_rows:
+                tables.append(pa.Table.from_batches([batch]))
+        if not tables:
+            yield path, None
+            continue
+        rows = pa.concat_tables(tables).combine_chunks()
+        lines = rows.column("line").to_numpy()
+        cut = int(np.searchsorted(lines, last, side="right"))
+        pending = rows.slice(cut) if cut < rows.num_rows else None
+        yield path, rows.slice(0, cut)
+
+
+class _ChunkAssigner:
+    """Chunks per bucket in input order, cut every `size` residues (module docstring), assigned part by part
+    with a running total of residues per bucket: pass 1 (`add`) XORs each chunk's members into its name,
+    pass 2 (`rows`) gives each record's (checksum, status, reason, chunk) for _write_outputs."""
+
+    STATUSES = ("queued", "rejected", "duplicate")
+
+    def __init__(self, length_buckets: list[int], size: int):
+        self.bounds = np.array(length_buckets, np.int64)
+        self.size = size
+        self.totals = np.zeros(len(length_buckets), np.int64)
+        self.hashes: dict[tuple[int, int], int] = {}  # (bucket index, chunk number) -> XOR of its members
+
+    def _assign(self, part, exceptions, totals):
+        """Per record of a part: queued or not, and for the queued its bucket index and chunk number (by
+        bucket: index lists and numbers); `totals` moves on by the part's queued residues per bucket."""
+        lengths = part.column("length").to_numpy()
+        queued = part.column("reason").is_null().to_numpy(zero_copy_only=False)
+        if exceptions is not None and exceptions.num_rows:
+            lines = part.column("line").to_numpy()
+            queued[np.searchsorted(lines, exceptions.column("line").to_numpy())] = False
+        bucket = np.searchsorted(self.bounds, lengths)  # the first bound >= length
+        chunks = []
+        for index in np.unique(bucket[queued]).tolist():
+            mine = np.flatnonzero(queued & (bucket == index))
+            residues = lengths[mine]
+            numbers = (totals[index] + np.cumsum(residues) - residues) // self.size
+            totals[index] += int(residues.sum())
+            chunks.append((index, mine, numbers))
+        return queued, chunks
+
+    def add(self, path: Path, exceptions) -> None:
+        import pyarrow.parquet as pq
+
+        part = pq.read_table(path, columns=["line", "length", "reason", "member"])
+        if not part.num_rows:
+            return
+        members = part.column("member").to_numpy()
+        for index, mine, numbers in self._assign(part, exceptions, self.totals)[1]:
+            starts = np.flatnonzero(np.diff(numbers, prepend=-1))  # numbers only grow inside a bucket
+            xors = np.bitwise_xor.reduceat(members[mine], starts)
+            for number, xor in zip(numbers[starts].tolist(), xors.tolist(), strict=True):
+                self.hashes[index, number] = self.hashes.get((index, number), 0) ^ xor
+
+    def rows(self, part_paths: list[Path], relation):
+        """Pass 2: a RecordBatchReader of (checksum, status, reason, chunk), one batch per part, in order."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        most = max((number for _, number in self.hashes), default=0)
+        bound_width, number_width = max(4, len(str(self.bounds[-1]))), max(5, len(str(most)))
+        codes = {key: code for code, key in enumerate(self.hashes)}
+        names = pa.array(
+            [
+                f"L{self.bounds[index]:0{bound_width}d}-{number:0{number_width}d}-"
+                + f"{xor:016x}"[:CHUNK_HASH_DIGITS]
+                for (index, number), xor in self.hashes.items()
+            ],
+            pa.string(),
+        )
+        statuses = pa.array(self.STATUSES, pa.string())
+        schema = pa.schema([(name, pa.string()) for name in ("checksum", "status", "reason", "chunk")])
+
+        def batches():
+            totals = np.zeros(len(self.bounds), np.int64)
+            for path, exceptions in _parts_with_exceptions(part_paths, relation):
+                part = pq.read_table(path, columns=["line", "checksum", "length", "reason"])
+                if not part.num_rows:
+                    continue
+                queued, chunks = self._assign(part, exceptions, totals)
+                status = np.where(queued, 0, 1)
+                reason = part.column("reason").combine_chunks()
+                if exceptions is not None and exceptions.num_rows:
+                    at = np.searchsorted(part.column("line").to_numpy(), exceptions.column("line").to_numpy())
+                    duplicate = pc.equal(exceptions.column("status"), "duplicate").to_numpy(
+                        zero_copy_only=False
+                    )
+                    status[at] = np.where(duplicate, 2, 1)
+                    replaced = np.zeros(part.num_rows, bool)
+                    replaced[at] = True
+                    reason = pc.replace_with_mask(
+                        reason, pa.array(replaced), exceptions.column("reason").combine_chunks()
+                    )
+                chunk = np.zeros(part.num_rows, np.int64)
+                for index, mine, numbers in chunks:
+                    for number in np.unique(numbers).tolist():
+                        chunk[mine[numbers == number]] = codes[index, number]
+                yield pa.record_batch(
+                    [
+                        part.column("checksum").combine_chunks(),
+                        statuses.take(pa.array(status)),
+                        reason,
+                        names.take(pa.array(chunk, mask=~queued)),
+                    ],
+                    schema=schema,
+                )
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 def _arrow_reader(relation, rows: int = ROW_GROUP):
-    """Record batches of a DuckDB relation, streamed (newer duckdb names it to_arrow_reader)."""
+    """Record batches of a DuckDB relation, streamed (newer duckdb names it to_arrow_reader); a
+    RecordBatchReader as it is."""
+    if not hasattr(relation, "to_arrow_reader") and hasattr(relation, "read_next_batch"):
+        return relation
     if hasattr(relation, "to_arrow_reader"):
         return relation.to_arrow_reader(rows)
     return relation.fetch_arrow_reader(rows)
