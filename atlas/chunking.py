@@ -29,14 +29,18 @@ replacing the predictions of the old content. Chunk FASTAs that the new manifest
 
 How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is read in ~16 MB blocks of whole
 records (ISA-L for gzip); the blocks are parsed in parallel by worker processes (one per CPU this process
-may run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow (a
-loop per record only for CRC64 and for the few records that need normalising or a reason), into one
-Parquet part per block: normalised sequence, length, CRC64, header metadata (each distinct description
-parsed once). A record longer than max_length is streamed through its checksums by the reader and never
-held whole. DuckDB, which spills to disk, then computes the MD5s (vectorised, on every CPU), finds
-repeated ids, first occurrences of each sequence and duplicates of earlier drops (joined out of core, never
-loaded into Python), and assigns chunks and their names from narrow rows. Last, one ordered pass over the
-parts writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
+may run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow
+(normalisation, validation, lengths, the nucleotide check, hex columns and the ids' CRC64 over whole
+arrays; a loop per record only for the sequences' MD5 and CRC64, at C speed, and for the few records that
+need a reason), into one Parquet part per block: normalised sequence, length, MD5, CRC64, header metadata
+(each distinct description parsed once). A record longer than max_length is streamed through its
+checksums by the reader and never held whole. DuckDB, which spills to disk, then finds the exceptions
+from narrow rows read off the parts: repeated ids, later copies of a sequence and duplicates of earlier
+drops (64-bit hash aggregates find the candidates, exact strings decide; earlier drops joined out of
+core, never loaded into Python). Every other record is queued or rejected by its own checks, so the
+chunks are assigned in order, part by part, with a running total of residues per bucket (numpy; state
+per chunk only): a first pass XORs each chunk's members into its name, a second one, beside the parts,
+writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
 part). Memory: a worker holds one block and its arrays (~300 MB peak), DuckDB is capped by
 $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 860 MiB
 for the main process, 320 MiB per worker (whose pass is over before DuckDB starts), whatever the size of
