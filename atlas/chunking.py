@@ -479,7 +479,8 @@ def _hex(rows, digits):
 
 def _split_block(block: Block):
     """A block with '\n' line ends only and ASCII text, cut without a loop per record: (ids, descriptions,
-    sequences with the newlines removed but otherwise as written, header line numbers)."""
+    sequences with the newlines removed but otherwise as written, header line numbers). One Arrow `take`
+    over the block's lines gives all the sequences, contiguous, without their newlines."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -487,26 +488,27 @@ def _split_block(block: Block):
     text = np.frombuffer(data, np.uint8)
     size = len(text)
     newlines = np.flatnonzero(text == 10)
-    after = newlines + 1
-    after = after[after < size]
-    starts = np.concatenate(([0], after[text[after] == ord(">")]))
-    count = len(starts)
-    before = np.searchsorted(newlines, starts)  # newlines before each header
-    ends = np.full(count, size)  # end of each header line
-    inside = before < len(newlines)
-    ends[inside] = newlines[before[inside]]
-    # Headers: every other element of an array over the text whose offsets alternate header / the rest.
-    bounds = np.empty(2 * count, np.int64)
-    bounds[0::2], bounds[1::2] = starts + 1, ends
-    headers = _every_other(data, bounds)
-    # Sequences: the same over the text without its newlines (a header's offset shifts by the newlines
-    # before it), taking the spans from the end of each header to the start of the next.
-    compact = data.translate(None, b"\n")
-    bounds[0::2] = ends - before
-    bounds[1:-1:2] = starts[1:] - before[1:]
-    bounds[-1] = len(compact)
-    sequences = _every_other(compact, bounds)
-    headers = headers.view(pa.string())
+    starts = np.concatenate(([0], newlines + 1))  # of each line
+    ends = np.append(newlines, size)
+    header_lines = np.flatnonzero((text[np.minimum(starts, size - 1)] == ord(">")) & (starts < size))
+    count = len(header_lines)
+    # An array over the text whose elements alternate line / newline: header lines without their '>'.
+    starts[header_lines] += 1
+    bounds = np.empty(2 * len(starts), np.int64)
+    bounds[0::2], bounds[1::2] = starts, ends
+    spans = pa.Array.from_buffers(
+        pa.binary(), len(bounds) - 1, [None, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data)]
+    )
+    headers = spans.take(pa.array(2 * header_lines)).view(pa.string())
+    is_sequence = np.ones(len(starts), bool)
+    is_sequence[header_lines] = False
+    lines = spans.take(pa.array(2 * np.flatnonzero(is_sequence)))
+    # Record i's sequence lines follow its header: the lines before it hold i + 1 headers.
+    line_offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1)
+    first = np.append(header_lines - np.arange(count), len(lines))
+    sequences = pa.Array.from_buffers(
+        pa.binary(), count, [None, pa.py_buffer(line_offsets[first]), lines.buffers()[2]]
+    )
     if pc.any(pc.match_substring_regex(headers, r"\s")).as_py():
         trimmed = pc.utf8_trim_whitespace(headers)
         ids = pc.replace_substring_regex(trimmed, r"\s.*$", "")
@@ -514,18 +516,7 @@ def _split_block(block: Block):
         descriptions = pc.if_else(pc.equal(ids, trimmed), "", descriptions)
     else:
         ids, descriptions = headers, pa.array([""] * count, pa.string())
-    return ids, descriptions, sequences, block.line + before
-
-
-def _every_other(data: bytes, bounds):
-    """Elements 0, 2, 4... of the binary array over `data` with these offsets (copied, contiguous)."""
-    import pyarrow as pa
-
-    elements = len(bounds) - 1
-    spans = pa.Array.from_buffers(
-        pa.binary(), elements, [None, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data)]
-    )
-    return spans.take(pa.array(np.arange(0, elements, 2)))
+    return ids, descriptions, sequences, block.line + header_lines
 
 
 def _header_metadata_column(descriptions):
