@@ -699,19 +699,22 @@ def _dedupe_and_chunk(
                 SELECT line, id, checksum, length FROM records
                 WHERE reason IS NULL AND line NOT IN (SELECT line FROM repeats)
             ),
-            checksum_hashes AS (
+            checksum_hashes AS (  -- of sequences seen twice, or seen in an earlier drop
                 SELECT hash(checksum) AS checksum_hash FROM passed GROUP BY checksum_hash HAVING count(*) > 1
+                UNION SELECT hash(checksum) FROM earlier
+            ),
+            candidates AS MATERIALIZED (  -- the few that may be duplicates: only they are joined on strings
+                SELECT * FROM passed WHERE hash(checksum) IN (SELECT checksum_hash FROM checksum_hashes)
             ),
             owners AS (  -- the first record of each sequence that passed, if it has others
-                SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id FROM passed
-                WHERE hash(checksum) IN (SELECT checksum_hash FROM checksum_hashes)
+                SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id FROM candidates
                 GROUP BY checksum HAVING count(*) > 1
             )
             SELECT p.line, p.length, 'duplicate' AS status,
                 CASE WHEN e.checksum IS NOT NULL THEN 'duplicate of ' || e.id || ' in drop ' || e.drop
                      ELSE 'duplicate of ' || o.owner_id || ' in drop ' || $drop END AS reason,
                 CASE WHEN e.checksum IS NOT NULL THEN 'of an earlier drop' ELSE 'within the drop' END AS kind
-            FROM passed p LEFT JOIN owners o USING (checksum) LEFT JOIN earlier e USING (checksum)
+            FROM candidates p LEFT JOIN owners o USING (checksum) LEFT JOIN earlier e USING (checksum)
             WHERE e.checksum IS NOT NULL OR o.owner_line <> p.line
             UNION ALL SELECT * FROM repeats""",
             {"drop": drop},
