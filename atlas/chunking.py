@@ -42,7 +42,7 @@ chunks are assigned in order, part by part, with a running total of residues per
 per chunk only): a first pass XORs each chunk's members into its name, a second one, beside the parts,
 writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
 part). Memory: a worker holds one block and its arrays (~300 MB peak), DuckDB is capped by
-$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 610 MiB
+$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 612 MiB
 for the main process, 290 MiB per worker (whose pass is over before DuckDB starts), whatever the size of
 the drop or the number of earlier drops. Temporary disk: about the size of the uncompressed drop.
 Everything is written into a temporary directory beside the manifest and moved into place at the end,
