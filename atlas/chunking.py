@@ -29,17 +29,21 @@ replacing the predictions of the old content. Chunk FASTAs that the new manifest
 
 How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is read in ~16 MB blocks of whole
 records (ISA-L for gzip); the blocks are parsed in parallel by worker processes (one per CPU this process
-may run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow (a
-loop per record only for CRC64 and for the few records that need normalising or a reason), into one
-Parquet part per block: normalised sequence, length, CRC64, header metadata (each distinct description
-parsed once). A record longer than max_length is streamed through its checksums by the reader and never
-held whole. DuckDB, which spills to disk, then computes the MD5s (vectorised, on every CPU), finds
-repeated ids, first occurrences of each sequence and duplicates of earlier drops (joined out of core, never
-loaded into Python), and assigns chunks and their names from narrow rows. Last, one ordered pass over the
-parts writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
+may run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow
+(normalisation, validation, lengths, the nucleotide check, hex columns and the ids' CRC64 over whole
+arrays; a loop per record only for the sequences' MD5 and CRC64, at C speed, and for the few records that
+need a reason), into one Parquet part per block: normalised sequence, length, MD5, CRC64, header metadata
+(each distinct description parsed once). A record longer than max_length is streamed through its
+checksums by the reader and never held whole. DuckDB, which spills to disk, then finds the exceptions
+from narrow rows read off the parts: repeated ids, later copies of a sequence and duplicates of earlier
+drops (64-bit hash aggregates find the candidates, exact strings decide; earlier drops joined out of
+core, never loaded into Python). Every other record is queued or rejected by its own checks, so the
+chunks are assigned in order, part by part, with a running total of residues per bucket (numpy; state
+per chunk only): a first pass XORs each chunk's members into its name, a second one, beside the parts,
+writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
 part). Memory: a worker holds one block and its arrays (~300 MB peak), DuckDB is capped by
-$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 860 MiB
-for the main process, 320 MiB per worker (whose pass is over before DuckDB starts), whatever the size of
+$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 612 MiB
+for the main process, 290 MiB per worker (whose pass is over before DuckDB starts), whatever the size of
 the drop or the number of earlier drops. Temporary disk: about the size of the uncompressed drop.
 Everything is written into a temporary directory beside the manifest and moved into place at the end,
 chunk FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs,
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import hashlib
 import math
 import multiprocessing
 import os
@@ -82,6 +87,7 @@ from atlas.fasta import (
     SkippedRecord,
     check_sequence,
     crc64_calc,
+    crc64_column,
     header_metadata,
     iter_blocks,
     normalise,
@@ -109,7 +115,10 @@ def _byte_table(letters: str, inside: int):
 
 _NOT_STANDARD = _byte_table(STANDARD_RESIDUES, 0)
 _NUCLEOTIDE = _byte_table(NUCLEOTIDE_RESIDUES, 1)
-_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8)
+_SPACES = [bytes([space]) for space in b" \t\r\v\f"]  # whitespace that normalise removes, but '\n'
+_SPACE = _byte_table("".join(map(chr, b" \t\r\v\f")), 1)
+_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8)  # CRC64 as UniProt writes it
+_LOWER_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)  # MD5 as hashlib's hexdigest
 
 
 class SplitError(Exception):
@@ -279,7 +288,7 @@ def _part_schema():
         [
             ("line", pa.int64()),
             MANIFEST.field("id"),
-            ("checksum", pa.string()),  # only for a record the reader skipped (too long); else md5(sequence)
+            ("checksum", pa.string()),  # MD5 hex of the sequence
             MANIFEST.field("crc64"),
             MANIFEST.field("length"),
             ("reason", pa.string()),  # why the record failed its checks; null: it passed
@@ -329,43 +338,34 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             lines.append(line)
         headers_id = pa.array(ids, pa.binary()).cast(pa.string())
         headers_description = pa.array(descriptions, pa.binary()).cast(pa.string())
-        sequence_array = pa.array(sequences, pa.binary())
+        sequence_array = pa.array(sequences, pa.binary())  # normalised by parse_block
         line_numbers = np.array(lines, np.int64)
-        slow = np.arange(len(ids))
+        offsets, residues = _offsets_and_residues(sequence_array)
+        odd = np.arange(len(ids))
     else:
-        headers_id, headers_description, sequence_array, line_numbers, slow = _split_block(item)
+        headers_id, headers_description, written, line_numbers = _split_block(item)
+        sequence_array, offsets, residues, odd = _normalise_column(written)
     count = len(sequence_array)
-
-    # Records whose sequence needs the per-record path: anything but the 20 standard letters.
-    offsets = np.frombuffer(sequence_array.buffers()[1], np.int32, count + 1, sequence_array.offset * 4)
-    residues = np.frombuffer(sequence_array.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
-    offsets = offsets - offsets[0]
     lengths = np.diff(offsets).astype(np.int64)
-    if len(slow) == 0 and residues.tobytes().translate(None, _STANDARD_BYTES):
-        bad = np.flatnonzero(_NOT_STANDARD[residues])
-        slow = np.unique(np.searchsorted(offsets, bad, side="right") - 1)
     looks_dna = _looks_like_nucleotides(residues, offsets, lengths)
     ids_empty = pc.equal(pc.binary_length(headers_id), 0).to_numpy(zero_copy_only=False)
     needs_check = (lengths < min_length) | (lengths > max_length) | looks_dna | ids_empty
-    needs_check[slow] = True
+    needs_check[odd] = True
 
-    sequences = None
     reasons: list[str | None] = [None] * count
     checked = np.flatnonzero(needs_check)
     if len(checked):
-        sequences = sequence_array.to_pylist()
-        names = headers_id.to_pylist()
-        unnormalised = set(slow.tolist())
-        for index in checked.tolist():
-            sequence = sequences[index]
-            if index in unnormalised:
-                sequence = sequences[index] = normalise(sequence)
-                lengths[index] = len(sequence)
-            reasons[index] = check_sequence(sequence, min_length, max_length) if names[index] else "empty id"
-        sequence_array = pa.array(sequences, pa.binary())
+        names = pc.take(headers_id, pa.array(checked)).to_pylist()
+        for index, name in zip(checked.tolist(), names, strict=True):
+            sequence = residues[offsets[index] : offsets[index + 1]].tobytes()
+            reasons[index] = check_sequence(sequence, min_length, max_length) if name else "empty id"
     calc = crc64_calc()
-    sequence_crcs = np.fromiter(map(calc, sequences or sequence_array.to_pylist()), np.uint64, count)
-    id_crcs = np.fromiter(map(calc, headers_id.cast(pa.binary()).to_pylist()), np.uint64, count)
+    values = sequence_array.to_pylist()
+    sequence_crcs = np.fromiter(map(calc, values), np.uint64, count)
+    # MD5 here, in the parsing workers: hashlib at C speed, parallel, and DuckDB then reads narrow rows.
+    md5 = hashlib.md5
+    digests = np.frombuffer(b"".join([md5(value).digest() for value in values]), np.uint8)
+    id_crcs = crc64_column(*_offsets_and_residues(headers_id))
     # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
     members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
 
@@ -374,8 +374,8 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
         [
             pa.array(line_numbers, pa.int64()),
             headers_id,
-            pa.nulls(count, pa.string()),
-            _hex16(sequence_crcs),
+            _hex(digests.reshape(count, 16), _LOWER_HEX_DIGITS),
+            _hex(sequence_crcs.astype(">u8").view(np.uint8).reshape(count, 8), _HEX_DIGITS),
             pa.array(lengths, pa.int64()),
             pa.array(reasons, pa.string()),
             headers_description,
@@ -388,6 +388,58 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
     )
     pq.write_table(table, part, compression="none", use_dictionary=False, write_statistics=False)
     return count
+
+
+def _offsets_and_residues(sequences):
+    """The offsets (from 0) and the bytes (a numpy view) of a binary array."""
+    count = len(sequences)
+    offsets = np.frombuffer(sequences.buffers()[1], np.int32, count + 1, sequences.offset * 4)
+    residues = np.frombuffer(sequences.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+    return offsets - offsets[0], residues
+
+
+def _normalise_column(written):
+    """atlas.fasta.normalise over a binary array of sequences as written (newlines removed), vectorised:
+    upper case and one terminal '*' removed over the whole array; only a record holding other whitespace
+    (rare) takes the per-record path. Returns (normalised sequences, their offsets and bytes, the records
+    holding anything but the 20 standard letters, which need the per-record checks)."""
+    import pyarrow as pa
+
+    offsets, residues = _offsets_and_residues(written)
+    text = residues.tobytes()
+    if not text.translate(None, _STANDARD_BYTES):  # the common case: nothing to normalise
+        return written, offsets, residues, np.empty(0, np.int64)
+    upper = np.frombuffer(text.upper(), np.uint8)
+    spaced = np.empty(0, np.int64)
+    if any(space in text for space in _SPACES):
+        spaced = _records_at(offsets, np.flatnonzero(_SPACE[upper]))
+    last = offsets[1:] - 1
+    starred = (offsets[1:] > offsets[:-1]) & (upper[np.maximum(last, 0)] == ord("*"))
+    starred[spaced] = False
+    keep = np.ones(len(upper), bool)
+    keep[last[starred]] = False
+    residues = upper[keep]
+    offsets = offsets.copy()
+    offsets[1:] -= np.cumsum(starred, dtype=np.int32)
+    if len(spaced):
+        values = pa.Array.from_buffers(
+            pa.binary(), len(written), [None, pa.py_buffer(offsets), pa.py_buffer(residues)]
+        ).to_pylist()
+        for index in spaced.tolist():
+            values[index] = normalise(written[index].as_py())
+        normalised = pa.array(values, pa.binary())
+        offsets, residues = _offsets_and_residues(normalised)
+    else:
+        normalised = pa.Array.from_buffers(
+            pa.binary(), len(written), [None, pa.py_buffer(offsets), pa.py_buffer(residues)]
+        )
+    odd = _records_at(offsets, np.flatnonzero(_NOT_STANDARD[residues]))
+    return normalised, offsets, residues, np.union1d(odd, spaced)
+
+
+def _records_at(offsets, positions):
+    """The records (sorted, distinct) that hold these byte positions."""
+    return np.unique(np.searchsorted(offsets, positions, side="right") - 1)
 
 
 def _looks_like_nucleotides(residues, offsets, lengths):
@@ -411,21 +463,24 @@ def _looks_like_nucleotides(residues, offsets, lengths):
     return result
 
 
-def _hex16(values):
-    """uint64 values as 16 upper-case hex digits each, an Arrow string array (no Python loop)."""
+def _hex(rows, digits):
+    """Each row of a 2-D uint8 array as hex text (two of `digits` per byte), an Arrow string array (no
+    Python loop)."""
     import pyarrow as pa
 
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    digits = _HEX_DIGITS[((values[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)]
-    offsets = np.arange(0, 16 * len(values) + 1, 16, dtype=np.int32)
+    count, width = rows.shape
+    text = np.empty((count, 2 * width), np.uint8)
+    text[:, 0::2], text[:, 1::2] = digits[rows >> 4], digits[rows & 15]
+    offsets = np.arange(0, 2 * width * count + 1, 2 * width, dtype=np.int32)
     return pa.Array.from_buffers(
-        pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())]
+        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())]
     )
 
 
 def _split_block(block: Block):
     """A block with '\n' line ends only and ASCII text, cut without a loop per record: (ids, descriptions,
-    sequences with the newlines removed but otherwise as written, header line numbers, an empty array)."""
+    sequences with the newlines removed but otherwise as written, header line numbers). One Arrow `take`
+    over the block's lines gives all the sequences, contiguous, without their newlines."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -433,26 +488,27 @@ def _split_block(block: Block):
     text = np.frombuffer(data, np.uint8)
     size = len(text)
     newlines = np.flatnonzero(text == 10)
-    after = newlines + 1
-    after = after[after < size]
-    starts = np.concatenate(([0], after[text[after] == ord(">")]))
-    count = len(starts)
-    before = np.searchsorted(newlines, starts)  # newlines before each header
-    ends = np.full(count, size)  # end of each header line
-    inside = before < len(newlines)
-    ends[inside] = newlines[before[inside]]
-    # Headers: every other element of an array over the text whose offsets alternate header / the rest.
-    bounds = np.empty(2 * count, np.int64)
-    bounds[0::2], bounds[1::2] = starts + 1, ends
-    headers = _every_other(data, bounds)
-    # Sequences: the same over the text without its newlines (a header's offset shifts by the newlines
-    # before it), taking the spans from the end of each header to the start of the next.
-    compact = data.translate(None, b"\n")
-    bounds[0::2] = ends - before
-    bounds[1:-1:2] = starts[1:] - before[1:]
-    bounds[-1] = len(compact)
-    sequences = _every_other(compact, bounds)
-    headers = headers.view(pa.string())
+    starts = np.concatenate(([0], newlines + 1))  # of each line
+    ends = np.append(newlines, size)
+    header_lines = np.flatnonzero((text[np.minimum(starts, size - 1)] == ord(">")) & (starts < size))
+    count = len(header_lines)
+    # An array over the text whose elements alternate line / newline: header lines without their '>'.
+    starts[header_lines] += 1
+    bounds = np.empty(2 * len(starts), np.int64)
+    bounds[0::2], bounds[1::2] = starts, ends
+    spans = pa.Array.from_buffers(
+        pa.binary(), len(bounds) - 1, [None, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data)]
+    )
+    headers = spans.take(pa.array(2 * header_lines)).view(pa.string())
+    is_sequence = np.ones(len(starts), bool)
+    is_sequence[header_lines] = False
+    lines = spans.take(pa.array(2 * np.flatnonzero(is_sequence)))
+    # Record i's sequence lines follow its header: the lines before it hold i + 1 headers.
+    line_offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1)
+    first = np.append(header_lines - np.arange(count), len(lines))
+    sequences = pa.Array.from_buffers(
+        pa.binary(), count, [None, pa.py_buffer(line_offsets[first]), lines.buffers()[2]]
+    )
     if pc.any(pc.match_substring_regex(headers, r"\s")).as_py():
         trimmed = pc.utf8_trim_whitespace(headers)
         ids = pc.replace_substring_regex(trimmed, r"\s.*$", "")
@@ -460,18 +516,7 @@ def _split_block(block: Block):
         descriptions = pc.if_else(pc.equal(ids, trimmed), "", descriptions)
     else:
         ids, descriptions = headers, pa.array([""] * count, pa.string())
-    return ids, descriptions, sequences, block.line + before, np.empty(0, np.int64)
-
-
-def _every_other(data: bytes, bounds):
-    """Elements 0, 2, 4... of the binary array over `data` with these offsets (copied, contiguous)."""
-    import pyarrow as pa
-
-    elements = len(bounds) - 1
-    spans = pa.Array.from_buffers(
-        pa.binary(), elements, [None, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data)]
-    )
-    return spans.take(pa.array(np.arange(0, elements, 2)))
+    return ids, descriptions, sequences, block.line + header_lines
 
 
 def _header_metadata_column(descriptions):
@@ -596,9 +641,13 @@ def _dedupe_and_chunk(
     summary: SplitSummary,
     memory_limit: str | None,
 ) -> None:
+    """DuckDB finds the exceptions: the records that passed their checks but are not queued (repeated ids,
+    duplicates), few and narrow; every other record is queued or was rejected by its part. The chunks are
+    then assigned in two ordered passes over the parts' narrow columns (numpy, state per chunk only)."""
     import duckdb
 
     clock = time.monotonic()
+    part_paths = sorted(parts.glob("part-*.parquet"))
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory = {sql_string(temp / 'spill')}")
@@ -606,13 +655,10 @@ def _dedupe_and_chunk(
         con.execute(f"SET threads = {_cpus()}")
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
-        # MD5 here: vectorised and on every CPU, where Python would pay a call per record.
         con.execute(
-            f"""CREATE TABLE records AS
-            SELECT line, id, coalesce(checksum, md5(sequence)) AS checksum, length, reason, member
+            f"""CREATE VIEW records AS SELECT line, id, checksum, length, reason
             FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
         )
-        records = "records"
 
         # Sequences of this drop queued by earlier drops: the first queued row of each checksum, in drop then
         # row order (a checksum is queued once over all drops; the order only matters for hand-made input).
@@ -625,93 +671,77 @@ def _dedupe_and_chunk(
             con.execute(
                 f"""CREATE TABLE earlier AS
                 SELECT checksum, arg_min(id, rank) AS id, arg_min(drop, rank) AS drop FROM ({sources})
-                WHERE checksum IN (SELECT checksum FROM {records} WHERE reason IS NULL)
+                WHERE checksum IN (SELECT checksum FROM records WHERE reason IS NULL)
                 GROUP BY checksum"""
             )
         else:
             con.execute("CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR)")
 
-        # Rejections (validation, then repeated ids), then duplicates (earlier drops, then within this drop).
-        # Narrow rows only: sequences stay in the parts. Ids and sequences seen more than once are few: they
-        # are found by aggregates and only they are looked at again.
+        # Repeated ids (the second and later records of an id, unless already rejected by their checks), then
+        # duplicates (of earlier drops, then within this drop) among the rest. Ids and sequences seen more
+        # than once are few: 64-bit hash aggregates find the candidates, exact strings decide.
         con.execute(
-            f"""CREATE TABLE classified AS
-            WITH repeated_ids AS (
-                SELECT id, min(line) AS first_line FROM {records} GROUP BY id HAVING count(*) > 1
+            """CREATE TABLE repeats AS
+            WITH id_hashes AS (
+                SELECT hash(id) AS id_hash FROM records GROUP BY id_hash HAVING count(*) > 1
             ),
-            checked AS (
-                SELECT r.line, r.id, r.checksum, r.length, r.member,
-                    coalesce(r.reason, CASE WHEN r.line <> i.first_line
-                        THEN 'repeated id: first occurrence at line ' || i.first_line END) AS reason
-                FROM {records} r LEFT JOIN repeated_ids i USING (id)
-            ),
-            owners AS (  -- the first record of each sequence that passed the checks, if it has others
-                SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id
-                FROM checked WHERE reason IS NULL GROUP BY checksum HAVING count(*) > 1
+            repeated_ids AS (
+                SELECT id, min(line) AS first_line FROM records
+                WHERE hash(id) IN (SELECT id_hash FROM id_hashes) GROUP BY id HAVING count(*) > 1
             )
-            SELECT c.line, c.id, c.checksum, c.length, c.member,
-                CASE WHEN c.reason IS NOT NULL THEN 'rejected'
-                     WHEN e.checksum IS NOT NULL OR o.owner_line <> c.line THEN 'duplicate'
-                     ELSE 'queued' END AS status,
-                CASE WHEN c.reason IS NOT NULL THEN c.reason
-                     WHEN e.checksum IS NOT NULL THEN 'duplicate of ' || e.id || ' in drop ' || e.drop
-                     WHEN o.owner_line <> c.line THEN 'duplicate of ' || o.owner_id || ' in drop ' || $drop
-                     END AS reason,
-                CASE WHEN c.reason IS NOT NULL THEN regexp_replace(
-                         regexp_extract(c.reason, '^[a-z ]*[a-z]'), 'characters$', 'character')
-                     WHEN e.checksum IS NOT NULL THEN 'of an earlier drop'
-                     WHEN o.owner_line <> c.line THEN 'within the drop' END AS kind
-            FROM checked c
-            LEFT JOIN owners o ON c.reason IS NULL AND o.checksum = c.checksum
-            LEFT JOIN earlier e ON c.reason IS NULL AND e.checksum = c.checksum""",
+            SELECT r.line, r.length, 'rejected' AS status,
+                'repeated id: first occurrence at line ' || i.first_line AS reason, 'repeated id' AS kind
+            FROM records r JOIN repeated_ids i USING (id) WHERE r.line <> i.first_line AND r.reason IS NULL"""
+        )
+        con.execute(
+            """CREATE TABLE exceptions AS
+            WITH passed AS (
+                SELECT line, id, checksum, length FROM records
+                WHERE reason IS NULL AND line NOT IN (SELECT line FROM repeats)
+            ),
+            checksum_hashes AS (  -- of sequences seen twice, or seen in an earlier drop
+                SELECT hash(checksum) AS checksum_hash FROM passed GROUP BY checksum_hash HAVING count(*) > 1
+                UNION SELECT hash(checksum) FROM earlier
+            ),
+            candidates AS MATERIALIZED (  -- the few that may be duplicates: only they are joined on strings
+                SELECT * FROM passed WHERE hash(checksum) IN (SELECT checksum_hash FROM checksum_hashes)
+            ),
+            owners AS (  -- the first record of each sequence that passed, if it has others
+                SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id FROM candidates
+                GROUP BY checksum HAVING count(*) > 1
+            )
+            SELECT p.line, p.length, 'duplicate' AS status,
+                CASE WHEN e.checksum IS NOT NULL THEN 'duplicate of ' || e.id || ' in drop ' || e.drop
+                     ELSE 'duplicate of ' || o.owner_id || ' in drop ' || $drop END AS reason,
+                CASE WHEN e.checksum IS NOT NULL THEN 'of an earlier drop' ELSE 'within the drop' END AS kind
+            FROM candidates p LEFT JOIN owners o USING (checksum) LEFT JOIN earlier e USING (checksum)
+            WHERE e.checksum IS NOT NULL OR o.owner_line <> p.line
+            UNION ALL SELECT * FROM repeats""",
             {"drop": drop},
         )
-
-        # Chunks: per bucket, in input order, cut every chunk_residues residues; named by their content: the
-        # XOR of the members' CRC64-based shares (computed by the parsing workers).
-        bucket_of = (
-            "CASE " + " ".join(f"WHEN length <= {bound} THEN {bound}" for bound in length_buckets) + " END"
-        )
         queued_residues = con.execute(
-            "SELECT coalesce(sum(length), 0) FROM classified WHERE status = 'queued'"
-        ).fetchone()[0]
+            """SELECT (SELECT coalesce(sum(length), 0) FROM records WHERE reason IS NULL)
+                - (SELECT coalesce(sum(length), 0) FROM exceptions)"""
+        ).fetchall()[0][0]
         residues_per_chunk = chunk_size(chunk_residues, queued_residues, len(length_buckets), max_chunks)
         summary.chunk_residues = residues_per_chunk
-        con.execute(
-            f"""CREATE TABLE assigned AS
-            SELECT line, bound,
-                (sum(length) OVER (PARTITION BY bound ORDER BY line ROWS UNBOUNDED PRECEDING) - length)
-                    // {residues_per_chunk} AS number,
-                member
-            FROM (SELECT line, length, member, {bucket_of} AS bound FROM classified
-                  WHERE status = 'queued')"""
-        )
-        most = con.execute("SELECT coalesce(max(number), 0) FROM assigned").fetchone()[0]
-        bound_width = max(4, len(str(length_buckets[-1])))
-        number_width = max(5, len(str(most)))
-        con.execute(
-            f"""CREATE TABLE named AS
-            SELECT bound, number,
-                'L' || lpad(bound::VARCHAR, {bound_width}, '0')
-                || '-' || lpad(number::VARCHAR, {number_width}, '0')
-                || '-' || left(printf('%016x', bit_xor(member)), {CHUNK_HASH_DIGITS}) AS chunk
-            FROM assigned GROUP BY bound, number"""
-        )
+        assigner = _ChunkAssigner(length_buckets, residues_per_chunk)
+        exception_rows = "SELECT line, status, reason FROM exceptions ORDER BY line"
+        for path, exceptions in _parts_with_exceptions(part_paths, con.sql(exception_rows)):
+            assigner.add(path, exceptions)
         summary.stages["dedupe"] = time.monotonic() - clock
         clock = time.monotonic()
         summary.chunks = _write_outputs(
-            con.sql(
-                """SELECT c.checksum, c.status, c.reason, n.chunk FROM classified c
-                LEFT JOIN assigned a USING (line) LEFT JOIN named n USING (bound, number) ORDER BY c.line"""
-            ),
-            sorted(parts.glob("part-*.parquet")),
-            drop,
-            manifest,
-            chunk_dir,
+            assigner.rows(part_paths, con.sql(exception_rows)), part_paths, drop, manifest, chunk_dir
         )
         summary.stages["write"] = time.monotonic() - clock
         for status, kind, count in con.execute(
-            "SELECT status, kind, count(*) FROM classified WHERE status <> 'queued' GROUP BY ALL ORDER BY ALL"
+            r"""SELECT status, kind, sum(count) FROM (
+                SELECT 'rejected' AS status, regexp_replace(regexp_extract(reason, '^[a-z ]*[a-z]'),
+                    'characters$', 'character') AS kind, count(*) AS count
+                FROM records WHERE reason IS NOT NULL GROUP BY ALL
+                UNION ALL SELECT status, kind, count(*) FROM exceptions GROUP BY ALL
+            ) GROUP BY ALL ORDER BY ALL"""
         ).fetchall():
             setattr(summary, status, getattr(summary, status) + count)
             summary.reasons[f"{status}: {kind}"] = count
@@ -720,8 +750,146 @@ def _dedupe_and_chunk(
         con.close()
 
 
+def _parts_with_exceptions(part_paths: list[Path], relation):
+    """(part path, (lines, statuses, reasons) of the exceptions among its records) for each part, in order:
+    one ordered stream of exception rows cut at the parts' last lines."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    batches = _arrow_reader(relation)
+    pending = None  # exception rows read past the previous part
+    exhausted = False
+    for path in part_paths:
+        metadata = pq.read_metadata(path)
+        if not metadata.num_rows:
+            yield path, None
+            continue
+        last = pq.read_table(path, columns=["line"]).column("line")[-1].as_py()
+        tables = [] if pending is None else [pending]
+        while not exhausted and (not tables or tables[-1].column("line")[-1].as_py() <= last):
+            try:
+                batch = batches.read_next_batch()
+            except StopIteration:
+                exhausted = True
+                break
+            if batch.num_rows:
+                tables.append(pa.Table.from_batches([batch]))
+        if not tables:
+            yield path, None
+            continue
+        rows = pa.concat_tables(tables).combine_chunks()
+        lines = rows.column("line").to_numpy()
+        cut = int(np.searchsorted(lines, last, side="right"))
+        pending = rows.slice(cut) if cut < rows.num_rows else None
+        yield path, rows.slice(0, cut)
+
+
+class _ChunkAssigner:
+    """Chunks per bucket in input order, cut every `size` residues (module docstring), assigned part by part
+    with a running total of residues per bucket: pass 1 (`add`) XORs each chunk's members into its name,
+    pass 2 (`rows`) gives each record's (checksum, status, reason, chunk) for _write_outputs."""
+
+    STATUSES = ("queued", "rejected", "duplicate")
+
+    def __init__(self, length_buckets: list[int], size: int):
+        self.bounds = np.array(length_buckets, np.int64)
+        self.size = size
+        self.totals = np.zeros(len(length_buckets), np.int64)
+        self.hashes: dict[tuple[int, int], int] = {}  # (bucket index, chunk number) -> XOR of its members
+
+    def _assign(self, part, exceptions, totals):
+        """Per record of a part: queued or not, and for the queued its bucket index and chunk number (by
+        bucket: index lists and numbers); `totals` moves on by the part's queued residues per bucket."""
+        lengths = part.column("length").to_numpy()
+        queued = part.column("reason").is_null().to_numpy(zero_copy_only=False)
+        if exceptions is not None and exceptions.num_rows:
+            lines = part.column("line").to_numpy()
+            queued[np.searchsorted(lines, exceptions.column("line").to_numpy())] = False
+        bucket = np.searchsorted(self.bounds, lengths)  # the first bound >= length
+        chunks = []
+        for index in np.unique(bucket[queued]).tolist():
+            mine = np.flatnonzero(queued & (bucket == index))
+            residues = lengths[mine]
+            numbers = (totals[index] + np.cumsum(residues) - residues) // self.size
+            totals[index] += int(residues.sum())
+            chunks.append((index, mine, numbers))
+        return queued, chunks
+
+    def add(self, path: Path, exceptions) -> None:
+        import pyarrow.parquet as pq
+
+        part = pq.read_table(path, columns=["line", "length", "reason", "member"])
+        if not part.num_rows:
+            return
+        members = part.column("member").to_numpy()
+        for index, mine, numbers in self._assign(part, exceptions, self.totals)[1]:
+            starts = np.flatnonzero(np.diff(numbers, prepend=-1))  # numbers only grow inside a bucket
+            xors = np.bitwise_xor.reduceat(members[mine], starts)
+            for number, xor in zip(numbers[starts].tolist(), xors.tolist(), strict=True):
+                self.hashes[index, number] = self.hashes.get((index, number), 0) ^ xor
+
+    def rows(self, part_paths: list[Path], relation):
+        """Pass 2: a RecordBatchReader of (checksum, status, reason, chunk), one batch per part, in order."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        most = max((number for _, number in self.hashes), default=0)
+        bound_width, number_width = max(4, len(str(self.bounds[-1]))), max(5, len(str(most)))
+        codes = {key: code for code, key in enumerate(self.hashes)}
+        names = pa.array(
+            [
+                f"L{self.bounds[index]:0{bound_width}d}-{number:0{number_width}d}-"
+                + f"{xor:016x}"[:CHUNK_HASH_DIGITS]
+                for (index, number), xor in self.hashes.items()
+            ],
+            pa.string(),
+        )
+        statuses = pa.array(self.STATUSES, pa.string())
+        schema = pa.schema([(name, pa.string()) for name in ("checksum", "status", "reason", "chunk")])
+
+        def batches():
+            totals = np.zeros(len(self.bounds), np.int64)
+            for path, exceptions in _parts_with_exceptions(part_paths, relation):
+                part = pq.read_table(path, columns=["line", "checksum", "length", "reason"])
+                if not part.num_rows:
+                    continue
+                queued, chunks = self._assign(part, exceptions, totals)
+                status = np.where(queued, 0, 1)
+                reason = part.column("reason").combine_chunks()
+                if exceptions is not None and exceptions.num_rows:
+                    at = np.searchsorted(part.column("line").to_numpy(), exceptions.column("line").to_numpy())
+                    duplicate = pc.equal(exceptions.column("status"), "duplicate").to_numpy(
+                        zero_copy_only=False
+                    )
+                    status[at] = np.where(duplicate, 2, 1)
+                    replaced = np.zeros(part.num_rows, bool)
+                    replaced[at] = True
+                    reason = pc.replace_with_mask(
+                        reason, pa.array(replaced), exceptions.column("reason").combine_chunks()
+                    )
+                chunk = np.zeros(part.num_rows, np.int64)
+                for index, mine, numbers in chunks:
+                    for number in np.unique(numbers).tolist():
+                        chunk[mine[numbers == number]] = codes[index, number]
+                yield pa.record_batch(
+                    [
+                        part.column("checksum").combine_chunks(),
+                        statuses.take(pa.array(status)),
+                        reason,
+                        names.take(pa.array(chunk, mask=~queued)),
+                    ],
+                    schema=schema,
+                )
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 def _arrow_reader(relation, rows: int = ROW_GROUP):
-    """Record batches of a DuckDB relation, streamed (newer duckdb names it to_arrow_reader)."""
+    """Record batches of a DuckDB relation, streamed (newer duckdb names it to_arrow_reader); a
+    RecordBatchReader as it is."""
+    if not hasattr(relation, "to_arrow_reader") and hasattr(relation, "read_next_batch"):
+        return relation
     if hasattr(relation, "to_arrow_reader"):
         return relation.to_arrow_reader(rows)
     return relation.fetch_arrow_reader(rows)

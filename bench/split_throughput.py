@@ -1,14 +1,15 @@
 """Throughput of `atlas split` beside `seqkit split2` on the same generated, MGnify-like protein FASTA.
 
-    .venv/bin/python bench/split_throughput.py --size 1GB
+    .venv/bin/python bench/split_throughput.py --size 1GB --both
 
-Generates a FASTA of about --size bytes (log-normal lengths, median ~200 aa, UniProt residue frequencies,
-a fraction of repeated sequences, 60-column lines) into a temporary directory, then times, each in its own
+Generates a FASTA of about --size bytes (log-normal lengths, median ~200 aa, UniProt residue frequencies, a
+fraction of repeated sequences, 60-column lines) into a temporary directory, then times, each in its own
 subprocess, (1) `python -m atlas split` with the default config settings and (2) `seqkit split2` cutting the
-same file into parts of about the same number of sequences as our chunks, and prints wall time, MB/s and
-peak RSS of both, and their ratio. seqkit comes from Debian (`apt-get install -y seqkit`) or bioconda; without
-it only our figures are printed. seqkit only cuts the file; atlas split also normalises and validates every
-record, checksums it, deduplicates and sorts by length, so the ratio is an upper bound of the overhead.
+same file into parts of about the same number of sequences as our chunks, and prints wall time, MB/s and CPU
+seconds and peak RSS of both, and their ratios (--both: the plain file, then its gzip -1). seqkit comes from
+Debian (`apt-get install -y seqkit`) or bioconda; without it only our figures are printed. seqkit only cuts
+the file; atlas split also normalises and validates every record, checksums it, deduplicates and sorts by
+length, so the ratio is an upper bound of the overhead.
 """
 
 from __future__ import annotations
@@ -95,6 +96,62 @@ def timed(
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode
 
 
+def compare(fasta: Path, kind: str, workdir: Path, records: int, mb: float, args) -> int:
+    """Time atlas split, then seqkit split2, on one input; print both and their ratios. Returns the exit
+    code."""
+    gzip = kind == "gzip"
+    workdir.mkdir()
+    ours_command = [
+        sys.executable, "-m", "atlas", "split", "--fasta", str(fasta), "--drop", "bench",
+        "--manifest", str(workdir / "atlas" / "manifest.parquet"), "--earlier-manifests",
+        "--min-length", "16", "--max-length", "1280",
+        "--length-buckets", *map(str, BUCKETS), "--chunk-residues", str(args.chunk_residues),
+    ]  # fmt: skip
+    print(f"--- {kind} input: {fasta.name}")
+    load = os.getloadavg()[0]
+    seconds, cpu, rss, rc = timed(ours_command, REPO, workdir / "atlas.log")
+    log = (workdir / "atlas.log").read_text().strip().split("\n")
+    print("\n".join(line.split("\r")[-1] for line in log))  # last state of each progress bar
+    if rc:
+        print(f"atlas split failed (exit {rc})")
+        return 1
+    chunks = len(list((workdir / "atlas").glob("*.fasta")))
+    row = "{:<14} {:7.1f} s wall {:7.1f} MB/s   {:7.1f} s CPU {:7.1f} MB/CPU-s   peak RSS {:6.0f} MiB  {}"
+    print(f"load average before the runs: {load:.1f} on {os.cpu_count()} CPUs (the machine may be shared)")
+    print(row.format("atlas split", seconds, mb / seconds, cpu, mb / cpu, rss, f"({chunks} chunks)"))
+
+    seqkit = shutil.which("seqkit")
+    if seqkit is None:
+        print("seqkit split2: NOT RUN: seqkit is not installed (apt-get install -y seqkit, or bioconda)")
+        return 0
+    version = subprocess.run([seqkit, "version"], capture_output=True, text=True).stdout.strip()
+    per_part = max(1, round(records / max(1, chunks)))
+    threads = args.threads or os.cpu_count() or 1
+    # gzip input goes in on stdin: seqkit then writes plain FASTA parts, as we do (from a .gz file
+    # name it would gzip every part, and time compression).
+    seqkit_command = [
+        seqkit, "split2", "--by-size", str(per_part), "--threads", str(threads),
+        "--out-dir", str(workdir / "seqkit"), "--force", *([] if gzip else [str(fasta)]),
+    ]  # fmt: skip
+    other_seconds, other_cpu, other_rss, rc = timed(
+        seqkit_command, REPO, workdir / "seqkit.log", stdin=fasta if gzip else None
+    )
+    if rc:
+        print((workdir / "seqkit.log").read_text())
+        print(f"seqkit split2 failed (exit {rc})")
+        return 1
+    parts = len(list((workdir / "seqkit").iterdir()))
+    note = f"({parts} parts of {per_part} sequences, {version}, -j {threads})"
+    rates = (other_seconds, mb / other_seconds, other_cpu, mb / other_cpu, other_rss)
+    print(row.format("seqkit split2", *rates, note))
+    print(
+        f"ratio atlas split / seqkit split2 ({kind}): throughput x{other_seconds / seconds:.2f} of seqkit's, "
+        f"wall x{seconds / other_seconds:.1f}, CPU x{cpu / other_cpu:.1f}, peak RSS x{rss / other_rss:.1f}; "
+        f"load average after: {os.getloadavg()[0]:.1f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=parse_size, default=parse_size("200MB"), help="e.g. 200MB, 1GB")
@@ -103,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--line-width", type=int, default=60, help="0: one line per sequence")
     parser.add_argument("--chunk-residues", type=int, default=500_000)
     parser.add_argument("--gzip", action="store_true", help="compress the input (gzip -1) before timing")
+    parser.add_argument("--both", action="store_true", help="time the plain input, then its gzip -1")
     parser.add_argument("--threads", type=int, default=None, help="seqkit -j (default: all CPUs)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to generate (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the generated file and outputs")
@@ -126,58 +184,15 @@ def main(argv: list[str] | None = None) -> int:
             records, size = generate(fasta, args.size, args.seed, args.duplicates, args.line_width)
             took = time.perf_counter() - start
             print(f"generated {fasta}: {records:,} records, {size / 1e6:,.0f} MB in {took:.0f} s")
-        if args.gzip:
-            subprocess.run(["gzip", "-1", str(fasta)], check=True)
-            fasta = fasta.with_suffix(".fasta.gz")
-            print(f"gzip -1: {fasta.stat().st_size / 1e6:,.0f} MB")
         mb = size / 1e6  # rates are in MB of uncompressed FASTA per second
-
-        ours_command = [
-            sys.executable, "-m", "atlas", "split", "--fasta", str(fasta), "--drop", "bench",
-            "--manifest", str(workdir / "atlas" / "manifest.parquet"), "--earlier-manifests",
-            "--min-length", "16", "--max-length", "1280",
-            "--length-buckets", *map(str, BUCKETS), "--chunk-residues", str(args.chunk_residues),
-        ]  # fmt: skip
-        load = os.getloadavg()[0]
-        seconds, cpu, rss, rc = timed(ours_command, REPO, workdir / "atlas.log")
-        log = (workdir / "atlas.log").read_text().strip().split("\n")
-        print("\n".join(line.split("\r")[-1] for line in log))  # last state of each progress bar
-        if rc:
-            print(f"atlas split failed (exit {rc})")
-            return 1
-        chunks = len(list((workdir / "atlas").glob("*.fasta")))
-        row = "{:<14} {:7.1f} s wall {:7.1f} MB/s   {:7.1f} s CPU {:7.1f} MB/CPU-s   peak RSS {:6.0f} MiB  {}"
-        print(f"load average before the runs: {load:.1f} on {os.cpu_count()} CPUs")
-        print(row.format("atlas split", seconds, mb / seconds, cpu, mb / cpu, rss, f"({chunks} chunks)"))
-
-        seqkit = shutil.which("seqkit")
-        if seqkit is None:
-            print("seqkit split2: NOT RUN: seqkit is not installed (apt-get install -y seqkit, or bioconda)")
-            return 0
-        version = subprocess.run([seqkit, "version"], capture_output=True, text=True).stdout.strip()
-        per_part = max(1, round(records / max(1, chunks)))
-        threads = args.threads or os.cpu_count() or 1
-        # gzip input goes in on stdin: seqkit then writes plain FASTA parts, as we do (from a .gz file
-        # name it would gzip every part, and time compression).
-        seqkit_command = [
-            seqkit, "split2", "--by-size", str(per_part), "--threads", str(threads),
-            "--out-dir", str(workdir / "seqkit"), "--force", *([] if args.gzip else [str(fasta)]),
-        ]  # fmt: skip
-        other_seconds, other_cpu, other_rss, rc = timed(
-            seqkit_command, REPO, workdir / "seqkit.log", stdin=fasta if args.gzip else None
-        )
-        if rc:
-            print((workdir / "seqkit.log").read_text())
-            print(f"seqkit split2 failed (exit {rc})")
-            return 1
-        parts = len(list((workdir / "seqkit").iterdir()))
-        note = f"({parts} parts of {per_part} sequences, {version}, -j {threads})"
-        rates = (other_seconds, mb / other_seconds, other_cpu, mb / other_cpu, other_rss)
-        print(row.format("seqkit split2", *rates, note))
-        print(
-            f"ratio atlas split / seqkit split2: wall x{seconds / other_seconds:.1f}, "
-            f"CPU x{cpu / other_cpu:.1f}, peak RSS x{rss / other_rss:.1f}"
-        )
+        kinds = ["plain", "gzip"] if args.both else ["gzip" if args.gzip else "plain"]
+        for kind in kinds:
+            if kind == "gzip":
+                subprocess.run(["gzip", "-1", "--keep", str(fasta)], check=True)
+                print(f"gzip -1: {fasta.with_suffix('.fasta.gz').stat().st_size / 1e6:,.0f} MB")
+            source = fasta.with_suffix(".fasta.gz") if kind == "gzip" else fasta
+            if compare(source, kind, workdir / kind, records, mb, args):
+                return 1
         return 0
     finally:
         if args.keep:

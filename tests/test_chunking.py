@@ -544,3 +544,71 @@ def test_max_chunks_bounds_the_number_of_chunks_whatever_the_drop(test_data, tmp
     size = chunk_size(500_000, 125_000_000_000, 8, 2000)
     assert -(-125_000_000_000 // size) + 8 <= 2000 < -(-125_000_000_000 // (size - 1000)) + 8
     assert chunk_size(500_000, 1_000_000, 8, 2000) == 500_000
+
+
+def test_vectorised_blocks_agree_with_the_per_record_definitions(test_data, tmp_path):
+    """Real Prodigal and UniProt records, rewritten the ways drops arrive (lower case, a terminal '*', two
+    of them, a '*' alone, spaces and tabs, no line breaks, repeated ids and sequences), split in small blocks
+    by worker processes: every manifest row is what read_fasta and check_sequence say of its record."""
+    from atlas.chunking import split_drop
+    from atlas.fasta import check_sequence
+
+    rng = random.Random(7)
+    source = list(read_fasta(test_data / "938293.PRJEB85.HG003687.faa"))[:300]
+    source += list(read_fasta(test_data / "UP000000625_83333.fasta"))[:300]
+    texts = []
+    for index, record in enumerate(source):
+        sequence = record.sequence
+        kind = index % 9
+        if kind == 1:
+            sequence = sequence.lower()
+        elif kind == 2:
+            sequence += "*"
+        elif kind == 3:
+            sequence += "**"
+        elif kind == 4:
+            sequence = sequence[:5] + " \t" + sequence[5:] + "*"
+        elif kind == 5:
+            sequence = "*"
+        elif kind == 6:
+            sequence = source[rng.randrange(index)].sequence if index else sequence
+        name = record.id if kind != 7 else source[rng.randrange(index)].id
+        lines = (
+            sequence if kind == 8 else "\n".join(sequence[i : i + 60] for i in range(0, len(sequence), 60))
+        )
+        texts.append(f">{name} {record.description}\n{lines}\n")
+    fasta = tmp_path / "drop.fasta"
+    fasta.write_text("".join(texts))
+    manifest = tmp_path / "out" / "manifest.parquet"
+    split_drop(fasta, "d", manifest, max_length=1000, block_size=20_000, workers=2, progress=False)
+
+    rows = manifest_rows(manifest)
+    records = list(read_fasta(fasta))
+    assert len(rows) == len(records) == 600
+    seen_ids, seen_sequences = set(), set()
+    for row, record in zip(rows, records, strict=True):
+        reason = check_sequence(record.sequence, 16, 1000)
+        assert (row["id"], row["length"]) == (record.id, len(record.sequence))
+        assert row["checksum"] == sequence_checksum(record.sequence)
+        assert row["crc64"] == crc64_hex(record.sequence.encode())
+        if reason is None and record.id in seen_ids:
+            reason = "repeated id"
+        if reason is not None:
+            assert (row["status"], row["chunk"]) == ("rejected", None)
+            assert row["reason"].startswith(reason), (row, reason)
+        elif record.sequence in seen_sequences:
+            assert (row["status"], row["chunk"]) == ("duplicate", None)
+        else:
+            assert row["status"] == "queued" and row["chunk"].startswith(
+                f"L{bucket_of(len(record.sequence)):04d}"
+            )
+            seen_sequences.add(record.sequence)
+        seen_ids.add(record.id)
+    statuses = Counter(row["status"] for row in rows)
+    assert statuses["queued"] > 300 and statuses["duplicate"] > 30 and statuses["rejected"] > 100
+    queued = {
+        (row["id"], record.sequence)
+        for row, record in zip(rows, records, strict=True)
+        if row["status"] == "queued"
+    }
+    assert {pair for members in chunk_files(manifest.parent).values() for pair in members} == queued

@@ -13,6 +13,7 @@ from atlas.fasta import (
     FastaFormatError,
     FastaRecord,
     check_sequence,
+    crc64_column,
     crc64_hex,
     header_metadata,
     is_nucleotide,
@@ -253,6 +254,21 @@ def test_crc64_matches_biopython_on_the_uniprot_records(test_data):
     assert len(records) == 4391
     for record in records:
         assert "CRC-" + crc64_hex(record.sequence.encode()) == crc64(record.sequence), record.id
+
+
+def test_crc64_column_matches_the_per_string_crc64_on_real_ids_and_headers(test_data):
+    import numpy as np
+
+    # Ids and whole headers of all lengths (the UniProt headers run past the column's `longest`), and "".
+    texts = [b""]
+    for name in REAL_FILES:
+        for record in read_fasta(test_data / name):
+            texts += [record.id.encode(), f"{record.id} {record.description}".encode()]
+    offsets = np.cumsum([0] + [len(text) for text in texts])
+    data = np.frombuffer(b"".join(texts), np.uint8)
+    crcs = crc64_column(offsets, data, longest=64)
+    assert len(crcs) == len(texts) == 1 + 2 * sum(REAL_FILES.values())
+    assert [f"{crc:016X}" for crc in crcs.tolist()] == [crc64_hex(text) for text in texts]
 
 
 def test_header_fields_and_fragment_on_real_prodigal_headers(test_data):
