@@ -1,9 +1,11 @@
 """The atlas index step: atlas/index.parquet and atlas/atlas.duckdb from the files the workflow declares.
 
-`build_index(manifests, predictions, novelty, index, database, drops, min_plddt, min_ptm, novelty_computed)`
-is called by workflow/scripts/atlas_index.py with the rule's declared inputs (at scale 10^5 paths, which no
-shell command line holds) and outputs `OUTDIR/atlas/staged/index.parquet` and
-`OUTDIR/atlas/staged/atlas.duckdb`.
+`build_index(manifests, predictions, novelty, index, database, drops, min_plddt, min_ptm, novelty_computed,
+lookups, structural=..., structural_computed=..., clusters=...)` is called by workflow/scripts/atlas_index.py
+with the rule's declared inputs (at scale 10^5 paths, which no shell command line holds) and outputs
+`OUTDIR/atlas/staged/index.parquet` and `OUTDIR/atlas/staged/atlas.duckdb`. `structural` are the per-chunk
+files of atlas.structural (when a structure reference is configured), `clusters` the cluster table of
+atlas.clusters (clusters/clusters.parquet).
 
 It reads exactly the given files and first checks the accounting invariant: every queued record of every
 manifest has a prediction row (ok, or failed with its error) in its drop; else it stops with an
@@ -11,22 +13,28 @@ IncompleteAtlasError naming the drop, chunk and ids missing, and nothing is publ
 
 `atlas/index.parquet`
     one row per unique sequence (checksum) with an ok prediction that is high confidence and, with novelty,
-    novel (atlas.views: `outcomes`, `INDEX_QUERY`); columns atlas.tables.ATLAS_INDEX, no structures.
+    novel (atlas.views: `outcomes`, `INDEX_QUERY`); columns atlas.tables.ATLAS_INDEX, no structures: the
+    metrics, the sequence novelty, the header data, the best structural hit (`structure_hit`,
+    `structure_tm`, `structure_aligned_length`, `structure_verified`, `structurally_novel`, null where
+    `structural_computed` is false) and the sequence's `cluster` and `cluster_representative`.
 
 `atlas/atlas.duckdb`
-    views `manifest`, `predictions`, `novelty` (one glob per drop folder, `atlas_root() || '/predictions/d1/
-    *.parquet'`, so the database never names 10^5 files and never a path that exists only inside one job),
-    `novelty_best`, `prediction_best`, `outcomes` (the classification, with the thresholds of this build),
+    views `manifest`, `predictions`, `novelty`, `structural` (one glob per drop folder, `atlas_root() ||
+    '/predictions/d1/*.parquet'`, so the database never names 10^5 files and never a path that exists only
+    inside one job), `cluster_members` (clusters/clusters.parquet), `novelty_best`, `structural_best`,
+    `cluster_of`, `prediction_best`, `outcomes` (the classification, with the thresholds of this build),
+    `clusters` (one row per cluster: its representative and size),
     `atlas` over index.parquet, `lookup_by_id` and `lookup_by_checksum` (atlas.lookup: one row group read per
     drop to find an id or checksum), and tables `chunk_files` (drop, chunk -> its predictions and novelty
     file, relative to the outdir: one lookup reads one predictions file) and `atlas_info` (thresholds, drops,
-    novelty, counts, when).
+    novelty_computed, structural_computed, clusters_computed, counts, when).
     `atlas_root()` is `coalesce(getvariable('atlas_outdir'), '<absolute outdir when built>')`; after moving
     the outdir, `SET VARIABLE atlas_outdir = '/new/outdir'` first (`atlas query` always does).
 
-By hand, `atlas index --outdir D [--drops ...] [--predictions-dir predictions/KEY] ...` builds the same atlas
-for a finished outdir from the files its manifests name (the `chunk` column of queued records), writing the
-lookup files that are missing: for rebuilding after a move, other thresholds, or tests.
+By hand, `atlas index --outdir D [--drops ...] [--predictions-dir predictions/KEY] [--novelty]
+[--structural] [--clusters] ...` builds the same atlas for a finished outdir from the files its manifests
+name (the `chunk` column of queued records), writing the lookup files that are missing: for rebuilding
+after a move, other thresholds, or tests.
 
 Swapped, never rebuilt in place: Snakemake deletes a job's outputs before it runs, so the rule's outputs are
 the staged files; each, once complete, is published by hard link (a copy where links are not possible)
@@ -59,6 +67,7 @@ STAGED_DIR = "atlas/staged"
 INDEX_FILE = "index.parquet"
 DATABASE_FILE = "atlas.duckdb"
 SHOWN_MISSING = 10
+CLUSTERS_FILE = "clusters/clusters.parquet"  # under the outdir (workflow/rules/structural_common.smk)
 
 
 class IncompleteAtlasError(RuntimeError):
@@ -85,7 +94,7 @@ def glob_locations(outdir: Path, paths: Sequence[str | Path], stage: str) -> lis
         if not resolved.is_relative_to(outdir):
             raise ValueError(f"{path} is not under the outdir {outdir}")
         relative.append(resolved.relative_to(outdir))
-    if stage == "manifest":
+    if stage in ("manifest", "cluster_members"):  # files, not folders of chunk files
         targets = sorted({path.as_posix() for path in relative})
     else:
         targets = sorted({(path.parent / "*.parquet").as_posix() for path in relative})
@@ -151,10 +160,12 @@ def check_complete(connection) -> None:
 def index_counts(connection) -> dict[str, int]:
     row = connection.execute(
         """SELECT count(*), count(*) FILTER (outcome = 'ok'), count(*) FILTER (outcome = 'failed'),
-            count(*) FILTER (high_confidence), count(*) FILTER (outcome = 'ok' AND novel)
+            count(*) FILTER (high_confidence), count(*) FILTER (outcome = 'ok' AND novel),
+            count(*) FILTER (high_confidence AND structurally_novel)
         FROM outcomes"""
     ).fetchone()
-    return dict(zip(("queued", "ok", "failed", "high_confidence", "novel"), row, strict=True))
+    names = ("queued", "ok", "failed", "high_confidence", "novel", "structurally_novel")
+    return dict(zip(names, row, strict=True))
 
 
 def _publish(staged: Path, published: Path) -> None:
@@ -182,9 +193,13 @@ def build_index(
     min_ptm: float,
     novelty_computed: bool,
     lookups: Sequence[str | Path] = (),
+    structural: Sequence[str | Path] = (),
+    structural_computed: bool = False,
+    clusters: str | Path | None = None,
 ) -> dict[str, int]:
     """Build the staged index and database from exactly these files, then publish both; returns counts.
-    `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`)."""
+    `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`); `structural`: the
+    chunks' structural novelty files (read when `structural_computed`); `clusters`: the cluster table."""
     import duckdb
 
     index, database = Path(index), Path(database)
@@ -192,6 +207,8 @@ def build_index(
     if outdir_of(index) != outdir:
         raise ValueError(f"{index} and {database} are not in the same {STAGED_DIR}/")
     novelty = list(novelty) if novelty_computed else []
+    structural = list(structural) if structural_computed else []
+    cluster_table = [clusters] if clusters else []
     index.parent.mkdir(parents=True, exist_ok=True)
     for stale in (index, database, Path(f"{database}.wal")):
         stale.unlink(missing_ok=True)  # a killed run's staged files; the published atlas is untouched
@@ -203,6 +220,8 @@ def build_index(
                 "manifest": path_literals(manifests),
                 "predictions": path_literals(predictions),
                 "novelty": path_literals(novelty),
+                "structural": path_literals(structural),
+                "cluster_members": path_literals(cluster_table),
             },
             temporary=True,
         )
@@ -210,7 +229,8 @@ def build_index(
         check_complete(connection)
         counts = index_counts(connection)
         connection.execute(
-            f"COPY ({index_query(list(drops), novelty_computed)}) TO {sql_string(index)} (FORMAT parquet)"
+            f"COPY ({index_query(list(drops), novelty_computed, structural_computed)}) "
+            f"TO {sql_string(index)} (FORMAT parquet)"
         )
         counts["atlas"] = connection.execute(
             f"SELECT count(*) FROM read_parquet({sql_string(index)})"
@@ -231,6 +251,8 @@ def build_index(
                 "manifest": glob_locations(outdir, manifests, "manifest"),
                 "predictions": glob_locations(outdir, predictions, "predictions"),
                 "novelty": glob_locations(outdir, novelty, "novelty"),
+                "structural": glob_locations(outdir, structural, "structural"),
+                "cluster_members": glob_locations(outdir, cluster_table, "cluster_members"),
             },
         )
         create_outcome_views(connection, min_plddt, min_ptm)
@@ -243,12 +265,15 @@ def build_index(
         connection.execute(
             """CREATE TABLE atlas_info AS SELECT
                 ?::DOUBLE AS min_plddt, ?::DOUBLE AS min_ptm, ?::BOOLEAN AS novelty_computed,
+                ?::BOOLEAN AS structural_computed, ?::BOOLEAN AS clusters_computed,
                 ?::VARCHAR[] AS drops, ?::BIGINT AS atlas_rows, ?::VARCHAR AS counts,
                 ?::VARCHAR AS built_outdir, ?::TIMESTAMP AS built_at_utc, ?::VARCHAR AS paths""",
             [
                 float(min_plddt),
                 float(min_ptm),
                 bool(novelty_computed),
+                bool(structural_computed),
+                bool(cluster_table),
                 list(drops),
                 counts["atlas"],
                 json.dumps(counts),
@@ -263,19 +288,30 @@ def build_index(
     return counts
 
 
-def log_counts(counts: dict[str, int], novelty_computed: bool, min_plddt: float, min_ptm: float) -> str:
+def log_counts(
+    counts: dict[str, int],
+    novelty_computed: bool,
+    min_plddt: float,
+    min_ptm: float,
+    structural_computed: bool = False,
+) -> str:
     return (
         f"{counts['queued']} queued records: {counts['ok']} folded ok, {counts['failed']} failed; "
         + (f"{counts['novel']} novel; " if novelty_computed else "novelty not computed; ")
-        + f"{counts['high_confidence']} high confidence; {counts['atlas']} in the atlas"
-        f" (min_plddt {min_plddt}, min_ptm {min_ptm})"
+        + f"{counts['high_confidence']} high confidence"
+        + (
+            f", {counts['structurally_novel']} of them structurally novel; "
+            if structural_computed
+            else "; structural novelty not computed; "
+        )
+        + f"{counts['atlas']} in the atlas (min_plddt {min_plddt}, min_ptm {min_ptm})"
     )
 
 
 def run_index_step(job) -> int:
     """Entry point of rule atlas_index (workflow/scripts/atlas_index.py): `job` is the script's `snakemake`
-    object; its inputs manifests/predictions/novelty, outputs index/database, params drops/min_plddt/min_ptm/
-    novelty and log. Errors go to the log and return 1."""
+    object; its inputs manifests/lookups/predictions/novelty/structural/clusters, outputs index/database,
+    params drops/min_plddt/min_ptm/novelty/structural and log. Errors go to the log and return 1."""
     import contextlib
 
     import duckdb
@@ -294,21 +330,30 @@ def run_index_step(job) -> int:
                 params.min_ptm,
                 bool(params.novelty),
                 job.input.lookups,
+                structural=job.input.structural,
+                structural_computed=bool(params.structural),
+                clusters=job.input.clusters or None,
             )
         except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
             print(f"atlas index: error: {error}", file=sys.stderr)
             return 1
-        _log(log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm))
+        structural = bool(params.structural)
+        _log(log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm, structural))
     return 0
 
 
 def manifest_files(
-    outdir: Path, drops: Sequence[str], predictions_dir: str, novelty_computed: bool
+    outdir: Path,
+    drops: Sequence[str],
+    predictions_dir: str,
+    novelty_computed: bool,
+    structural_computed: bool = False,
 ) -> dict[str, list[Path]]:
-    """The files a finished outdir's manifests name: manifests, chunk predictions and novelty files."""
+    """The files a finished outdir's manifests name: manifests, chunk predictions, novelty and structural
+    files."""
     import duckdb
 
-    files: dict[str, list[Path]] = {"manifests": [], "predictions": [], "novelty": []}
+    files: dict[str, list[Path]] = {"manifests": [], "predictions": [], "novelty": [], "structural": []}
     with duckdb.connect(":memory:") as connection:
         for drop in drops:
             manifest = outdir / "chunks" / drop / "manifest.parquet"
@@ -321,6 +366,8 @@ def manifest_files(
                 files["predictions"].append(outdir / predictions_dir / drop / f"{chunk}.parquet")
                 if novelty_computed:
                     files["novelty"].append(outdir / "novelty" / drop / f"{chunk}.parquet")
+                if structural_computed:
+                    files["structural"].append(outdir / "structural" / drop / f"{chunk}.parquet")
     return files
 
 
@@ -347,10 +394,22 @@ def index_main(argv: list[str]) -> int:
     parser.add_argument("--min-plddt", type=float, default=config["min_plddt"])
     parser.add_argument("--min-ptm", type=float, default=config["min_ptm"])
     parser.add_argument("--novelty", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument(
+        "--structural",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="read the structural novelty files (structural/{drop}/{chunk}.parquet)",
+    )
+    parser.add_argument(
+        "--clusters",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="read the cluster table (clusters/clusters.parquet)",
+    )
     args = parser.parse_args(argv)
     outdir = args.outdir
     try:
-        files = manifest_files(outdir, args.drops, args.predictions_dir, args.novelty)
+        files = manifest_files(outdir, args.drops, args.predictions_dir, args.novelty, args.structural)
         lookups = []
         for drop, manifest in zip(args.drops, files["manifests"], strict=True):
             paths = [outdir / ATLAS_DIR / "lookup" / f"{drop}.by_{key}.parquet" for key in ("id", "checksum")]
@@ -369,9 +428,12 @@ def index_main(argv: list[str]) -> int:
             args.min_ptm,
             args.novelty,
             lookups,
+            structural=files["structural"],
+            structural_computed=args.structural,
+            clusters=outdir / CLUSTERS_FILE if args.clusters else None,
         )
     except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
         print(f"atlas index: error: {error}", file=sys.stderr)
         return 1
-    _log(log_counts(counts, args.novelty, args.min_plddt, args.min_ptm))
+    _log(log_counts(counts, args.novelty, args.min_plddt, args.min_ptm, args.structural))
     return 0

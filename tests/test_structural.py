@@ -17,7 +17,7 @@ import pytest
 from atlas import structural
 from atlas.cli import main as atlas_main
 from atlas.preflight import predictions_key
-from atlas.tables import PREDICTIONS
+from atlas.tables import PREDICTIONS, STRUCTURAL
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -250,7 +250,7 @@ def test_structural_chunk_end_to_end(tmp_path, test_data):
     argv += ["--sensitivity", "7.5", "--max-seqs", "1000", "--prefilter-mode", "1", "--threads", "2"]
     assert atlas_main(argv) == 0
     table = pq.read_table(output)
-    assert table.schema.equals(structural.STRUCTURAL)
+    assert table.schema.equals(STRUCTURAL)
     result = {row["checksum"]: row for row in table.to_pylist()}
     assert list(result) == [f"c{index}" for index in range(len(queries))] + ["low"]  # failed: no row
 

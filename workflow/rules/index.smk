@@ -32,6 +32,8 @@ rule atlas_index:
         lookups=expand(LOOKUP_BY_ID, drop=DROPS) + expand(LOOKUP_BY_CHECKSUM, drop=DROPS),
         predictions=all_predictions,
         novelty=all_novelty,
+        structural=all_structural,
+        clusters=CLUSTERS_TABLE,
     output:
         index=f"{OUTDIR}/atlas/staged/index.parquet",
         database=f"{OUTDIR}/atlas/staged/atlas.duckdb",
@@ -48,5 +50,6 @@ rule atlas_index:
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
         novelty=bool(NOVELTY_REFERENCE),
+        structural=bool(STRUCTURE_REFERENCE),
     script:
         "../scripts/atlas_index.py"
