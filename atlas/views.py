@@ -14,8 +14,9 @@ atlas.tables.
   row before a failed one), `outcome` = ok, failed or pending (no prediction row yet), `high_confidence`
   (HIGH_CONFIDENCE_RULE, both thresholds less THRESHOLD_TOLERANCE so a float32 metric equal to a threshold
   passes), the `novelty_best` columns (`searched` when the sequence has a novelty row), the
-  `structural_best` columns (`structurally_searched` when the sequence has a confident structural row) and
-  its `cluster` and `cluster_representative` (null when it is in no cluster).
+  `structural_best` columns (`structurally_searched` when the sequence has a confident structural row).
+  Not the cluster: `atlas stats` and the report count over this view, and at scale a join with the cluster
+  table (one row per confident sequence) would cost every count a scan of it.
   The structures (`structure`, per-residue `plddt`, `sequence`) are never read through it.
 - `structural_best`: one confident structural row per checksum, a known fold before a novel one (as
   novelty_best), then the higher TM-score.
@@ -56,7 +57,7 @@ OUTCOME_NOVELTY_COLUMNS = ("best_hit", "identity", "query_coverage", "target_cov
 OUTCOME_STRUCTURAL_COLUMNS = (
     "structure_hit", "structure_tm", "structure_aligned_length", "structure_verified", "structurally_novel",
 )  # fmt: skip
-OUTCOME_CLUSTER_COLUMNS = ("cluster", "cluster_representative")
+INDEX_CLUSTER_COLUMNS = ("cluster", "cluster_representative")  # from cluster_of, not outcomes
 # what the record's FASTA header said, kept from the manifest
 OUTCOME_HEADER_COLUMNS = ("description", "crc64", "is_fragment", "header_fields")
 
@@ -125,13 +126,11 @@ def create_outcome_views(connection, min_plddt: float, min_ptm: float, temporary
             coalesce(p.status = 'ok' AND p.mean_plddt >= {plddt} AND p.ptm >= {ptm}, false)
                 AS high_confidence,
             n.checksum IS NOT NULL AS searched, {novelty_columns},
-            s.checksum IS NOT NULL AS structurally_searched, {structural_columns},
-            c.cluster, c.cluster_representative
+            s.checksum IS NOT NULL AS structurally_searched, {structural_columns}
         FROM manifest m
         LEFT JOIN prediction_best p ON p."drop" = m."drop" AND p.checksum = m.checksum
         LEFT JOIN novelty_best n ON n.checksum = m.checksum
         LEFT JOIN structural_best s ON s.checksum = m.checksum
-        LEFT JOIN cluster_of c ON c.checksum = m.checksum
         WHERE m.status = 'queued';
         CREATE OR REPLACE {kind} clusters AS
         SELECT c.cluster, c.checksum AS representative, m.id AS representative_id,
@@ -145,8 +144,9 @@ def create_outcome_views(connection, min_plddt: float, min_ptm: float, temporary
 
 
 def index_query(drops: list[str], novelty: bool, structural: bool = False) -> str:
-    """The SELECT of atlas/index.parquet's rows (ATLAS_INDEX columns) from the `outcomes` view; the
-    structural columns are null unless `structural` (structural novelty was computed)."""
+    """The SELECT of atlas/index.parquet's rows (ATLAS_INDEX columns) from the `outcomes` view and the
+    cluster of each (`cluster_of`); the structural columns are null unless `structural` (structural novelty
+    was computed)."""
     positions = ", ".join(f"({sql_string(drop)}, {position})" for position, drop in enumerate(drops))
     types = duckdb_columns(ATLAS_INDEX)
     columns = []
@@ -159,6 +159,8 @@ def index_query(drops: list[str], novelty: bool, structural: bool = False) -> st
             name in OUTCOME_STRUCTURAL_COLUMNS and not structural
         ):
             value = "NULL"
+        elif name in INDEX_CLUSTER_COLUMNS:
+            value = f"c.{quote_identifier(name)}"
         else:
             value = f"o.{quote_identifier(name)}"
         columns.append(f"CAST({value} AS {kind}) AS {quote_identifier(name)}")
@@ -173,6 +175,7 @@ def index_query(drops: list[str], novelty: bool, structural: bool = False) -> st
     )
     SELECT {", ".join(columns)}
     FROM representative o
+    LEFT JOIN cluster_of c ON c.checksum = o.checksum
     WHERE o.high_confidence {novel_filter}
     ORDER BY o.drop_position, o.chunk, o.id
     """
