@@ -22,7 +22,7 @@ import pytest
 
 from atlas import index, report
 from atlas.counts import format_counts
-from atlas.stats import counts_of
+from atlas.stats import counts_of, format_stats
 from atlas.tables import FOLD_RESIDUES_KEY, FOLD_SECONDS_KEY, STRUCTURAL
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
@@ -475,6 +475,10 @@ def test_no_novelty_and_tiny_data(tmp_path):
     assert summary["counts"]["total"]["high_confidence_structurally_novel"] is None
     page = (outdir / "report" / "index.html").read_text()
     assert "Structural novelty was not computed" in page and "not computed (no structure reference)" in page
+    text = format_stats(counts_of(outdir), outdir)  # `atlas stats` before any index: over the files
+    assert "structural novelty not computed (no structure reference" in text
+    row = next(line for line in text.splitlines() if line.startswith("high confidence, novel by structure"))
+    assert row.split()[-2:] == ["n/a", "n/a"]
     for name in PNG_FILES:
         assert_png_ok(outdir / "report" / name)
 
