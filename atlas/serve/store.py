@@ -189,6 +189,7 @@ class Atlas:
         self._connection = None
         self._stamp = None
         self.columns: dict[str, list[str]] = {}
+        self.has_structural = False
         self.drops: list[str] = []
         self._drop_summary = None
         self.cursor()  # fail at start, not at the first request, when there is no atlas
@@ -210,9 +211,11 @@ class Atlas:
                 }
                 self.columns = {
                     view: [row[0] for row in connection.execute(f"DESCRIBE {view}").fetchall()]
-                    for view in ("atlas", "predictions", "manifest", "novelty", "structural")
-                    if view in views  # a database of an earlier version has no structural view
+                    for view in ("atlas", "predictions", "manifest", "novelty")
                 }
+                # only whether it exists (a database of an earlier version has none): describing a view
+                # binds it, which reads the footer of every file it globs
+                self.has_structural = "structural" in views
                 self.drops = list(connection.execute("SELECT drops FROM atlas_info").fetchone()[0])
                 self._connection, self._stamp, self._drop_summary = connection, stamp, None
             connection = self._connection
@@ -435,7 +438,7 @@ class Atlas:
             [prediction["checksum"]],
         )
         structural = []
-        if "structural" in self.columns:
+        if self.has_structural:
             structural = self._rows(
                 cursor,
                 "structural",
