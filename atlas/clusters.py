@@ -7,8 +7,8 @@
     clustering options): its sequences join existing clusters or open new ones, earlier members keep their
     cluster, and nothing earlier is reclustered. STATE (a folder) holds the cumulative sequence and cluster
     databases the next drop updates. MEMBERS (`members.parquet`) holds the drop's confident sequences only
-    (CLUSTER_MEMBERS): a sequence's cluster never changes afterwards, so the cluster table is the union of
-    the drops' files.
+    (atlas.tables.CLUSTER_MEMBERS): a sequence's cluster never changes afterwards, so the cluster table is
+    the union of the drops' files.
 
 `atlas clusters-table --members-dir DIR --drops D1 D2 ... --output clusters.parquet`
     The union of the drops' members (DuckDB, streaming) with, per cluster, its size and its representative:
@@ -29,21 +29,6 @@ import pyarrow as pa
 from atlas.novelty import MmseqsError, find_mmseqs, run_mmseqs
 from atlas.tables import high_confidence
 
-CLUSTER_MEMBERS = pa.schema(
-    [
-        ("checksum", pa.string()),
-        ("drop", pa.string()),
-        ("cluster", pa.string()),  # checksum of the MMseqs2 cluster's founding representative: a stable id
-        ("score", pa.float32()),  # pTM x mean pLDDT / 100 (0-1)
-    ]
-)
-CLUSTERS = pa.schema(
-    [
-        *CLUSTER_MEMBERS,
-        ("cluster_size", pa.int64()),
-        ("representative", pa.bool_()),
-    ]
-)
 SEQUENCES = "sequences"
 CLUSTERING = "clusters"
 

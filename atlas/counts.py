@@ -1,10 +1,13 @@
 """The counts per stage and drop: the one definition behind summary.json, the report and `atlas stats`.
 
-`stage_counts(connection, drops, novelty_computed, min_plddt, min_ptm)` counts over a DuckDB connection that
-has the views of atlas.views (`manifest`, `outcomes`): for each drop records, rejected (and per kind of
-reason), duplicates, queued, folded (ok), failed, pending (queued, no prediction row yet), high_confidence,
-novel (folded ok and novel), high_confidence_novel (what the index holds, before one row per sequence) and
-folded_residues. `novel` and `high_confidence_novel` are None when novelty was not computed.
+`stage_counts(connection, drops, novelty_computed, min_plddt, min_ptm, structural_computed)` counts over a
+DuckDB connection that has the views of atlas.views (`manifest`, `outcomes`): for each drop records,
+rejected (and per kind of reason), duplicates, queued, folded (ok), failed, pending (queued, no prediction row
+yet), high_confidence (confident), novel (folded ok and novel by sequence), high_confidence_novel (what the
+index holds, before one row per sequence), high_confidence_structurally_novel (confident, and no reference
+structure aligns at min_tm or more), high_confidence_novel_both (novel by sequence and by structure) and
+folded_residues. The novelty counts are None when novelty was not computed, the structural ones when
+structural novelty was not (no structure reference configured).
 
 Every record is accounted for: records = folded + failed + duplicates + rejected + pending (`invariant`
 says whether it holds, `format_invariant` prints it).
@@ -28,7 +31,11 @@ STAGES: list[tuple[str, str]] = [
     ("high_confidence", "high confidence"),
     ("novel", "novel (any confidence)"),
     ("high_confidence_novel", "high confidence and novel"),
+    ("high_confidence_structurally_novel", "high confidence, novel by structure"),
+    ("high_confidence_novel_both", "high confidence, novel by sequence and structure"),
 ]
+NOVELTY_KEYS = ("novel", "high_confidence_novel", "high_confidence_novel_both")
+STRUCTURAL_KEYS = ("high_confidence_structurally_novel", "high_confidence_novel_both")
 
 # A rejection reason is free text with details ("too long: 3359 residues > max_length 1280"); counts are per
 # kind of reason, its leading lower-case words ("too long"), as the split stage's own summary groups them.
@@ -38,13 +45,12 @@ REASON_KIND_SQL = (
 )
 
 
-def _empty_counts(novelty_computed: bool) -> dict:
+def _empty_counts(novelty_computed: bool, structural_computed: bool) -> dict:
     counts: dict = {key: 0 for key, _ in STAGES}
     counts["rejected_by_reason"] = {}
     counts["folded_residues"] = 0
-    if not novelty_computed:
-        counts["novel"] = None
-        counts["high_confidence_novel"] = None
+    for key in (() if novelty_computed else NOVELTY_KEYS) + (() if structural_computed else STRUCTURAL_KEYS):
+        counts[key] = None
     return counts
 
 
@@ -60,15 +66,16 @@ def stage_counts(
     novelty_computed: bool,
     min_plddt: float,
     min_ptm: float,
+    structural_computed: bool = False,
 ) -> dict:
     """Counts per drop and in total (see the module docstring); drops in arrival order."""
     drops = list(drops)
-    per_drop = {drop: _empty_counts(novelty_computed) for drop in drops}
+    per_drop = {drop: _empty_counts(novelty_computed, structural_computed) for drop in drops}
 
     def row_of(drop: str) -> dict:
         if drop not in per_drop:  # a file of a drop not in the list: shown, never dropped silently
             drops.append(drop)
-            per_drop[drop] = _empty_counts(novelty_computed)
+            per_drop[drop] = _empty_counts(novelty_computed, structural_computed)
         return per_drop[drop]
 
     for drop, records, queued, duplicates, rejected in connection.execute(
@@ -82,10 +89,23 @@ def stage_counts(
         WHERE status = 'rejected' GROUP BY ALL ORDER BY "drop", count(*) DESC, why"""
     ).fetchall():
         row_of(drop)["rejected_by_reason"][reason] = n
-    for drop, folded, failed, pending, high, novel, high_novel, residues in connection.execute(
+    for (
+        drop,
+        folded,
+        failed,
+        pending,
+        high,
+        novel,
+        high_novel,
+        high_fold,
+        both,
+        residues,
+    ) in connection.execute(
         """SELECT "drop", count(*) FILTER (outcome = 'ok'), count(*) FILTER (outcome = 'failed'),
             count(*) FILTER (outcome = 'pending'), count(*) FILTER (high_confidence),
             count(*) FILTER (outcome = 'ok' AND novel), count(*) FILTER (high_confidence AND novel),
+            count(*) FILTER (high_confidence AND structurally_novel),
+            count(*) FILTER (high_confidence AND novel AND structurally_novel),
             coalesce(sum(length) FILTER (outcome = 'ok'), 0)
         FROM outcomes GROUP BY ALL ORDER BY ALL"""
     ).fetchall():
@@ -94,7 +114,11 @@ def stage_counts(
         row["folded_residues"] = int(residues)
         if novelty_computed:
             row.update(novel=novel, high_confidence_novel=high_novel)
-    total = _empty_counts(novelty_computed)
+        if structural_computed:
+            row["high_confidence_structurally_novel"] = high_fold
+        if novelty_computed and structural_computed:
+            row["high_confidence_novel_both"] = both
+    total = _empty_counts(novelty_computed, structural_computed)
     for row in per_drop.values():
         for key, value in row.items():
             if key == "rejected_by_reason":
@@ -108,6 +132,7 @@ def stage_counts(
     return {
         "drops": drops,
         "novelty_computed": novelty_computed,
+        "structural_computed": structural_computed,
         "thresholds": {"min_plddt": float(min_plddt), "min_ptm": float(min_ptm)},
         "high_confidence_rule": HIGH_CONFIDENCE_RULE,
         "invariant": invariant_holds(total),

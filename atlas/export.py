@@ -1,17 +1,25 @@
 """`atlas export`: selected predictions as structure files, a Foldcomp database, FASTA or ESM Atlas metadata.
 
-`atlas export [--id ID ...] [--where PREDICATE] --out PATH [--format cif|cif.gz|pdb|foldcomp|fasta|metadata]`
+`atlas export [--id ID ...] [--where PREDICATE] [--representatives] --out PATH
+              [--format cif|cif.gz|pdb|foldcomp|fasta|metadata]`
 
 Selection. Without --where: the predictions of the atlas index. With --where: the ok predictions matching a
 SQL predicate over the columns of the atlas view (novelty: best_hit, identity, query_coverage,
-target_coverage, evalue, novel; any header column the manifest or the index carries, such as description,
-is_fragment, crc64, header_fields) with every predictions column still reachable (sequence, plddt, model...),
-plus `in_atlas` (the prediction is in the index). A predicate that names no such column prints DuckDB's
-message. `--where "novel AND mean_plddt >= 80"` and `--where "in_atlas AND identity < 0.3"` work alike.
+target_coverage, evalue, novel; structural novelty: structure_hit, structure_tm, structure_aligned_length,
+structure_verified, structurally_novel; clusters: cluster, cluster_representative; any header column the
+manifest or the index carries, such as description, is_fragment, crc64, header_fields) with every
+predictions column still reachable (sequence, plddt, model...), plus `in_atlas` (the prediction is in the
+index). The novelty, structural and cluster columns come from their own views, so they hold for predictions
+outside the index too. A predicate that names no such column prints DuckDB's message.
+`--where "novel AND mean_plddt >= 80"` and `--where "in_atlas AND identity < 0.3"` work alike.
+`--representatives` selects the representative of every cluster (the best pTM x pLDDT of its members, as the
+ESM Atlas' high-quality set), and-ed with --where when both are given: `atlas export --representatives
+--format fasta --out representatives.fasta`, then `--format cif --out representatives/` for the structures.
+FASTA headers carry the best structural hit when there is one (`structure_hit=... structure_tm=...`).
 With --id (repeatable): the ok predictions of those ids, in the atlas or not (and matching --where if given),
 found through the lookup files and `chunk_files` (atlas.lookup): one row group per drop's lookup file and the
-chunks' own files are read, not every prediction of the atlas, so one id takes the same time at 10^7 rows as
-at 10^3.
+chunks' own files are read, not every prediction of the atlas, so one id takes about the same time at 10^7
+rows as at 10^3.
 
 Formats and what --out names:
 - `cif`, `cif.gz`, `pdb`: a folder, one file per structure named from its id (below). PDB is converted from
@@ -60,6 +68,10 @@ FASTA_WIDTH = 60
 # offered to --where; these are the base ones, or predictions' own columns.
 MANIFEST_BASE = ("id", "drop", "checksum", "length", "status", "reason", "chunk")
 NOVELTY_SELECTED = ("best_hit", "identity", "query_coverage", "target_coverage", "evalue", "novel")
+STRUCTURAL_SELECTED = (
+    "structure_hit", "structure_tm", "structure_aligned_length", "structure_verified", "structurally_novel",
+)  # fmt: skip
+CLUSTER_SELECTED = ("cluster", "cluster_representative")
 METADATA_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -166,23 +178,34 @@ def view_columns(connection, view: str) -> list[str]:
     return [row[0] for row in connection.execute(f"DESCRIBE {view}").fetchall()]
 
 
-def selection_sql(connection, where: str | None) -> str:
+def selection_sql(connection, where: str | None, representatives: bool = False) -> str:
     """SELECT of the chosen predictions with the atlas view's columns beside the predictions columns.
 
-    Novelty comes from the novelty view (one row per checksum, a non-novel row first, as in the index), header
-    columns from the queued manifest row of the same id and drop, any other atlas column from the index row.
+    Novelty comes from the novelty view (one row per checksum, a non-novel row first, as in the index), the
+    structural columns from structural_best and the cluster from cluster_of (atlas.views), header columns
+    from the queued manifest row of the same id and drop, any other atlas column from the index row.
     """
     if where is not None and not where.strip():
         raise AtlasError('--where needs a predicate, e.g. "novel AND mean_plddt >= 90"')
+    views = {row[0] for row in connection.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    if representatives and "cluster_of" not in views:
+        raise AtlasError("this atlas has no clusters (its database predates them): rerun the workflow")
     predictions = view_columns(connection, "predictions")
     taken = set(predictions)
     novelty = [name for name in NOVELTY_SELECTED if name not in taken]
     taken.update(novelty)
+    # a database of an earlier version has neither view: those columns come from nowhere
+    structural = [name for name in STRUCTURAL_SELECTED if name not in taken and "structural_best" in views]
+    taken.update(structural)
+    cluster = [name for name in CLUSTER_SELECTED if name not in taken and "cluster_of" in views]
+    taken.update(cluster)
     manifest = [name for name in view_columns(connection, "manifest") if name not in (*MANIFEST_BASE, *taken)]
     taken.update(manifest)
     atlas = [name for name in view_columns(connection, "atlas") if name not in taken]
     select = [f"p.{quote_identifier(name)}" for name in predictions]
     select += [f"n.{quote_identifier(name)}" for name in novelty]
+    select += [f"s.{quote_identifier(name)}" for name in structural]
+    select += [f"c.{quote_identifier(name)}" for name in cluster]
     select += [f"m.{quote_identifier(name)}" for name in manifest]
     select += [f"a.{quote_identifier(name)}" for name in atlas]
     select.append("a.id IS NOT NULL AS in_atlas")
@@ -201,27 +224,40 @@ def selection_sql(connection, where: str | None) -> str:
             SELECT * FROM novelty
             QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY novel, best_hit) = 1
         ) n ON n.checksum = p.checksum
+        {"LEFT JOIN structural_best s ON s.checksum = p.checksum" if structural else ""}
+        {"LEFT JOIN cluster_of c ON c.checksum = p.checksum" if cluster else ""}
         {manifest_join}
         LEFT JOIN (SELECT {atlas_listed} FROM atlas) a
             ON a.checksum = p.checksum AND a.id = p.id AND a."drop" = p."drop" AND a.chunk = p.chunk
         WHERE p.status = 'ok'"""
-    predicate = "in_atlas" if where is None else f"({where})"
-    return f"SELECT * FROM ({joined}) AS joined WHERE {predicate}"
+    predicates = ["in_atlas" if where is None and not representatives else f"({where or 'true'})"]
+    if representatives:
+        predicates.append("cluster_representative IS TRUE")
+    return f"SELECT * FROM ({joined}) AS joined WHERE {' AND '.join(predicates)}"
 
 
 def narrow_to_ids(connection, ids: list[str]) -> None:
-    """Shadow the views predictions, novelty, manifest and atlas with temporary ones holding IDS only:
-    predictions and novelty over the files of the chunks that lookup_by_id names for them (chunk_files),
-    the manifest and the index filtered by id, so a selection by id never scans the atlas."""
+    """Shadow the views predictions, novelty, manifest, atlas (and structural_best, cluster_of) with
+    temporary ones holding IDS only: predictions and novelty over the files of the chunks that lookup_by_id
+    names for them (chunk_files), the others filtered by id or checksum, so a selection by id never scans
+    the atlas."""
     from atlas.views import parquet_source
 
     listed = ", ".join(sql_string(identifier) for identifier in ids)
     files = connection.execute(
-        "SELECT DISTINCT f.predictions, f.novelty FROM lookup_by_id l JOIN chunk_files f"
+        "SELECT DISTINCT f.predictions, f.novelty, l.checksum FROM lookup_by_id l JOIN chunk_files f"
         f""" USING ("drop", chunk) WHERE l.id IN ({listed}) AND l.status = 'queued' ORDER BY ALL"""
     ).fetchall()
+    checksums = ", ".join(sql_string(row[2]) for row in files) or "NULL"
+    views = {row[0] for row in connection.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    for view in ("structural_best", "cluster_of"):  # per checksum, filtered before their window
+        if view in views:
+            original = f"{ATTACHED_DATABASE}.main.{view}"
+            narrowed = f"SELECT * FROM {original} WHERE checksum IN ({checksums})"
+            connection.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {narrowed}")
     for stage, column in (("predictions", 0), ("novelty", 1)):
-        locations = [f"atlas_root() || {sql_string(row[column])}" for row in files if row[column]]
+        chunk_paths = sorted({row[column] for row in files if row[column]})  # a chunk may hold several ids
+        locations = [f"atlas_root() || {sql_string(path)}" for path in chunk_paths]
         source = parquet_source(locations, stage)
         narrowed = f" WHERE id IN ({listed})" if stage == "predictions" else ""
         connection.execute(f"CREATE OR REPLACE TEMP VIEW {stage} AS SELECT * FROM {source}{narrowed}")
@@ -319,10 +355,13 @@ FOLDCOMP_DBTYPE = (12).to_bytes(4, "little")
 
 
 def _write_fasta(connection, source: str, path: Path, progress) -> dict[str, int]:
-    has_description = "description" in [row[0] for row in connection.execute(f"DESCRIBE {source}").fetchall()]
-    description = "description" if has_description else "NULL"
+    columns = [row[0] for row in connection.execute(f"DESCRIBE {source}").fetchall()]
+    description = "description" if "description" in columns else "NULL"
+    hit = "structure_hit" if "structure_hit" in columns else "NULL"
+    tm = "structure_tm" if "structure_tm" in columns else "NULL"
     connection.execute(
-        f'SELECT id, {description}, sequence FROM ({source}) AS selected ORDER BY "drop", chunk, id'
+        f"SELECT id, {description}, {hit}, {tm}, sequence FROM ({source}) AS selected"
+        ' ORDER BY "drop", chunk, id'
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -330,8 +369,10 @@ def _write_fasta(connection, source: str, path: Path, progress) -> dict[str, int
     try:
         with open(tmp, "w") as handle, _progress(None, progress) as bar:
             while rows := connection.fetchmany(10_000):
-                for identifier, text, sequence in rows:
+                for identifier, text, structure_hit, structure_tm, sequence in rows:
                     header = identifier if not text else f"{identifier} {text}"
+                    if structure_hit:
+                        header += f" structure_hit={structure_hit} structure_tm={structure_tm:.3f}"
                     header = " ".join(header.split())  # a header is one line
                     lines = [sequence[i : i + FASTA_WIDTH] for i in range(0, len(sequence), FASTA_WIDTH)]
                     handle.write(f">{header}\n" + "\n".join(lines) + "\n")
@@ -415,6 +456,7 @@ def export(
     fmt: str = "cif",
     progress: bool | None = None,
     ids: list[str] | None = None,
+    representatives: bool = False,
 ) -> dict[str, int]:
     """Write the selection in FORMAT to OUT; returns {"written": n, "missing": rows without mmCIF text}."""
     import duckdb
@@ -426,7 +468,7 @@ def export(
         if ids:
             narrow_to_ids(connection, ids)
             where = where or "true"
-        source = selection_sql(connection, where)
+        source = selection_sql(connection, where, representatives)
         out = Path(out)
         if fmt in STRUCTURE_FORMATS:
             return _write_files(connection, source, out, fmt, progress)
@@ -463,6 +505,11 @@ def export_main(argv: list[str]) -> int:
         "files, so it is fast at any atlas size); with --where, those of them that match",
     )
     parser.add_argument(
+        "--representatives",
+        action="store_true",
+        help="the representative of every cluster (best pTM x pLDDT), and-ed with --where",
+    )
+    parser.add_argument(
         "--out",
         required=True,
         help="a folder for cif, cif.gz and pdb; the database path for foldcomp; the file for fasta and "
@@ -472,7 +519,14 @@ def export_main(argv: list[str]) -> int:
     add_outdir_argument(parser)
     args = parser.parse_args(argv)
     try:
-        result = export(resolve_outdir(args.outdir), args.out, args.where, args.format, ids=args.ids)
+        result = export(
+            resolve_outdir(args.outdir),
+            args.out,
+            args.where,
+            args.format,
+            ids=args.ids,
+            representatives=args.representatives,
+        )
     except (AtlasError, OSError) as error:
         print(f"atlas export: error: {error}", file=sys.stderr)
         return 1

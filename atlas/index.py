@@ -1,9 +1,11 @@
 """The atlas index step: atlas/index.parquet and atlas/atlas.duckdb from the files the workflow declares.
 
-`build_index(manifests, predictions, novelty, index, database, drops, min_plddt, min_ptm, novelty_computed)`
-is called by workflow/scripts/atlas_index.py with the rule's declared inputs (at scale 10^5 paths, which no
-shell command line holds) and outputs `OUTDIR/atlas/staged/index.parquet` and
-`OUTDIR/atlas/staged/atlas.duckdb`.
+`build_index(manifests, predictions, novelty, index, database, drops, min_plddt, min_ptm, novelty_computed,
+lookups, structural=..., structural_computed=..., clusters=...)` is called by workflow/scripts/atlas_index.py
+with the rule's declared inputs (at scale 10^5 paths, which no shell command line holds) and outputs
+`OUTDIR/atlas/staged/index.parquet` and `OUTDIR/atlas/staged/atlas.duckdb`. `structural` are the per-chunk
+files of atlas.structural (when a structure reference is configured), `clusters` the cluster table of
+atlas.clusters (clusters/clusters.parquet).
 
 In the workflow, rule drop_outcomes first writes each drop's outcome rows (`write_drop_outcomes`: the
 `outcomes` view over that drop's files only) to `OUTDIR/atlas/parts/{drop}.outcomes.parquet`, once per drop;
@@ -16,22 +18,28 @@ IncompleteAtlasError naming the drop, chunk and ids missing, and nothing is publ
 
 `atlas/index.parquet`
     one row per unique sequence (checksum) with an ok prediction that is high confidence and, with novelty,
-    novel (atlas.views: `outcomes`, `INDEX_QUERY`); columns atlas.tables.ATLAS_INDEX, no structures.
+    novel (atlas.views: `outcomes`, `INDEX_QUERY`); columns atlas.tables.ATLAS_INDEX, no structures: the
+    metrics, the sequence novelty, the header data, the best structural hit (`structure_hit`,
+    `structure_tm`, `structure_aligned_length`, `structure_verified`, `structurally_novel`, null where
+    `structural_computed` is false) and the sequence's `cluster` and `cluster_representative`.
 
 `atlas/atlas.duckdb`
-    views `manifest`, `predictions`, `novelty` (one glob per drop folder, `atlas_root() || '/predictions/d1/
-    *.parquet'`, so the database never names 10^5 files and never a path that exists only inside one job),
-    `novelty_best`, `prediction_best`, `outcomes` (the classification, with the thresholds of this build),
+    views `manifest`, `predictions`, `novelty`, `structural` (one glob per drop folder, `atlas_root() ||
+    '/predictions/d1/*.parquet'`, so the database never names 10^5 files and never a path that exists only
+    inside one job), `cluster_members` (clusters/clusters.parquet), `novelty_best`, `structural_best`,
+    `cluster_of`, `prediction_best`, `outcomes` (the classification, with the thresholds of this build),
+    `clusters` (one row per cluster: its representative and size),
     `atlas` over index.parquet, `lookup_by_id` and `lookup_by_checksum` (atlas.lookup: one row group read per
     drop to find an id or checksum), and tables `chunk_files` (drop, chunk -> its predictions and novelty
     file, relative to the outdir: one lookup reads one predictions file) and `atlas_info` (thresholds, drops,
-    novelty, counts, when).
+    novelty_computed, structural_computed, clusters_computed, counts, when).
     `atlas_root()` is `coalesce(getvariable('atlas_outdir'), '<absolute outdir when built>')`; after moving
     the outdir, `SET VARIABLE atlas_outdir = '/new/outdir'` first (`atlas query` always does).
 
-By hand, `atlas index --outdir D [--drops ...] [--predictions-dir predictions/KEY] ...` builds the same atlas
-for a finished outdir from the files its manifests name (the `chunk` column of queued records), writing the
-lookup files that are missing: for rebuilding after a move, other thresholds, or tests.
+By hand, `atlas index --outdir D [--drops ...] [--predictions-dir predictions/KEY] [--novelty]
+[--structural] [--clusters] ...` builds the same atlas for a finished outdir from the files its manifests
+name (the `chunk` column of queued records), writing the lookup files that are missing: for rebuilding
+after a move, other thresholds, or tests.
 
 Swapped, never rebuilt in place: Snakemake deletes a job's outputs before it runs, so the rule's outputs are
 the staged files; each, once complete, is published by hard link (a copy where links are not possible)
@@ -65,6 +73,7 @@ PARTS_DIR = "atlas/parts"  # {drop}.outcomes.parquet: a drop's outcome rows (wri
 INDEX_FILE = "index.parquet"
 DATABASE_FILE = "atlas.duckdb"
 SHOWN_MISSING = 10
+CLUSTERS_FILE = "clusters/clusters.parquet"  # under the outdir (workflow/rules/structural_common.smk)
 
 
 class IncompleteAtlasError(RuntimeError):
@@ -91,7 +100,7 @@ def glob_locations(outdir: Path, paths: Sequence[str | Path], stage: str) -> lis
         if not resolved.is_relative_to(outdir):
             raise ValueError(f"{path} is not under the outdir {outdir}")
         relative.append(resolved.relative_to(outdir))
-    if stage == "manifest":
+    if stage in ("manifest", "cluster_members"):  # files, not folders of chunk files
         targets = sorted({path.as_posix() for path in relative})
     else:
         targets = sorted({(path.parent / "*.parquet").as_posix() for path in relative})
@@ -157,10 +166,12 @@ def check_complete(connection) -> None:
 def index_counts(connection) -> dict[str, int]:
     row = connection.execute(
         """SELECT count(*), count(*) FILTER (outcome = 'ok'), count(*) FILTER (outcome = 'failed'),
-            count(*) FILTER (high_confidence), count(*) FILTER (outcome = 'ok' AND novel)
+            count(*) FILTER (high_confidence), count(*) FILTER (outcome = 'ok' AND novel),
+            count(*) FILTER (high_confidence AND structurally_novel)
         FROM outcomes"""
     ).fetchone()
-    return dict(zip(("queued", "ok", "failed", "high_confidence", "novel"), row, strict=True))
+    names = ("queued", "ok", "failed", "high_confidence", "novel", "structurally_novel")
+    return dict(zip(names, row, strict=True))
 
 
 def _publish(staged: Path, published: Path) -> None:
@@ -184,7 +195,9 @@ def _bounded_memory(connection, spill_folder: Path) -> None:
         connection.execute("SET memory_limit = ?", [limit])
 
 
-def _outcome_views(connection, manifests, predictions, novelty, min_plddt: float, min_ptm: float) -> None:
+def _outcome_views(
+    connection, manifests, predictions, novelty, structural, cluster_table, min_plddt: float, min_ptm: float
+) -> None:
     """Temporary stage and outcome views (atlas.views) over exactly these files."""
     create_stage_views(
         connection,
@@ -192,6 +205,8 @@ def _outcome_views(connection, manifests, predictions, novelty, min_plddt: float
             "manifest": path_literals(manifests),
             "predictions": path_literals(predictions),
             "novelty": path_literals(novelty),
+            "structural": path_literals(structural),
+            "cluster_members": path_literals(cluster_table),
         },
         temporary=True,
     )
@@ -224,13 +239,16 @@ def write_drop_outcomes(
     part: str | Path,
     min_plddt: float,
     min_ptm: float,
+    structural: Sequence[str | Path] = (),
 ) -> dict[str, int]:
     """One drop's outcome rows (the `outcomes` view over this drop's own files: its queued records, their
-    predictions, their novelty) to `part`, after the drop's accounting check; returns its counts.
+    predictions, novelty and structural novelty) to `part`, after the drop's accounting check; returns its
+    counts.
 
     A drop's outcomes depend on its files only: the split queues a sequence in one drop at most (a later
     drop marks it duplicate), so the index of all drops reads these parts, and adding a drop reads no earlier
-    drop's predictions again."""
+    drop's predictions again. (A sequence queued in two drops anyway keeps each drop's own novelty and
+    structural verdicts here; the index row is the earliest drop's, with that drop's verdicts.)"""
     import duckdb
 
     part = Path(part)
@@ -238,7 +256,7 @@ def write_drop_outcomes(
     tmp = part.with_name(f".{part.name}.tmp-{os.getpid()}")
     with duckdb.connect(":memory:") as connection:
         _bounded_memory(connection, part.parent)
-        _outcome_views(connection, [manifest], predictions, novelty, min_plddt, min_ptm)
+        _outcome_views(connection, [manifest], predictions, novelty, structural, [], min_plddt, min_ptm)
         connection.execute("CREATE TEMP TABLE outcome_rows AS SELECT * FROM outcomes")
         connection.execute("CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM outcome_rows")
         check_complete(connection)
@@ -268,10 +286,14 @@ def build_index(
     min_ptm: float,
     novelty_computed: bool,
     lookups: Sequence[str | Path] = (),
+    structural: Sequence[str | Path] = (),
+    structural_computed: bool = False,
+    clusters: str | Path | None = None,
     outcome_parts: Sequence[str | Path] = (),
 ) -> dict[str, int]:
     """Build the staged index and database from exactly these files, then publish both; returns counts.
-    `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`).
+    `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`); `structural`: the
+    chunks' structural novelty files (read when `structural_computed`); `clusters`: the cluster table.
     `outcome_parts`: each drop's outcome rows (write_drop_outcomes, with the same thresholds); given, the
     index reads them instead of every prediction (the workflow's way: a new drop makes its own part and
     the others are not read again); else the outcomes are computed here from the stage files."""
@@ -282,23 +304,30 @@ def build_index(
     if outdir_of(index) != outdir:
         raise ValueError(f"{index} and {database} are not in the same {STAGED_DIR}/")
     novelty = list(novelty) if novelty_computed else []
+    structural = list(structural) if structural_computed else []
+    cluster_table = [clusters] if clusters else []
     index.parent.mkdir(parents=True, exist_ok=True)
     for stale in (index, database, Path(f"{database}.wal")):
         stale.unlink(missing_ok=True)  # a killed run's staged files; the published atlas is untouched
 
     with duckdb.connect(":memory:") as connection:
         _bounded_memory(connection, index.parent)
+        _outcome_views(
+            connection, manifests, predictions, novelty, structural, cluster_table, min_plddt, min_ptm
+        )
         if outcome_parts:  # compact files of metrics: the three reads below cost little
             parts = ", ".join(path_literals(outcome_parts))
-            connection.execute(f"CREATE TEMP VIEW outcomes AS SELECT * FROM read_parquet([{parts}])")
+            connection.execute(
+                f"CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM read_parquet([{parts}])"
+            )
         else:  # one scan of the stage files for the check, the counts and the index rows
-            _outcome_views(connection, manifests, predictions, novelty, min_plddt, min_ptm)
             connection.execute("CREATE TEMP TABLE outcome_rows AS SELECT * FROM outcomes")
             connection.execute("CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM outcome_rows")
         check_complete(connection)
         counts = index_counts(connection)
         connection.execute(
-            f"COPY ({index_query(list(drops), novelty_computed)}) TO {sql_string(index)} (FORMAT parquet)"
+            f"COPY ({index_query(list(drops), novelty_computed, structural_computed)}) "
+            f"TO {sql_string(index)} (FORMAT parquet)"
         )
         counts["atlas"] = connection.execute(
             f"SELECT count(*) FROM read_parquet({sql_string(index)})"
@@ -319,6 +348,8 @@ def build_index(
                 "manifest": glob_locations(outdir, manifests, "manifest"),
                 "predictions": glob_locations(outdir, predictions, "predictions"),
                 "novelty": glob_locations(outdir, novelty, "novelty"),
+                "structural": glob_locations(outdir, structural, "structural"),
+                "cluster_members": glob_locations(outdir, cluster_table, "cluster_members"),
             },
         )
         create_outcome_views(connection, min_plddt, min_ptm)
@@ -331,12 +362,15 @@ def build_index(
         connection.execute(
             """CREATE TABLE atlas_info AS SELECT
                 ?::DOUBLE AS min_plddt, ?::DOUBLE AS min_ptm, ?::BOOLEAN AS novelty_computed,
+                ?::BOOLEAN AS structural_computed, ?::BOOLEAN AS clusters_computed,
                 ?::VARCHAR[] AS drops, ?::BIGINT AS atlas_rows, ?::VARCHAR AS counts,
                 ?::VARCHAR AS built_outdir, ?::TIMESTAMP AS built_at_utc, ?::VARCHAR AS paths""",
             [
                 float(min_plddt),
                 float(min_ptm),
                 bool(novelty_computed),
+                bool(structural_computed),
+                bool(cluster_table),
                 list(drops),
                 counts["atlas"],
                 json.dumps(counts),
@@ -351,19 +385,30 @@ def build_index(
     return counts
 
 
-def log_counts(counts: dict[str, int], novelty_computed: bool, min_plddt: float, min_ptm: float) -> str:
+def log_counts(
+    counts: dict[str, int],
+    novelty_computed: bool,
+    min_plddt: float,
+    min_ptm: float,
+    structural_computed: bool = False,
+) -> str:
     return (
         f"{counts['queued']} queued records: {counts['ok']} folded ok, {counts['failed']} failed; "
         + (f"{counts['novel']} novel; " if novelty_computed else "novelty not computed; ")
-        + f"{counts['high_confidence']} high confidence; {counts['atlas']} in the atlas"
-        f" (min_plddt {min_plddt}, min_ptm {min_ptm})"
+        + f"{counts['high_confidence']} high confidence"
+        + (
+            f", {counts['structurally_novel']} of them structurally novel; "
+            if structural_computed
+            else "; structural novelty not computed; "
+        )
+        + f"{counts['atlas']} in the atlas (min_plddt {min_plddt}, min_ptm {min_ptm})"
     )
 
 
 def run_index_step(job) -> int:
     """Entry point of rule atlas_index (workflow/scripts/atlas_index.py): `job` is the script's `snakemake`
-    object; its inputs manifests/predictions/novelty, outputs index/database, params drops/min_plddt/min_ptm/
-    novelty and log. Errors go to the log and return 1."""
+    object; its inputs manifests/lookups/predictions/novelty/structural/clusters, outputs index/database,
+    params drops/min_plddt/min_ptm/novelty/structural and log. Errors go to the log and return 1."""
     import contextlib
 
     import duckdb
@@ -384,12 +429,16 @@ def run_index_step(job) -> int:
                 params.min_ptm,
                 bool(params.novelty),
                 job.input.lookups,
-                job.input.parts,
+                structural=job.input.structural,
+                structural_computed=bool(params.structural),
+                clusters=job.input.clusters or None,
+                outcome_parts=job.input.parts,
             )
         except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
             print(f"atlas index: error: {error}", file=sys.stderr)
             return 1
-        _log(log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm))
+        structural = bool(params.structural)
+        _log(log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm, structural))
     return 0
 
 
@@ -411,6 +460,7 @@ def run_drop_outcomes_step(job) -> int:
                 job.output.part,
                 params.min_plddt,
                 params.min_ptm,
+                job.input.structural,
             )
         except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
             print(f"atlas drop outcomes: error: {error}", file=sys.stderr)
@@ -420,9 +470,15 @@ def run_drop_outcomes_step(job) -> int:
 
 
 def drop_stage_files(
-    connection, outdir: Path, drop: str, predictions_dir: str, novelty_computed: bool
+    connection,
+    outdir: Path,
+    drop: str,
+    predictions_dir: str,
+    novelty_computed: bool,
+    structural_computed: bool = False,
 ) -> dict[str, list[Path]]:
-    """The files a finished drop's manifest names: the manifest, its chunks' predictions and novelty files."""
+    """The files a finished drop's manifest names: the manifest, its chunks' predictions, novelty and
+    structural files."""
     manifest = outdir / "chunks" / drop / "manifest.parquet"
     chunks = connection.execute(
         f"SELECT DISTINCT chunk FROM read_parquet({sql_string(manifest)})"
@@ -433,6 +489,9 @@ def drop_stage_files(
         "predictions": [outdir / predictions_dir / drop / f"{chunk}.parquet" for (chunk,) in chunks],
         "novelty": [outdir / "novelty" / drop / f"{chunk}.parquet" for (chunk,) in chunks]
         if novelty_computed
+        else [],
+        "structural": [outdir / "structural" / drop / f"{chunk}.parquet" for (chunk,) in chunks]
+        if structural_computed
         else [],
     }
 
@@ -460,14 +519,28 @@ def index_main(argv: list[str]) -> int:
     parser.add_argument("--min-plddt", type=float, default=config["min_plddt"])
     parser.add_argument("--min-ptm", type=float, default=config["min_ptm"])
     parser.add_argument("--novelty", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument(
+        "--structural",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="read the structural novelty files (structural/{drop}/{chunk}.parquet)",
+    )
+    parser.add_argument(
+        "--clusters",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="read the cluster table (clusters/clusters.parquet)",
+    )
     args = parser.parse_args(argv)
     outdir = args.outdir
     try:
-        files: dict[str, list[Path]] = {"manifests": [], "predictions": [], "novelty": []}
+        files: dict[str, list[Path]] = {"manifests": [], "predictions": [], "novelty": [], "structural": []}
         lookups, parts = [], []
         with duckdb.connect(":memory:") as connection:
             for drop in args.drops:
-                own = drop_stage_files(connection, outdir, drop, args.predictions_dir, args.novelty)
+                own = drop_stage_files(
+                    connection, outdir, drop, args.predictions_dir, args.novelty, args.structural
+                )
                 for stage, paths in own.items():
                     files[stage] += paths
                 manifest = own["manifests"][0]
@@ -479,10 +552,16 @@ def index_main(argv: list[str]) -> int:
                 lookups += paths
                 # the drop's outcome part, made again only when its files or the thresholds changed
                 part = outdir / PARTS_DIR / f"{drop}.outcomes.parquet"
-                inputs = [manifest, *own["predictions"], *own["novelty"]]
+                inputs = [manifest, *own["predictions"], *own["novelty"], *own["structural"]]
                 if not part_is_current(part, inputs, args.min_plddt, args.min_ptm):
                     write_drop_outcomes(
-                        manifest, own["predictions"], own["novelty"], part, args.min_plddt, args.min_ptm
+                        manifest,
+                        own["predictions"],
+                        own["novelty"],
+                        part,
+                        args.min_plddt,
+                        args.min_ptm,
+                        own["structural"],
                     )
                 parts.append(part)
         staged = outdir / STAGED_DIR
@@ -497,10 +576,13 @@ def index_main(argv: list[str]) -> int:
             args.min_ptm,
             args.novelty,
             lookups,
-            parts,
+            structural=files["structural"],
+            structural_computed=args.structural,
+            clusters=outdir / CLUSTERS_FILE if args.clusters else None,
+            outcome_parts=parts,
         )
     except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
         print(f"atlas index: error: {error}", file=sys.stderr)
         return 1
-    _log(log_counts(counts, args.novelty, args.min_plddt, args.min_ptm))
+    _log(log_counts(counts, args.novelty, args.min_plddt, args.min_ptm, args.structural))
     return 0

@@ -58,6 +58,12 @@ def render_html(summary: dict, images: dict[str, bytes], plots: dict[str, tuple[
             "high confidence and novel",
             total["high_confidence_novel"] if summary["novelty_computed"] else "not computed",
         ),
+        (
+            "high confidence, novel by structure",
+            total["high_confidence_structurally_novel"]
+            if summary["structural_computed"]
+            else "not computed (no structure reference)",
+        ),
     ]
     stage_rows = [[label, *(counts["per_drop"][d][key] for d in drops), total[key]] for key, label in STAGES]
     stage_rows.append(
@@ -73,6 +79,7 @@ def render_html(summary: dict, images: dict[str, bytes], plots: dict[str, tuple[
     ]
     threshold_rows = [[key, value] for key, value in thresholds.items()]
     threshold_rows.append(["novelty computed", summary["novelty_computed"]])
+    threshold_rows.append(["structural novelty computed", summary["structural_computed"]])
     if summary.get("atlas_index_rows") is not None:
         threshold_rows.append(["rows in atlas/index.parquet", summary["atlas_index_rows"]])
     throughput = summary["fold_throughput"]

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from atlas.sql import quote_identifier
+
 
 def _hist_from_rows(rows: Iterable[tuple], nbins: int) -> np.ndarray:
     counts = np.zeros(nbins, dtype=np.int64)
@@ -109,6 +111,28 @@ def identity_data(connection, novelty_computed: bool) -> dict:
     return result
 
 
+def structure_tm_data(connection, structural_computed: bool) -> dict:
+    """TM-score of the best structural hit of the confident predictions searched (structural_best), in 0.01
+    bins; how many had no verified hit, and how many are structurally novel."""
+    edges = np.linspace(0, 1, 101)
+    result = {"edges": edges, "counts": np.zeros(100, dtype=np.int64), "searched": 0, "no_hit": 0, "novel": 0}
+    if not structural_computed:
+        return result
+    result["counts"] = _hist_from_rows(
+        connection.execute(
+            """SELECT least(greatest(floor(structure_tm * 100), 0), 99)::INTEGER, count(*) FROM outcomes
+            WHERE high_confidence AND structurally_searched AND isfinite(structure_tm) GROUP BY ALL"""
+        ).fetchall(),
+        100,
+    )
+    searched, no_hit, novel = connection.execute(
+        """SELECT count(*), count(*) FILTER (structure_tm IS NULL), count(*) FILTER (structurally_novel)
+        FROM outcomes WHERE high_confidence AND structurally_searched"""
+    ).fetchone()
+    result.update(searched=searched, no_hit=no_hit, novel=novel)
+    return result
+
+
 def models_used(connection) -> list[dict]:
     return [
         {"model": model, "num_recycles": recycles, "predictions": n}
@@ -119,7 +143,17 @@ def models_used(connection) -> list[dict]:
     ]
 
 
-TOP_COLUMNS = ("id", "length", "mean_plddt", "ptm", "best_hit", "identity", "drop")
+TOP_COLUMNS = (
+    "id",
+    "length",
+    "mean_plddt",
+    "ptm",
+    "best_hit",
+    "identity",
+    "structure_hit",
+    "structure_tm",
+    "drop",
+)
 
 
 def top_predictions(connection, novelty_computed: bool, limit: int = 50) -> list[dict]:
@@ -127,7 +161,7 @@ def top_predictions(connection, novelty_computed: bool, limit: int = 50) -> list
     pTM, then id)."""
     novel = "AND novel IS TRUE" if novelty_computed else ""
     rows = connection.execute(
-        f"""SELECT id, length, mean_plddt, ptm, best_hit, identity, "drop" FROM outcomes
+        f"""SELECT {", ".join(quote_identifier(name) for name in TOP_COLUMNS)} FROM outcomes
         WHERE high_confidence {novel}
         QUALIFY row_number() OVER (PARTITION BY checksum ORDER BY "drop", chunk, id) = 1
         ORDER BY mean_plddt * ptm DESC, id LIMIT {int(limit)}"""

@@ -271,6 +271,54 @@ def identity_histogram(
     return fig
 
 
+def structure_tm_histogram(
+    edges: np.ndarray,
+    counts: np.ndarray,
+    searched: int,
+    no_hit: int,
+    novel: int,
+    min_tm: float,
+    computed: bool,
+) -> Figure:
+    """TM-score of the best verified reference structure of each confident prediction."""
+    fig, ax = _figure()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("TM-score of the best reference structure (normalised by the prediction's length)")
+    ax.set_ylabel("confident predictions per 0.01 bin")
+    suffix = f" (n = {_fmt(searched)})" if computed else ""
+    ax.set_title(f"Nearest reference structure of confident predictions{suffix}")
+    ax.axvline(min_tm, label=f"min_tm = {min_tm:g}", **THRESHOLD_STYLE)
+    if not computed:
+        no_data(
+            ax,
+            "structural novelty not computed\n"
+            "(no structure reference: structural_novelty.reference is empty)",
+        )
+        ax.set_ylim(0, 1)
+    elif searched == 0:
+        no_data(ax, "no data: no confident predictions searched against the structure reference")
+        ax.set_ylim(0, 1)
+    else:
+        ax.axvspan(0, min_tm, color="#fdd0a2", alpha=0.35, label="novel fold (TM < min_tm)")
+        ax.stairs(counts, edges, fill=True, color="#08519c", label="best verified hit")
+        ax.set_ylim(0, max(1, counts.max()) * 1.2)
+        ax.text(
+            0.98,
+            0.97,
+            f"novel by structure: {_fmt(novel)} ({_pct(novel, searched)})\n"
+            f"  of them no verified hit: {_fmt(no_hit)}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=9,
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"},
+        )
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def fold_throughput(chunks: Sequence[Mapping], overall: float | None) -> Figure:
     """Residues folded per second of each fold job against the chunk's mean sequence length.
 

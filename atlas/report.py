@@ -10,7 +10,8 @@ The fold throughput comes from the predictions files' own metadata (atlas.tables
 by each fold job: no undeclared file (such as a Snakemake benchmark) is read.
 
 `atlas report [--outdir DIR] [--report-dir DIR]` does the same by hand for an indexed outdir: drops,
-thresholds and novelty from its atlas database, the files those drops have now.
+thresholds, novelty and structural novelty settings from its atlas database (`atlas_info`), the chunk files
+its index read (`chunk_files`) as they are now; the other settings from ./config.yaml.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ PLOTS: dict[str, tuple[str, str, str]] = {
         "no hit are counted in the box. A prediction is novel when no hit reaches both max_identity and "
         "min_coverage.",
     ),
+    "structure_tm": (
+        "structure_tm.png",
+        "TM-score to the nearest reference structure",
+        "TM-score (normalised by the prediction's length) of the best reference structure that TM-align "
+        "verified among the 3Di search's top hits, for each confident prediction; the dashed line is "
+        "min_tm: below it, or with no verified hit, the fold is novel.",
+    ),
     "fold_throughput": (
         "fold_throughput.png",
         "Fold throughput",
@@ -70,6 +78,7 @@ class StageFiles:
     manifests: list[str]
     predictions: list[str]
     novelty: list[str] = field(default_factory=list)
+    structural: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -84,6 +93,8 @@ class ReportSettings:
     min_coverage: float
     min_length: int
     max_length: int
+    structural: bool = False
+    min_tm: float = 0.5
 
 
 def throughput_data(prediction_files: Sequence[str | Path]) -> tuple[list[dict], dict]:
@@ -146,6 +157,7 @@ def write_report(
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     novelty_files = files.novelty if settings.novelty else []
+    structural_files = files.structural if settings.structural else []
     with duckdb.connect(":memory:") as connection:
         create_stage_views(
             connection,
@@ -153,11 +165,17 @@ def write_report(
                 "manifest": path_literals(files.manifests),
                 "predictions": path_literals(files.predictions),
                 "novelty": path_literals(novelty_files),
+                "structural": path_literals(structural_files),
             },
         )
         create_outcome_views(connection, settings.min_plddt, settings.min_ptm)
         counts = stage_counts(
-            connection, settings.drops, settings.novelty, settings.min_plddt, settings.min_ptm
+            connection,
+            settings.drops,
+            settings.novelty,
+            settings.min_plddt,
+            settings.min_ptm,
+            settings.structural,
         )
         figures = {}
         edges, hist, per_drop = plotdata.plddt_histogram_data(connection, counts["drops"])
@@ -180,6 +198,16 @@ def write_report(
             settings.max_identity if settings.novelty else None,
             settings.novelty,
         )
+        tm = plotdata.structure_tm_data(connection, settings.structural)
+        figures["structure_tm"] = plots.structure_tm_histogram(
+            tm["edges"],
+            tm["counts"],
+            tm["searched"],
+            tm["no_hit"],
+            tm["novel"],
+            settings.min_tm,
+            settings.structural,
+        )
         models = plotdata.models_used(connection)
         top = plotdata.top_predictions(connection, settings.novelty)
         failed_total, failed = plotdata.failed_predictions(connection)
@@ -190,12 +218,16 @@ def write_report(
     thresholds: dict = {"min_plddt": settings.min_plddt, "min_ptm": settings.min_ptm}
     if settings.novelty:
         thresholds.update(max_identity=settings.max_identity, min_coverage=settings.min_coverage)
+    if settings.structural:
+        thresholds.update(min_tm=settings.min_tm)
     thresholds.update(min_length=settings.min_length, max_length=settings.max_length)
     summary = {
         "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "outdir": str(report_dir.parent),
         "drops": counts["drops"],
         "novelty_computed": settings.novelty,
+        "structural_computed": settings.structural,
+        "structure_tm": {key: tm[key] for key in ("searched", "no_hit", "novel")},
         "thresholds": thresholds,
         "model": models[0]["model"] if len(models) == 1 else [m["model"] for m in models] or None,
         "models": models,
@@ -231,14 +263,19 @@ def _print_summary(summary: dict, report_dir: Path) -> None:
 
 def run_report_step(job) -> int:
     """Entry point of rule report (workflow/scripts/atlas_report.py): `job` is the script's `snakemake`
-    object; inputs manifests/predictions/novelty/index, output summary (the others beside it), params the
-    ReportSettings fields, and log."""
+    object; inputs manifests/predictions/novelty/structural/index, output summary (the others beside it),
+    params the ReportSettings fields, and log."""
     import contextlib
 
     with open(job.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         settings = ReportSettings(**{name: job.params[name] for name in ReportSettings.__dataclass_fields__})
         settings.drops = list(settings.drops)
-        files = StageFiles(list(job.input.manifests), list(job.input.predictions), list(job.input.novelty))
+        files = StageFiles(
+            list(job.input.manifests),
+            list(job.input.predictions),
+            list(job.input.novelty),
+            list(job.input.structural),
+        )
         report_dir = Path(job.output.summary).parent
         summary = write_report(files, report_dir, settings, index=job.input.index)
         _print_summary(summary, report_dir)
@@ -260,29 +297,39 @@ def report_main(argv: list[str]) -> int:
         outdir = Path(resolve_outdir(args.outdir))
         connection = connect(outdir)
         try:
-            min_plddt, min_ptm, novelty, drops = connection.execute(
-                "SELECT min_plddt, min_ptm, novelty_computed, drops FROM atlas_info"
-            ).fetchone()
+            cursor = connection.execute("SELECT * FROM atlas_info")
+            info = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
+            # the chunk files the index read (paths relative to the outdir)
+            chunks = connection.execute(
+                'SELECT "drop", chunk, predictions, novelty FROM chunk_files ORDER BY "drop", chunk'
+            ).fetchall()
         finally:
             connection.close()
     except AtlasError as error:
         print(f"atlas report: error: {error}", file=sys.stderr)
         return 1
     config = config_settings()
+    structural = bool(info.get("structural_computed"))  # a database of an earlier version lacks it
+    drops = list(info["drops"])
     files = StageFiles(
         [str(outdir / "chunks" / drop / "manifest.parquet") for drop in drops],
-        [str(path) for drop in drops for path in sorted((outdir / "predictions" / drop).glob("*.parquet"))],
-        [str(path) for drop in drops for path in sorted((outdir / "novelty" / drop).glob("*.parquet"))],
+        [str(outdir / predictions.lstrip("/")) for _, _, predictions, _ in chunks if predictions],
+        [str(outdir / novelty.lstrip("/")) for _, _, _, novelty in chunks if novelty],
+        [str(outdir / "structural" / drop / f"{chunk}.parquet") for drop, chunk, *_ in chunks]
+        if structural
+        else [],
     )
     settings = ReportSettings(
-        drops=list(drops),
-        min_plddt=min_plddt,
-        min_ptm=min_ptm,
-        novelty=novelty,
+        drops=drops,
+        min_plddt=info["min_plddt"],
+        min_ptm=info["min_ptm"],
+        novelty=info["novelty_computed"],
         max_identity=config["novelty"]["max_identity"],
         min_coverage=config["novelty"]["min_coverage"],
         min_length=config["min_length"],
         max_length=config["max_length"],
+        structural=structural,
+        min_tm=config["structural_novelty"]["min_tm"],
     )
     report_dir = Path(args.report_dir) if args.report_dir else outdir / "report"
     summary = write_report(files, report_dir, settings, index=outdir / "atlas" / "index.parquet")

@@ -6,6 +6,10 @@ it was built with; its views read the drops' folders as they are now, so a rerun
 shows. Before the first index, they are counted over the manifests under OUTDIR/chunks and the predictions
 (of the configured model's set) and novelty files beside them, with the thresholds of ./config.yaml or the
 config schema's defaults. Only metrics are read, never the structures.
+
+Structural novelty (atlas.structural) adds two rows: confident predictions with a novel fold, and with a
+novel sequence and a novel fold. Without a structure reference the step is skipped, and the caption says so
+(the rows read n/a, never 0).
 """
 
 from __future__ import annotations
@@ -26,10 +30,16 @@ from atlas.views import create_outcome_views, create_stage_views
 def _counts_from_database(outdir: str | Path) -> dict:
     connection = connect(outdir)
     try:
-        min_plddt, min_ptm, novelty, drops = connection.execute(
-            "SELECT min_plddt, min_ptm, novelty_computed, drops FROM atlas_info"
-        ).fetchone()
-        return stage_counts(connection, drops, novelty, min_plddt, min_ptm)
+        cursor = connection.execute("SELECT * FROM atlas_info")
+        info = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
+        return stage_counts(
+            connection,
+            info["drops"],
+            info["novelty_computed"],
+            info["min_plddt"],
+            info["min_ptm"],
+            bool(info.get("structural_computed")),  # a database of an earlier version lacks it
+        )
     finally:
         connection.close()
 
@@ -41,10 +51,12 @@ def _counts_from_files(outdir: str | Path) -> dict:
     drops = sorted(path.parent.name for path in root.glob("chunks/*/manifest.parquet"))
     config = settings()
     novelty = any((root / "novelty" / drop).is_dir() for drop in drops)
+    structural = any((root / "structural" / drop).is_dir() for drop in drops)
     # the prediction set of the configured model (predictions/{model key}/{drop}/)
     stage_folders = {
         "predictions": root / "predictions" / predictions_key(config["model"], config["num_recycles"]),
         "novelty": root / "novelty",
+        "structural": root / "structural",
     }
 
     def folders(stage: str) -> list[str]:
@@ -58,10 +70,17 @@ def _counts_from_files(outdir: str | Path) -> dict:
         manifests = [sql_string((root / "chunks" / drop / "manifest.parquet").resolve()) for drop in drops]
         create_stage_views(
             connection,
-            {"manifest": manifests, "predictions": folders("predictions"), "novelty": folders("novelty")},
+            {
+                "manifest": manifests,
+                "predictions": folders("predictions"),
+                "novelty": folders("novelty"),
+                "structural": folders("structural"),
+            },
         )
         create_outcome_views(connection, config["min_plddt"], config["min_ptm"])
-        return stage_counts(connection, drops, novelty, config["min_plddt"], config["min_ptm"])
+        return stage_counts(
+            connection, drops, novelty, config["min_plddt"], config["min_ptm"], structural_computed=structural
+        )
 
 
 def counts_of(outdir: str | Path) -> dict:
@@ -79,9 +98,14 @@ def counts_of(outdir: str | Path) -> dict:
 def format_stats(stats: dict, outdir: str | Path) -> str:
     thresholds = stats["thresholds"]
     novelty = "novelty computed" if stats["novelty_computed"] else "novelty not computed (no reference)"
+    structural = (
+        "structural novelty computed"
+        if stats.get("structural_computed")
+        else "structural novelty not computed (no structure reference: structural_novelty.reference is empty)"
+    )
     caption = (
         f"atlas {outdir}: high confidence = status ok, mean_plddt >= {thresholds['min_plddt']:g} and "
-        f"ptm >= {thresholds['min_ptm']:g}; {novelty}"
+        f"ptm >= {thresholds['min_ptm']:g}; {novelty}; {structural}"
     )
     return f"{caption}\n\n{format_counts(stats)}"
 

@@ -25,9 +25,9 @@ Two workflow steps live here:
     mmseqs/reference*         the MMseqs2 database of the 3Di strings
 
 `atlas structural --predictions CHUNK.parquet --reference REFERENCE.json --output structural.parquet ...`
-    One row per `ok` prediction of the chunk, in its order (STRUCTURAL below). Predictions at or above both
-    confidence thresholds (mean pLDDT >= min_plddt, pTM >= min_ptm) are searched; the others get
-    `confident` false and null search columns.
+    One row per `ok` prediction of the chunk, in its order (atlas.tables.STRUCTURAL). Predictions at or
+    above both confidence thresholds (mean pLDDT >= min_plddt, pTM >= min_ptm) are searched; the others
+    get `confident` false and null search columns.
 
 Structures are read from a predictions row only through `prediction_chain`, so a change of storage (e.g.
 Foldcomp instead of mmCIF text) stays in that one function.
@@ -53,19 +53,8 @@ import numpy as np
 import pyarrow as pa
 
 from atlas.novelty import MmseqsError, find_mmseqs, mmseqs_version, run_mmseqs
+from atlas.tables import STRUCTURAL
 
-STRUCTURAL = pa.schema(
-    [
-        ("checksum", pa.string()),
-        ("confident", pa.bool_()),
-        ("structure_hit", pa.string()),  # the first verified hit at >= min_tm, else the best verified one
-        ("structure_tm", pa.float32()),  # TM-score of structure_hit, normalised by the query's length
-        ("structure_aligned_length", pa.int32()),  # residue pairs within 5 A after superposition
-        ("structure_candidates", pa.int32()),  # hits the 3Di search returned (at most max_seqs)
-        ("structure_verified", pa.int32()),  # TM-aligns run: K used
-        ("structurally_novel", pa.bool_()),  # no verified hit at >= min_tm; null when not confident
-    ]
-)
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 MIN_REFERENCE_RESIDUES = 10
 BUILD_STAMP = "structure_reference.json"

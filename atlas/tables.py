@@ -89,6 +89,38 @@ NOVELTY = pa.schema(
     ]
 )
 
+# structural/{drop}/{chunk}.parquet: one row per ok prediction of the chunk (atlas.structural)
+STRUCTURAL = pa.schema(
+    [
+        ("checksum", pa.string()),
+        ("confident", pa.bool_()),
+        ("structure_hit", pa.string()),  # the first verified hit at >= min_tm, else the best verified one
+        ("structure_tm", pa.float32()),  # TM-score of structure_hit, normalised by the query's length
+        ("structure_aligned_length", pa.int32()),  # residue pairs within 5 A after superposition
+        ("structure_candidates", pa.int32()),  # hits the 3Di search returned (at most max_seqs)
+        ("structure_verified", pa.int32()),  # TM-aligns run: K used
+        ("structurally_novel", pa.bool_()),  # no verified hit at >= min_tm; null when not confident
+    ]
+)
+
+# clusters/{drop}/members.parquet: the drop's confident sequences and their cluster (atlas.clusters)
+CLUSTER_MEMBERS = pa.schema(
+    [
+        ("checksum", pa.string()),
+        ("drop", pa.string()),
+        ("cluster", pa.string()),  # checksum of the MMseqs2 cluster's founding representative: a stable id
+        ("score", pa.float32()),  # pTM x mean pLDDT / 100 (0-1)
+    ]
+)
+# clusters/clusters.parquet: every clustered sequence, its cluster's size and whether it represents it
+CLUSTERS = pa.schema(
+    [
+        *CLUSTER_MEMBERS,
+        ("cluster_size", pa.int64()),
+        ("representative", pa.bool_()),  # the best score of its cluster (ties: the smaller checksum)
+    ]
+)
+
 # atlas/index.parquet: one row per unique sequence in the atlas (atlas.views.INDEX_QUERY); no structures
 ATLAS_INDEX = pa.schema(
     [
@@ -99,6 +131,12 @@ ATLAS_INDEX = pa.schema(
         NOVELTY.field("novel"),
         ("novelty_computed", pa.bool_()),
         *(MANIFEST.field(name) for name in ("description", "crc64", "is_fragment", "header_fields")),
+        *(STRUCTURAL.field(name) for name in ("structure_hit", "structure_tm", "structure_aligned_length")),
+        STRUCTURAL.field("structure_verified"),
+        STRUCTURAL.field("structurally_novel"),
+        ("structural_computed", pa.bool_()),
+        CLUSTERS.field("cluster"),
+        ("cluster_representative", pa.bool_()),
     ]
 )
 

@@ -14,7 +14,7 @@ from atlas import clusters
 from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta, sequence_checksum
 from atlas.novelty import find_mmseqs
-from atlas.tables import MANIFEST, PREDICTIONS
+from atlas.tables import CLUSTER_MEMBERS, CLUSTERS, MANIFEST, PREDICTIONS
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -70,7 +70,7 @@ def test_clusters_grow_drop_by_drop(tmp_path, mgnify):
     out = tmp_path / "clusters"
     counts = clusters.cluster_drop([drop1], "d1", None, out / "d1" / "members.parquet", out / "d1" / "mmseqs")
     members1 = pq.read_table(out / "d1" / "members.parquet")
-    assert columns(members1.schema) == columns(clusters.CLUSTER_MEMBERS)
+    assert columns(members1.schema) == columns(CLUSTER_MEMBERS)
     assert members1.num_rows == 160 == counts["sequences"]
     assignment1 = dict(zip(members1["checksum"].to_pylist(), members1["cluster"].to_pylist(), strict=True))
     # a cluster id is the checksum of a member that is its own cluster's id (the MMseqs2 representative)
@@ -103,7 +103,7 @@ def test_clusters_grow_drop_by_drop(tmp_path, mgnify):
     argv = ["clusters-table", "--members-dir", str(out), "--drops", "d1", "d2", "--output", str(table_path)]
     assert atlas_main(argv) == 0
     table = pq.read_table(table_path)
-    assert columns(table.schema) == columns(clusters.CLUSTERS)
+    assert columns(table.schema) == columns(CLUSTERS)
     rows = table.to_pylist()
     assert len(rows) == 243
     by_cluster: dict[str, list[dict]] = {}

@@ -16,7 +16,7 @@ import pytest
 from Bio import SeqIO
 from Bio.PDB import PDBParser
 from Bio.SeqUtils.CheckSum import crc64 as biopython_crc64
-from test_index import make_outdir
+from test_index import build_index, make_outdir, write_structural_and_clusters
 
 from atlas import export
 from atlas.cli import main as atlas_main
@@ -375,3 +375,85 @@ def test_export_by_id_reads_through_the_lookups_and_equals_where(outdir, tmp_pat
         capsys, "export", "--id", "no-such-id", "--out", str(tmp_path / "none"), "--outdir", str(outdir)
     )
     assert rc == 0 and "wrote 0 structures" in stdout
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory):
+    """test_index's atlas with structural novelty rows and clusters."""
+    drops = ["d1", "d2", "d3"]
+    outdir = make_outdir(tmp_path_factory.mktemp("clustered"), build=False)
+    write_structural_and_clusters(outdir, drops)
+    structural = [p for drop in drops for p in sorted((outdir / "structural" / drop).glob("*.parquet"))]
+    clusters = outdir / "clusters" / "clusters.parquet"
+    build_index(outdir, drops, True, structural=structural, structural_computed=True, clusters=clusters)
+    return outdir
+
+
+def test_representatives_export_and_structural_columns(clustered, tmp_path, capsys):
+    outdir = clustered
+    representatives = dict(
+        selected(
+            outdir,
+            "SELECT representative_id, representative FROM clusters WHERE representative_id IS NOT NULL",
+        )
+    )
+    table = pq.read_table(outdir / "clusters" / "clusters.parquet").to_pylist()
+    assert len(representatives) == len({row["cluster"] for row in table}) >= 4
+    rc, out, _ = run(capsys, "export", "--outdir", str(outdir), "--representatives", "--format", "fasta",
+                     "--out", str(tmp_path / "representatives.fasta"))  # fmt: skip
+    assert rc == 0 and f"wrote {len(representatives)} sequences" in out
+    records = {record.id: record for record in SeqIO.parse(tmp_path / "representatives.fasta", "fasta")}
+    assert set(records) == set(representatives)
+    hits = dict(selected(outdir, "SELECT checksum, structure_hit FROM structural_best"))
+    for identifier, record in records.items():
+        assert f"structure_hit={hits[representatives[identifier]]} structure_tm=" in record.description
+    rc, out, _ = run(capsys, "export", "--outdir", str(outdir), "--representatives", "--format", "cif",
+                     "--out", str(tmp_path / "cif"))  # fmt: skip
+    assert rc == 0 and len(list((tmp_path / "cif").glob("*.cif"))) == len(representatives)
+    # --where and-ed with --representatives; the structural columns hold outside the index too
+    rc, out, _ = run(capsys, "export", "--outdir", str(outdir), "--representatives", "--where",
+                     "NOT structurally_novel", "--format", "fasta",
+                     "--out", str(tmp_path / "known.fasta"))  # fmt: skip
+    known = {record.id for record in SeqIO.parse(tmp_path / "known.fasta", "fasta")}
+    novel_fold = dict(selected(outdir, "SELECT checksum, structurally_novel FROM structural_best"))
+    assert rc == 0 and known == {i for i, c in representatives.items() if novel_fold[c] is False} != set()
+    rc, out, _ = run(capsys, "export", "--outdir", str(outdir), "--where",
+                     "structurally_novel AND NOT in_atlas", "--format", "metadata",
+                     "--out", str(tmp_path / "outside.parquet"))  # fmt: skip
+    outside = {row["id"] for row in pq.read_table(tmp_path / "outside.parquet").to_pylist()}
+    in_atlas = {row["id"] for row in index_rows(outdir)}
+    expected = {
+        identifier
+        for identifier, checksum in selected(
+            outdir, "SELECT id, checksum FROM predictions WHERE status = 'ok'"
+        )
+        if novel_fold.get(checksum) and identifier not in in_atlas
+    }
+    assert rc == 0 and outside == expected != set()
+
+
+def test_representatives_of_an_atlas_without_clusters_is_empty(outdir, tmp_path, capsys):
+    rc, out, _ = run(capsys, "export", "--outdir", str(outdir), "--representatives", "--format", "fasta",
+                     "--out", str(tmp_path / "none.fasta"))  # fmt: skip
+    assert rc == 0 and "wrote 0 sequences" in out
+
+
+def test_export_by_id_carries_the_structural_and_cluster_columns(clustered, tmp_path, capsys):
+    """--id narrows the structural and cluster views too: the FASTA (best structural hit in the header) and
+    the --where over those columns equal what --where "id IN (...)" gives."""
+    ids = [row[0] for row in selected(clustered, "SELECT id FROM atlas WHERE structure_hit IS NOT NULL")][:3]
+    assert ids, "the clustered atlas has structural hits"
+    listed = ", ".join("'" + identifier.replace("'", "''") + "'" for identifier in ids)
+    texts = []
+    for arguments in (
+        [argument for identifier in ids for argument in ("--id", identifier)]
+        + ["--where", "structure_tm > 0"],
+        ["--where", f"id IN ({listed}) AND structure_tm > 0"],
+    ):
+        out = tmp_path / f"{len(texts)}.fasta"
+        rc, _, err = run(
+            capsys, "export", *arguments, "--format", "fasta", "--out", str(out), "--outdir", str(clustered)
+        )
+        assert rc == 0, err
+        texts.append(out.read_text())
+    assert texts[0] == texts[1] and texts[0].count(">") == len(ids) and "structure_hit=" in texts[0]

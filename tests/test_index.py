@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -17,11 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from atlas import index
+from atlas import clusters, index
 from atlas.fasta import read_fasta, sequence_checksum
 from atlas.lookup import ROW_GROUP_ROWS, write_lookups
-from atlas.tables import ATLAS_INDEX, MANIFEST, NOVELTY, PREDICTIONS
-from atlas.views import OUTCOME_NOVELTY_COLUMNS, index_query
+from atlas.tables import ATLAS_INDEX, CLUSTER_MEMBERS, MANIFEST, NOVELTY, PREDICTIONS, STRUCTURAL
+from atlas.views import OUTCOME_NOVELTY_COLUMNS, OUTCOME_STRUCTURAL_COLUMNS, index_query
 
 DATA = Path(__file__).resolve().parent / "data"  # as tests/conftest.py's TEST_DATA
 PDB = DATA / "mgnifams_esmfold_khalifam1_1-4587088355.pdb"
@@ -213,8 +214,10 @@ def stage_files(outdir: Path, drops: list[str], novelty: bool) -> dict[str, list
     }
 
 
-def build_index(outdir: Path, drops: list[str], novelty: bool, **files) -> dict:
-    given = {**stage_files(outdir, drops, novelty), **files}
+def build_index(
+    outdir: Path, drops: list[str], novelty: bool, structural_computed=False, clusters=None, **files
+):
+    given = {"structural": [], **stage_files(outdir, drops, novelty), **files}
     lookups = []
     for drop in drops:
         paths = [outdir / "atlas" / "lookup" / f"{drop}.by_{key}.parquet" for key in ("id", "checksum")]
@@ -233,7 +236,10 @@ def build_index(outdir: Path, drops: list[str], novelty: bool, **files) -> dict:
         MIN_PTM,
         novelty,
         lookups,
-        given.get("outcome_parts", ()),
+        structural=given["structural"],
+        structural_computed=structural_computed,
+        clusters=clusters,
+        outcome_parts=given.get("outcome_parts", ()),
     )
 
 
@@ -283,6 +289,9 @@ def test_index_equals_python_recomputation(tmp_path, novelty):
         assert all(r["novel"] is True for r in rows)
     else:
         assert all(r[name] is None for r in rows for name in OUTCOME_NOVELTY_COLUMNS)
+    # no structural files, no cluster table: the columns are there, null, and the index says so
+    assert all(r[name] is None for r in rows for name in (*OUTCOME_STRUCTURAL_COLUMNS, "cluster"))
+    assert all(r["structural_computed"] is False for r in rows)
     ids = {r["id"] for r in rows}
     assert "seq0" in ids and "seq1" not in ids and "seq2" not in ids and "seq3" not in ids  # >= edges, failed
     assert "seq6-refolded" not in ids  # the earlier drop's row is kept
@@ -374,7 +383,7 @@ def test_index_query_never_reads_the_structures(tmp_path):
     with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
         query = index_query(["d1", "d2", "d3"], True)
         plan = "\n".join(row[-1] for row in connection.execute(f"EXPLAIN {query}").fetchall())
-    assert "mean_plddt" in plan and "structure" not in plan and "sequence" not in plan
+    assert "mean_plddt" in plan and not re.search(r"\bstructure\b", plan) and "sequence" not in plan
 
 
 def test_views_glob_the_drop_folders_never_list_files(tmp_path):
@@ -426,28 +435,49 @@ def test_lookup_by_id_or_checksum_reads_one_row_group_and_one_predictions_file(t
         assert "Row Groups Scanned: 1 / 5" in plan, plan[-800:]
 
 
-@pytest.mark.parametrize("novelty", [True, False])
-def test_index_from_drop_outcome_parts_equals_the_index_from_the_stage_files(tmp_path, novelty):
+@pytest.mark.parametrize(("novelty", "structural"), [(True, True), (True, False), (False, False)])
+def test_index_from_drop_outcome_parts_equals_the_index_from_the_stage_files(tmp_path, novelty, structural):
     """The workflow's way (one outcome part per drop, written once; the index reads the parts) gives the
-    same index, counts and database views as the index computed from every stage file at once."""
-    outdir = make_outdir(tmp_path, novelty=novelty)
+    same index and counts as the index computed from every stage file at once. Not for the defensive case
+    of a sequence queued in two drops (which the split prevents): a part holds its own drop's verdicts."""
     drops = ["d1", "d2", "d3"]
+    records = example_drops()
+    records["d2"] = [record for record in records["d2"] if record["id"] != "seq6-refolded"]
+    outdir = make_outdir(tmp_path, novelty=novelty, build=False, drops=records)
+    extra = {}
+    if structural:
+        write_structural_and_clusters(outdir, drops)
+        extra = {
+            "structural": [
+                p for drop in drops for p in sorted((outdir / "structural" / drop).glob("*.parquet"))
+            ],
+            "structural_computed": True,
+            "clusters": outdir / "clusters" / "clusters.parquet",
+        }
+    direct_counts = build_index(outdir, drops, novelty, **extra)
     direct_rows = pq.read_table(outdir / "atlas" / "index.parquet").to_pylist()
-    direct_counts = build_index(outdir, drops, novelty)
-    files = stage_files(outdir, drops, novelty)
+    files = {**stage_files(outdir, drops, novelty), "structural": extra.get("structural", [])}
     parts = []
     for drop in drops:
         part = outdir / "atlas" / "parts" / f"{drop}.outcomes.parquet"
-        own = [path for path in files["predictions"] if path.parent.name == drop]
-        own_novelty = [path for path in files["novelty"] if path.parent.name == drop]
+        own = {
+            stage: [path for path in files[stage] if path.parent.name == drop]
+            for stage in files
+            if stage != "manifests"
+        }
         manifest = outdir / "chunks" / drop / "manifest.parquet"
-        index.write_drop_outcomes(manifest, own, own_novelty, part, MIN_PLDDT, MIN_PTM)
-        assert index.part_is_current(part, [manifest, *own, *own_novelty], MIN_PLDDT, MIN_PTM)
-        assert not index.part_is_current(part, [manifest], MIN_PLDDT + 1, MIN_PTM)
+        index.write_drop_outcomes(
+            manifest, own["predictions"], own["novelty"], part, MIN_PLDDT, MIN_PTM, own["structural"]
+        )
+        inputs = [manifest, *own["predictions"], *own["novelty"], *own["structural"]]
+        assert index.part_is_current(part, inputs, MIN_PLDDT, MIN_PTM)
+        assert not index.part_is_current(part, inputs, MIN_PLDDT + 1, MIN_PTM)
         parts.append(part)
-    assert build_index(outdir, drops, novelty, outcome_parts=parts) == direct_counts
+    assert build_index(outdir, drops, novelty, **extra, outcome_parts=parts) == direct_counts
     assert pq.read_table(outdir / "atlas" / "index.parquet").to_pylist() == direct_rows
-    assert read_index(outdir) == expected_index(outdir, drops, novelty)
+    if structural:
+        assert any(row["structure_hit"] for row in direct_rows) and any(row["cluster"] for row in direct_rows)
+    assert len(direct_rows) >= (4 if novelty else 8)
 
 
 def test_a_drop_part_stops_on_a_queued_record_without_prediction(tmp_path):
@@ -458,3 +488,137 @@ def test_a_drop_part_stops_on_a_queued_record_without_prediction(tmp_path):
     with pytest.raises(index.IncompleteAtlasError, match="d2/b064_0000"):
         index.write_drop_outcomes(manifest, [p for p in own if p.stem != "b064_0000"], [], part, 70, 0.7)
     assert not part.exists() and not list(part.parent.iterdir())
+
+
+def write_structural_and_clusters(outdir: Path, drops: list[str], seed: int = 3) -> dict[str, list[dict]]:
+    """Structural rows for every ok prediction (confident ones with a hit, a TM-score and a verdict, as
+    atlas.structural writes them) and a cluster table made by atlas.clusters from per-drop members: the
+    confident sequences in three clusters per drop. Returns the structural rows per checksum."""
+    rng = random.Random(seed)
+    rows_by_checksum = {}
+    member_files = []
+    for drop in drops:
+        members = []
+        for path in sorted((outdir / "predictions" / drop).glob("*.parquet")):
+            rows = []
+            for prediction in pq.read_table(path).to_pylist():
+                if prediction["status"] != "ok":
+                    continue
+                confident = (
+                    prediction["mean_plddt"] >= MIN_PLDDT - 1e-6 and prediction["ptm"] >= MIN_PTM - 1e-6
+                )
+                tm = round(rng.uniform(0.2, 0.9), 3) if confident else None
+                row = {
+                    "checksum": prediction["checksum"],
+                    "confident": confident,
+                    "structure_hit": f"1abc_{prediction['id'][:1]}" if confident else None,
+                    "structure_tm": tm,
+                    "structure_aligned_length": int(tm * prediction["length"]) if confident else None,
+                    "structure_candidates": 5 if confident else None,
+                    "structure_verified": rng.randint(1, 5) if confident else None,
+                    "structurally_novel": tm < 0.5 if confident else None,
+                }
+                rows.append(row)
+                rows_by_checksum.setdefault(prediction["checksum"], []).append(row)
+                if confident:
+                    score = prediction["ptm"] * prediction["mean_plddt"] / 100
+                    members.append({"checksum": prediction["checksum"], "drop": drop, "score": score})
+            target = outdir / "structural" / drop / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows, schema=STRUCTURAL), target)
+        for number, member in enumerate(members):
+            member["cluster"] = f"{drop}-cluster{number % 3}"
+        member_file = outdir / "clusters" / drop / "members.parquet"
+        member_file.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(members, schema=CLUSTER_MEMBERS), member_file)
+        member_files.append(member_file)
+    clusters.clusters_table(member_files, outdir / "clusters" / "clusters.parquet")
+    return rows_by_checksum
+
+
+def best_structural_hit(hits: list[dict]) -> dict:
+    """Of a sequence searched more than once (refolded in a later drop): a known fold first, then the best
+    TM-score, as atlas.views' structural_best."""
+    confident = [hit for hit in hits if hit["confident"]] or hits
+    return min(
+        confident, key=lambda hit: (hit["structurally_novel"], -hit["structure_tm"], hit["structure_hit"])
+    )
+
+
+def test_structural_columns_and_clusters_view(tmp_path):
+    drops = ["d1", "d2", "d3"]
+    outdir = make_outdir(tmp_path, build=False)
+    structural = write_structural_and_clusters(outdir, drops)
+    structural_files = [p for drop in drops for p in sorted((outdir / "structural" / drop).glob("*.parquet"))]
+    counts = build_index(
+        outdir,
+        drops,
+        True,
+        structural=structural_files,
+        structural_computed=True,
+        clusters=outdir / "clusters" / "clusters.parquet",
+    )
+    rows = pq.read_table(outdir / "atlas" / "index.parquet").to_pylist()
+    assert [(r[1], r[2]) for r in expected_index(outdir, drops, True)] == [
+        (r["chunk"], r["id"]) for r in rows
+    ]
+    table = pq.read_table(outdir / "clusters" / "clusters.parquet").to_pylist()
+    cluster_of = {}  # a sequence clustered twice (refolded in a later drop): as a representative first
+    for row in sorted(table, key=lambda row: (not row["representative"], row["drop"])):
+        cluster_of.setdefault(row["checksum"], row)
+    for row in rows:
+        expected = best_structural_hit(structural[row["checksum"]])
+        assert row["structure_tm"] == pytest.approx(expected["structure_tm"], abs=1e-6)
+        for name in OUTCOME_STRUCTURAL_COLUMNS:
+            if name != "structure_tm":
+                assert row[name] == expected[name], (row["id"], name)
+        assert row["structural_computed"] is True
+        assert row["cluster"] == cluster_of[row["checksum"]]["cluster"]
+        assert row["cluster_representative"] == cluster_of[row["checksum"]]["representative"]
+    assert any(r["structurally_novel"] for r in rows) and not all(r["structurally_novel"] for r in rows)
+    # per queued record: its own confidence, its sequence's best structural row
+    confident_novel = sum(
+        hit["confident"] and best_structural_hit(hits)["structurally_novel"]
+        for hits in structural.values()
+        for hit in hits
+    )
+    assert counts["structurally_novel"] == confident_novel
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        info = connection.execute("SELECT structural_computed, clusters_computed FROM atlas_info").fetchone()
+        assert info == (True, True)
+        assert connection.execute("SELECT count(*) FROM structural").fetchone()[0] == 29  # ok predictions
+        clusters_view = connection.execute(
+            "SELECT cluster, representative, representative_id, representative_drop, members FROM clusters"
+            " ORDER BY cluster"
+        ).fetchall()
+        ids = {
+            (drop, checksum): identifier
+            for drop, checksum, identifier in connection.execute(
+                "SELECT \"drop\", checksum, id FROM manifest WHERE status = 'queued'"
+            ).fetchall()
+        }
+    representatives = sorted(
+        (
+            row["cluster"],
+            row["checksum"],
+            ids[(row["drop"], row["checksum"])],
+            row["drop"],
+            row["cluster_size"],
+        )
+        for row in table
+        if row["representative"]
+    )
+    assert clusters_view == representatives
+    assert len(clusters_view) == len({row["cluster"] for row in table}) >= 4
+    assert sum(row[-1] for row in clusters_view) == len(table)
+    # each representative has the best score of its cluster
+    for cluster, checksum, *_ in clusters_view:
+        scores = {row["checksum"]: row["score"] for row in table if row["cluster"] == cluster}
+        assert scores[checksum] == max(scores.values())
+    # the database reads the structural folders by glob and the cluster table by name
+    with duckdb.connect(str(outdir / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        sql = dict(connection.execute("SELECT view_name, sql FROM duckdb_views()").fetchall())
+    assert (
+        "/structural/d1/*.parquet" in sql["structural"]
+        and "/clusters/clusters.parquet" in sql["cluster_members"]
+    )

@@ -22,12 +22,13 @@ import pytest
 
 from atlas import index, report
 from atlas.counts import format_counts
-from atlas.stats import counts_of
-from atlas.tables import FOLD_RESIDUES_KEY, FOLD_SECONDS_KEY
+from atlas.stats import counts_of, format_stats
+from atlas.tables import FOLD_RESIDUES_KEY, FOLD_SECONDS_KEY, STRUCTURAL
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 PNG_FILES = [filename for filename, _, _ in report.PLOTS.values()]
 MIN_PLDDT, MIN_PTM = 70.0, 0.7
+MIN_TM = 0.5
 
 
 def md5(sequence: str) -> str:
@@ -43,10 +44,12 @@ def write_drop(
     *,
     novelty: bool,
     benchmark: bool = True,
+    structural: bool = False,
 ):
     """A realistic drop: manifest (queued, duplicate, rejected with reasons), two chunks of predictions (with
     failed rows and the heavy structure/plddt columns, and the fold job's timing in the file's metadata, as
-    atlas fold writes it), novelty per chunk."""
+    atlas fold writes it), novelty per chunk, and (structural) structural novelty rows per chunk as atlas
+    structural writes them: the confident predictions with a verified hit or none."""
     manifest = []
     queued = []
     for i in range(n):
@@ -120,6 +123,7 @@ def write_drop(
             k: [] for k in ("checksum", "best_hit", "identity", "query_coverage", "target_coverage", "evalue")
         }
         nov["novel"] = []
+        folds = []
         for rid, seq in rows:
             failed = rng.random() < 0.07
             centre = rng.choice([rng.gauss(45, 10), rng.gauss(80, 8)])
@@ -153,6 +157,21 @@ def write_drop(
             nov["target_coverage"].append(coverage)
             nov["evalue"].append(1e-10 if hit else None)
             nov["novel"].append(not (hit and identity >= 0.9 and coverage >= 0.8))
+            if not failed:
+                confident = mean >= MIN_PLDDT and ptm >= MIN_PTM
+                tm = rng.choice([None, rng.uniform(0.2, 0.95), rng.uniform(0.2, 0.95)]) if confident else None
+                folds.append(
+                    {
+                        "checksum": md5(seq),
+                        "confident": confident,
+                        "structure_hit": None if tm is None else f"{rng.randint(1, 9)}abc_A",
+                        "structure_tm": tm,
+                        "structure_aligned_length": None if tm is None else int(tm * len(seq)),
+                        "structure_candidates": (0 if tm is None else 7) if confident else None,
+                        "structure_verified": (0 if tm is None else 3) if confident else None,
+                        "structurally_novel": (tm is None or tm < MIN_TM) if confident else None,
+                    }
+                )
         table = pa.table(preds)
         table = table.append_column("drop", pa.array([drop] * len(rows))).append_column(
             "chunk", pa.array([chunk] * len(rows))
@@ -168,20 +187,25 @@ def write_drop(
         if novelty:
             (outdir / "novelty" / drop).mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.table(nov), outdir / "novelty" / drop / f"{chunk}.parquet")
+        if structural:
+            (outdir / "structural" / drop).mkdir(parents=True, exist_ok=True)
+            table = pa.Table.from_pylist(folds, schema=STRUCTURAL)
+            pq.write_table(table, outdir / "structural" / drop / f"{chunk}.parquet")
 
 
-def build_outdir(tmp_path: Path, drops=("drop1", "drop2", "drop3"), *, novelty=True, seed=7, n=140) -> Path:
+def build_outdir(
+    tmp_path: Path, drops=("drop1", "drop2", "drop3"), *, novelty=True, seed=7, n=140, structural=False
+) -> Path:
     rng = random.Random(seed)
     outdir = tmp_path / "results"
     seen: set[str] = set()
     for drop in drops:
-        write_drop(
-            outdir, drop, rng, n, seen, novelty=novelty, benchmark=drop != drops[-1] or len(drops) == 1
-        )
+        benchmark = drop != drops[-1] or len(drops) == 1
+        write_drop(outdir, drop, rng, n, seen, novelty=novelty, benchmark=benchmark, structural=structural)
     return outdir
 
 
-def expected_counts(outdir: Path, drops, novelty: bool) -> dict:
+def expected_counts(outdir: Path, drops, novelty: bool, structural: bool = False) -> dict:
     """Counts computed independently with pyarrow, straight from the files."""
     result = {}
     for drop in drops:
@@ -200,6 +224,12 @@ def expected_counts(outdir: Path, drops, novelty: bool) -> dict:
         if novelty:
             for path in sorted((outdir / "novelty" / drop).glob("*.parquet")):
                 nov.update({row["checksum"]: row["novel"] for row in pq.read_table(path).to_pylist()})
+        fold_novel = {}
+        for path in sorted((outdir / "structural" / drop).glob("*.parquet")) if structural else []:
+            rows = pq.read_table(path).to_pylist()
+            fold_novel.update(
+                {row["checksum"]: row["structurally_novel"] for row in rows if row["confident"]}
+            )
         ok = [p for p in preds if p["status"] == "ok"]
         high = [p for p in ok if p["mean_plddt"] >= MIN_PLDDT and p["ptm"] >= MIN_PTM]
         result[drop] = {
@@ -214,23 +244,32 @@ def expected_counts(outdir: Path, drops, novelty: bool) -> dict:
             "high_confidence": len(high),
             "novel": sum(bool(nov.get(p["checksum"])) for p in ok) if novelty else None,
             "high_confidence_novel": sum(bool(nov.get(p["checksum"])) for p in high) if novelty else None,
+            "high_confidence_structurally_novel": sum(bool(fold_novel.get(p["checksum"])) for p in high)
+            if structural
+            else None,
+            "high_confidence_novel_both": sum(
+                bool(fold_novel.get(p["checksum"]) and nov.get(p["checksum"])) for p in high
+            )
+            if structural and novelty
+            else None,
             "folded_residues": sum(p["length"] for p in ok),
         }
     return result
 
 
 def stage_files(outdir: Path, drops, novelty: bool = True) -> report.StageFiles:
-    """What the workflow declares: every manifest, predictions and novelty file of the drops."""
+    """What the workflow declares: every manifest, predictions, novelty and structural file of the drops."""
     return report.StageFiles(
         [str(outdir / "chunks" / d / "manifest.parquet") for d in drops if (outdir / "chunks" / d).is_dir()],
         [str(p) for d in drops for p in sorted((outdir / "predictions" / d).glob("*.parquet"))],
         [str(p) for d in drops for p in sorted((outdir / "novelty" / d).glob("*.parquet"))]
         if novelty
         else [],
+        [str(p) for d in drops for p in sorted((outdir / "structural" / d).glob("*.parquet"))],
     )
 
 
-def run_report(outdir: Path, drops, novelty: bool) -> dict:
+def run_report(outdir: Path, drops, novelty: bool, structural: bool = False) -> dict:
     settings = report.ReportSettings(
         drops=list(drops),
         min_plddt=MIN_PLDDT,
@@ -240,13 +279,15 @@ def run_report(outdir: Path, drops, novelty: bool) -> dict:
         min_coverage=0.8,
         min_length=16,
         max_length=1280,
+        structural=structural,
+        min_tm=MIN_TM,
     )
     files = stage_files(outdir, drops)  # stale novelty files too: novelty=False must ignore them
     report.write_report(files, outdir / "report", settings, index=outdir / "atlas" / "index.parquet")
     return json.loads((outdir / "report" / "summary.json").read_text())
 
 
-def build_index(outdir: Path, drops, novelty: bool = True) -> None:
+def build_index(outdir: Path, drops, novelty: bool = True, structural: bool = False) -> None:
     files = stage_files(outdir, drops, novelty)
     staged = outdir / "atlas" / "staged"
     index.build_index(
@@ -259,6 +300,8 @@ def build_index(outdir: Path, drops, novelty: bool = True) -> None:
         MIN_PLDDT,
         MIN_PTM,
         novelty,
+        structural=files.structural,
+        structural_computed=structural,
     )
 
 
@@ -274,19 +317,24 @@ def assert_png_ok(path: Path) -> None:
 def full(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("full")
     drops = ["drop1", "drop2", "drop3"]
-    outdir = build_outdir(tmp_path, drops)
-    build_index(outdir, drops)
-    return outdir, drops, run_report(outdir, drops, True)
+    outdir = build_outdir(tmp_path, drops, structural=True)
+    build_index(outdir, drops, structural=True)
+    return outdir, drops, run_report(outdir, drops, True, structural=True)
 
 
 def test_summary_counts_match_parquet(full):
     outdir, drops, summary = full
-    expected = expected_counts(outdir, drops, novelty=True)
+    expected = expected_counts(outdir, drops, novelty=True, structural=True)
     for drop in drops:
         assert summary["counts"]["per_drop"][drop] == expected[drop], drop
     total = summary["counts"]["total"]
-    for key in ("records", "rejected", "duplicates", "folded", "failed", "high_confidence", "novel"):
+    keys = ("records", "rejected", "duplicates", "folded", "failed", "high_confidence", "novel")
+    for key in (*keys, "high_confidence_structurally_novel", "high_confidence_novel_both"):
         assert total[key] == sum(expected[d][key] for d in drops), key
+    # confident predictions novel by structure (not all), and both ways (at most either way)
+    assert 0 < total["high_confidence_structurally_novel"] < total["high_confidence"]
+    assert 0 < total["high_confidence_novel_both"] <= total["high_confidence_novel"]
+    assert total["high_confidence_novel_both"] <= total["high_confidence_structurally_novel"]
     reasons = Counter()
     for drop in drops:
         reasons.update(expected[drop]["rejected_by_reason"])
@@ -343,6 +391,7 @@ def test_report_step_reads_only_the_declared_inputs(full, tmp_path):
             manifests=files.manifests,
             predictions=files.predictions,
             novelty=files.novelty,
+            structural=files.structural,
             index=str(outdir / "atlas" / "index.parquet"),
         ),
         output=SimpleNamespace(summary=str(tmp_path / "report" / "summary.json")),
@@ -355,6 +404,8 @@ def test_report_step_reads_only_the_declared_inputs(full, tmp_path):
             "min_coverage": 0.8,
             "min_length": 16,
             "max_length": 1280,
+            "structural": True,
+            "min_tm": MIN_TM,
         },
         log=[str(tmp_path / "report.log")],
     )
@@ -419,6 +470,15 @@ def test_no_novelty_and_tiny_data(tmp_path):
     assert summary["counts"]["per_drop"]["only"] == expected["only"]
     assert summary["novelty_computed"] is False
     assert summary["counts"]["total"]["high_confidence_novel"] is None
+    # no structure reference: said plainly, never zeros
+    assert summary["structural_computed"] is False
+    assert summary["counts"]["total"]["high_confidence_structurally_novel"] is None
+    page = (outdir / "report" / "index.html").read_text()
+    assert "Structural novelty was not computed" in page and "not computed (no structure reference)" in page
+    text = format_stats(counts_of(outdir), outdir)  # `atlas stats` before any index: over the files
+    assert "structural novelty not computed (no structure reference" in text
+    row = next(line for line in text.splitlines() if line.startswith("high confidence, novel by structure"))
+    assert row.split()[-2:] == ["n/a", "n/a"]
     for name in PNG_FILES:
         assert_png_ok(outdir / "report" / name)
 
@@ -475,3 +535,30 @@ def test_html_renders_in_headless_chromium(full, tmp_path):
     match = re.search(r'data-images="(\d+)/(\d+)"', out.stdout)
     assert match, "the load probe did not run:\n" + out.stdout[:500] + out.stderr[-1000:]
     assert match.group(1) == match.group(2) == str(len(PNG_FILES))
+
+
+def test_structure_tm_plot_and_page(full):
+    """The TM-score plot counts the confident predictions searched; the page shows their structural hits."""
+    outdir, drops, summary = full
+    rows = [
+        row
+        for drop in drops
+        for path in sorted((outdir / "structural" / drop).glob("*.parquet"))
+        for row in pq.read_table(path).to_pylist()
+        if row["confident"]
+    ]
+    assert summary["structure_tm"] == {
+        "searched": len(rows),
+        "no_hit": sum(row["structure_tm"] is None for row in rows),
+        "novel": sum(row["structurally_novel"] for row in rows),
+    }
+    assert summary["thresholds"]["min_tm"] == MIN_TM and summary["structural_computed"] is True
+    hits = {row["checksum"]: row["structure_hit"] for row in rows}
+    index_rows = pq.read_table(outdir / "atlas" / "index.parquet").to_pylist()
+    by_id = {row["id"]: row for row in index_rows}
+    for row in summary["top_predictions"]:
+        assert row["structure_hit"] == hits[by_id[row["id"]]["checksum"]] == by_id[row["id"]]["structure_hit"]
+    page = (outdir / "report" / "index.html").read_text()
+    assert "novel by structure" in page and "TM-score to the nearest reference structure" in page
+    assert any(row["structure_hit"] and row["structure_hit"] in page for row in summary["top_predictions"])
+    assert f"{summary['counts']['total']['high_confidence_structurally_novel']:,}" in page

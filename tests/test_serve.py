@@ -24,7 +24,7 @@ import pytest
 import uvicorn
 from Bio.PDB import PDBParser
 from starlette.testclient import TestClient
-from test_index import make_outdir
+from test_index import build_index, make_outdir, write_structural_and_clusters
 
 from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta
@@ -91,7 +91,14 @@ def build_demo(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def outdir(tmp_path_factory):
-    return make_outdir(tmp_path_factory.mktemp("atlas"))
+    """test_index's atlas with structural novelty rows and clusters."""
+    drops = ["d1", "d2", "d3"]
+    outdir = make_outdir(tmp_path_factory.mktemp("atlas"), build=False)
+    write_structural_and_clusters(outdir, drops)
+    structural = [p for drop in drops for p in sorted((outdir / "structural" / drop).glob("*.parquet"))]
+    clusters = outdir / "clusters" / "clusters.parquet"
+    build_index(outdir, drops, True, structural=structural, structural_computed=True, clusters=clusters)
+    return outdir
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +196,34 @@ def test_structure_page_and_json(client, outdir):
     )
 
 
+def test_structural_hit_in_search_and_structure_page(client, outdir):
+    rows = index_rows(outdir)
+    answer = client.get(
+        "/api/search", params={"sort": "structure_tm", "order": "asc", "per_page": 200}
+    ).json()
+    assert {"structure_hit", "structure_tm", "structurally_novel"} <= set(answer["rows"][0])
+    assert [r["structure_tm"] for r in answer["rows"]] == pytest.approx(
+        sorted(r["structure_tm"] for r in rows)
+    )
+    novel = client.get("/api/search", params={"structurally_novel": "true", "per_page": 200}).json()["rows"]
+    assert {r["id"] for r in novel} == {r["id"] for r in rows if r["structurally_novel"]} != set()
+    assert client.get("/api/search", params={"max_tm": 0.5}).json()["total"] == sum(
+        r["structure_tm"] <= 0.5 for r in rows
+    )
+    known = next(r for r in rows if not r["structurally_novel"])
+    data = client.get("/api/structure/" + quote(known["id"], safe="")).json()
+    assert data["structural"]["structure_hit"] == known["structure_hit"]
+    assert data["structural"]["structurally_novel"] is False
+    assert data["cluster"]["cluster"] == known["cluster"]
+    page = client.get("/structure/" + quote(known["id"], safe="")).text
+    assert f"{known['structure_hit']}: TM-score" in page and "novel fold" in page
+    listing = client.get("/", params={"structurally_novel": "false"}).text
+    assert known["structure_hit"] in listing and "novel fold" in listing
+    # seq1 is below the confidence thresholds: not searched
+    assert client.get("/api/structure/seq1").json()["structural"] is None
+    assert "not searched" in client.get("/structure/seq1").text
+
+
 def test_downloads_read_back(client):
     cif = client.get("/download/cif/seq0")
     assert cif.status_code == 200 and 'filename="seq0.cif"' in cif.headers["content-disposition"]
@@ -221,6 +256,8 @@ def test_drops_page(client, outdir):
         ("/api/search?max_ptm=7", 400, ["max_ptm", "between"]),
         ("/api/search?min_length=1.5", 400, ["integer"]),
         ("/api/search?novel=maybe", 400, ["novel"]),
+        ("/api/search?structurally_novel=maybe", 400, ["structurally_novel"]),
+        ("/api/search?max_tm=2", 400, ["max_tm", "between"]),
         ("/api/search?sort=mmcif", 400, ["sort"]),
         ("/api/search?sort=id;DROP%20TABLE%20x", 400, ["sort"]),
         ("/api/search?order=sideways", 400, ["order"]),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import random
 import re
 import shutil
 from pathlib import Path
 
+import duckdb
 import gemmi
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,7 +19,8 @@ import pytest
 from atlas import structural
 from atlas.cli import main as atlas_main
 from atlas.preflight import predictions_key
-from atlas.tables import PREDICTIONS
+from atlas.stats import counts_of
+from atlas.tables import PREDICTIONS, STRUCTURAL
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -250,7 +253,7 @@ def test_structural_chunk_end_to_end(tmp_path, test_data):
     argv += ["--sensitivity", "7.5", "--max-seqs", "1000", "--prefilter-mode", "1", "--threads", "2"]
     assert atlas_main(argv) == 0
     table = pq.read_table(output)
-    assert table.schema.equals(structural.STRUCTURAL)
+    assert table.schema.equals(STRUCTURAL)
     result = {row["checksum"]: row for row in table.to_pylist()}
     assert list(result) == [f"c{index}" for index in range(len(queries))] + ["low"]  # failed: no row
 
@@ -361,6 +364,32 @@ def test_workflow_adds_structural_rows_and_clusters_drop_by_drop(tmp_path, test_
     }
     assert {row["checksum"] for row in table} == folded
     assert len({row["cluster"] for row in table}) == sum(row["representative"] for row in table)
+    # the atlas carries them: the index's structural and cluster columns, the clusters view, the counts
+    searched = {
+        row["checksum"]: row
+        for drop in ("drop1", "drop2")
+        for row in pq.read_table(results / "structural" / drop).to_pylist()
+    }
+    index_rows = pq.read_table(results / "atlas" / "index.parquet").to_pylist()
+    assert {row["checksum"] for row in index_rows} == folded  # every prediction passes min_plddt/min_ptm 0
+    cluster_of = {row["checksum"]: row["cluster"] for row in table}
+    for row in index_rows:
+        assert row["structural_computed"] is True and row["cluster"] == cluster_of[row["checksum"]]
+        for name in ("structure_hit", "structure_verified", "structurally_novel"):
+            assert row[name] == searched[row["checksum"]][name], name
+    stats = counts_of(results)
+    assert stats["structural_computed"] is True
+    assert stats["total"]["high_confidence_structurally_novel"] == sum(
+        row["structurally_novel"] for row in searched.values()
+    )
+    with duckdb.connect(str(results / "atlas" / "atlas.duckdb"), read_only=True) as connection:
+        connection.execute(f"SET VARIABLE atlas_outdir = '{results}'")
+        clusters = connection.execute("SELECT cluster, representative, members FROM clusters").fetchall()
+    assert sorted(clusters) == sorted(
+        (row["cluster"], row["checksum"], row["cluster_size"]) for row in table if row["representative"]
+    )
+    summary = json.loads((results / "report" / "summary.json").read_text())
+    assert summary["structural_computed"] is True and summary["structure_tm"]["searched"] == len(searched)
     dry = run([drop1, drop2], "--dry-run")
     assert "Nothing to be done" in dry or "structural_chunk" not in dry
 

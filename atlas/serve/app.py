@@ -3,10 +3,12 @@
 URLs (stable: people share them, scripts call them):
     /                               search and results (query parameters: see atlas.serve.store)
     /drops                          what each drop added ("new in this drop")
-    /structure/{id}                 one prediction: 3D view coloured by pLDDT, pLDDT plot, PAE, hit, metadata
+    /structure/{id}                 one prediction: 3D view coloured by pLDDT, pLDDT plot, PAE, sequence hit,
+                                    best structural hit, cluster, metadata
     /download/cif/{id}, /download/pdb/{id}   the structure as mmCIF or PDB
     /api/search?q=...               one page of results as JSON (same parameters as /)
-    /api/structure/{id}             one prediction as JSON (metrics, per-residue pLDDT, hit, header)
+    /api/structure/{id}             one prediction as JSON (metrics, per-residue pLDDT, novelty, structural,
+                                    cluster, header)
     /api/pae/{id}                   the stored PAE: L x L bytes (0.5 A steps, row-major); 404 when not stored
     /api/drops                      the drops summary as JSON
     /static/...                     the packaged assets (3Dmol.js, CSS, scripts)
@@ -95,6 +97,12 @@ def _structure_json(data: dict) -> dict:
         "plddt": _json_value(prediction.get("plddt")),
         "pae_stored": prediction.get("pae") is not None,
         "novelty": _json_value(data["novelty"]),
+        "structural": _json_value(data["structural"]),
+        "cluster": _json_value(
+            {name: data["place"]["atlas"].get(name) for name in ("cluster", "cluster_representative")}
+            if data["place"]["atlas"]
+            else None
+        ),
         "header": _json_value(data["header"]),
         "downloads": {
             kind: structure_url(prediction["id"], prediction["drop"], f"/download/{kind}/")

@@ -41,11 +41,12 @@ LISTING_MEMORY = "1GB"
 # Columns of a results row, in display order; those the index lacks are left out.
 RESULT_COLUMNS = (
     "id", "drop", "length", "mean_plddt", "ptm", "num_conf", "max_pae", "best_hit", "identity",
-    "query_coverage", "novel", "description", "is_fragment",
+    "query_coverage", "novel", "structure_hit", "structure_tm", "structurally_novel", "description",
+    "is_fragment",
 )  # fmt: skip
 SORTABLE = (
     "id", "drop", "length", "mean_plddt", "ptm", "num_conf", "max_pae", "identity", "query_coverage",
-    "evalue",
+    "evalue", "structure_tm",
 )  # fmt: skip
 RANGES = {  # filter parameter -> (column, comparison, bounds)
     "min_plddt": ("mean_plddt", ">=", (0.0, 100.0)),
@@ -55,9 +56,11 @@ RANGES = {  # filter parameter -> (column, comparison, bounds)
     "min_length": ("length", ">=", (0, 1_000_000)),
     "max_length": ("length", "<=", (0, 1_000_000)),
     "max_identity": ("identity", "<=", (0.0, 1.0)),
+    "max_tm": ("structure_tm", "<=", (0.0, 1.0)),
 }
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-SEARCH_PARAMETERS = {"q", *RANGES, "novel", "fragment", "drop", "header", "sort", "order", "page", "per_page"}
+FLAGS = ("novel", "structurally_novel", "fragment")  # true/false filters; fragment: the is_fragment column
+SEARCH_PARAMETERS = {"q", *RANGES, *FLAGS, "drop", "header", "sort", "order", "page", "per_page"}
 HEADER_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -74,6 +77,7 @@ class Search:
     q: str = ""
     ranges: dict[str, float] = field(default_factory=dict)
     novel: bool | None = None
+    structurally_novel: bool | None = None
     fragment: bool | None = None
     drop: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -87,8 +91,10 @@ class Search:
         values = {
             "q": self.q or None,
             **{name: _number_text(value) for name, value in self.ranges.items()},
-            "novel": None if self.novel is None else str(self.novel).lower(),
-            "fragment": None if self.fragment is None else str(self.fragment).lower(),
+            **{
+                name: None if getattr(self, name) is None else str(getattr(self, name)).lower()
+                for name in FLAGS
+            },
             "drop": self.drop,
             "sort": None if self.sort == "mean_plddt" else self.sort,
             "order": None if self.order == "desc" else self.order,
@@ -144,7 +150,7 @@ def parse_search(items: list[tuple[str, str]]) -> Search:
         elif name in RANGES:
             if text.strip():
                 search.ranges[name] = _number(name, text.strip(), RANGES[name][2])
-        elif name in ("novel", "fragment"):
+        elif name in FLAGS:
             setattr(search, name, _boolean(name, text.strip()))
         elif name == "drop":
             search.drop = text or None
@@ -183,6 +189,7 @@ class Atlas:
         self._connection = None
         self._stamp = None
         self.columns: dict[str, list[str]] = {}
+        self.has_structural = False
         self.drops: list[str] = []
         self._drop_summary = None
         self.cursor()  # fail at start, not at the first request, when there is no atlas
@@ -199,10 +206,16 @@ class Atlas:
         with self._lock:
             if stamp != self._stamp:
                 connection = connect(self.outdir)
+                views = {
+                    row[0] for row in connection.execute("SELECT view_name FROM duckdb_views()").fetchall()
+                }
                 self.columns = {
                     view: [row[0] for row in connection.execute(f"DESCRIBE {view}").fetchall()]
                     for view in ("atlas", "predictions", "manifest", "novelty")
                 }
+                # only whether it exists (a database of an earlier version has none): describing a view
+                # binds it, which reads the footer of every file it globs
+                self.has_structural = "structural" in views
                 self.drops = list(connection.execute("SELECT drops FROM atlas_info").fetchone()[0])
                 self._connection, self._stamp, self._drop_summary = connection, stamp, None
             connection = self._connection
@@ -270,6 +283,11 @@ class Atlas:
         if search.novel is not None:
             clauses.append("novel IS NOT DISTINCT FROM ?")
             values.append(search.novel)
+        if search.structurally_novel is not None:
+            if "structurally_novel" not in atlas_columns:
+                raise BadRequest("this atlas has no structural novelty (its index predates it)")
+            clauses.append("structurally_novel IS NOT DISTINCT FROM ?")
+            values.append(search.structurally_novel)
         if search.fragment is not None:
             if "is_fragment" not in atlas_columns:
                 raise BadRequest("this atlas has no is_fragment column (its manifests carry no header data)")
@@ -396,7 +414,8 @@ class Atlas:
         raise NotFound(f"no record with id {identifier!r} in this atlas")
 
     def structure(self, identifier: str, drop: str | None = None) -> dict:
-        """Everything the structure page shows: the prediction row, novelty, header metadata, index row."""
+        """Everything the structure page shows: the prediction row, novelty, structural novelty (the
+        confident row of its chunk's structural file; None when not searched), header metadata, index row."""
         place = self.locate(identifier, drop)
         cursor = self.cursor()
         key = 'id = ? AND "drop" = ? AND chunk = ?'
@@ -418,6 +437,15 @@ class Atlas:
             "checksum = ?",
             [prediction["checksum"]],
         )
+        structural = []
+        if self.has_structural:
+            structural = self._rows(
+                cursor,
+                "structural",
+                self._stage_file("structural", place["drop"], place["chunk"]),
+                "checksum = ? AND confident",
+                [prediction["checksum"]],
+            )
         manifest_path = (self.outdir / "chunks" / place["drop"] / "manifest.parquet").resolve()
         inside = (self.outdir / "chunks").resolve() in manifest_path.parents and manifest_path.is_file()
         header = self._rows(
@@ -431,6 +459,7 @@ class Atlas:
             "place": place,
             "prediction": prediction,
             "novelty": novelty[0] if novelty else None,
+            "structural": structural[0] if structural else None,
             "header": {
                 name: value
                 for name, value in (header[0] if header else {}).items()

@@ -34,6 +34,7 @@ rule drop_outcomes:
         manifest=MANIFEST_FILE,
         predictions=drop_predictions,
         novelty=drop_novelty,
+        structural=drop_structural,
     output:
         part=DROP_OUTCOMES,
     log:
@@ -58,6 +59,8 @@ rule atlas_index:
         parts=expand(DROP_OUTCOMES, drop=DROPS),
         predictions=all_predictions,
         novelty=all_novelty,
+        structural=all_structural,
+        clusters=CLUSTERS_TABLE,
     output:
         index=f"{OUTDIR}/atlas/staged/index.parquet",
         database=f"{OUTDIR}/atlas/staged/atlas.duckdb",
@@ -74,5 +77,6 @@ rule atlas_index:
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
         novelty=bool(NOVELTY_REFERENCE),
+        structural=bool(STRUCTURE_REFERENCE),
     script:
         "../scripts/atlas_index.py"

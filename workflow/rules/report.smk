@@ -11,6 +11,7 @@ rule report:
         manifests=all_manifests,
         predictions=all_predictions,
         novelty=all_novelty,
+        structural=all_structural,
     output:
         summary=f"{REPORT_DIR}/summary.json",
         html=report(
@@ -43,6 +44,12 @@ rule report:
             category="Atlas",
             labels={"figure": "identity to nearest reference hit"},
         ),
+        structure_tm=report(
+            f"{REPORT_DIR}/structure_tm.png",
+            caption="../report/structure_tm.rst",
+            category="Atlas",
+            labels={"figure": "TM-score to the nearest reference structure"},
+        ),
         fold_throughput=report(
             f"{REPORT_DIR}/fold_throughput.png",
             caption="../report/fold_throughput.rst",
@@ -64,5 +71,7 @@ rule report:
         min_coverage=config["novelty"]["min_coverage"],
         min_length=config["min_length"],
         max_length=config["max_length"],
+        structural=bool(STRUCTURE_REFERENCE),
+        min_tm=config["structural_novelty"]["min_tm"],
     script:
         "../scripts/atlas_report.py"

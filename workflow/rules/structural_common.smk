@@ -21,6 +21,13 @@ def structure_reference_mb(input):
     return sum(path.stat().st_size for path in build.rglob("*") if path.is_file()) / 1e6
 
 
+def drop_structural(wildcards):
+    """A drop's structural novelty files (none without a structure reference)."""
+    if not STRUCTURE_REFERENCE:
+        return []
+    return [STRUCTURAL_FILE.format(drop=wildcards.drop, chunk=chunk) for chunk in drop_chunks(wildcards.drop)]
+
+
 def drop_predictions(wildcards):
     return [
         PREDICTIONS_FILE.format(drop=wildcards.drop, chunk=chunk) for chunk in drop_chunks(wildcards.drop)
