@@ -405,68 +405,70 @@ def log_counts(
     )
 
 
-def run_index_step(job) -> int:
-    """Entry point of rule atlas_index (workflow/scripts/atlas_index.py): `job` is the script's `snakemake`
-    object; its inputs manifests/lookups/predictions/novelty/structural/clusters, outputs index/database,
-    params drops/min_plddt/min_ptm/novelty/structural and log. Errors go to the log and return 1."""
+def _run_step(job, name: str, step) -> int:
+    """Run `step()` (returns the line to log) as a rule's script: DuckDB within the job's memory request (it
+    would take 80% of the node's), stderr to the rule's log, errors logged and returned as 1."""
     import contextlib
 
     import duckdb
 
-    # DuckDB's memory within the job's request (it would take 80% of the node's), spilling beyond it
     os.environ.setdefault("ATLAS_INDEX_MEMORY_LIMIT", f"{int(job.resources.mem_mb * 3 / 4)}MB")
     with open(job.log[0], "w") as log, contextlib.redirect_stderr(log):
-        params = job.params
         try:
-            counts = build_index(
-                job.input.manifests,
-                job.input.predictions,
-                job.input.novelty,
-                job.output.index,
-                job.output.database,
-                list(params.drops),
-                params.min_plddt,
-                params.min_ptm,
-                bool(params.novelty),
-                job.input.lookups,
-                structural=job.input.structural,
-                structural_computed=bool(params.structural),
-                clusters=job.input.clusters or None,
-                outcome_parts=job.input.parts,
-            )
+            _log(step())
         except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
-            print(f"atlas index: error: {error}", file=sys.stderr)
+            print(f"{name}: error: {error}", file=sys.stderr)
             return 1
-        structural = bool(params.structural)
-        _log(log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm, structural))
     return 0
+
+
+def run_index_step(job) -> int:
+    """Entry point of rule atlas_index (workflow/scripts/atlas_index.py): `job` is the script's `snakemake`
+    object; its inputs manifests/lookups/parts/predictions/novelty/structural/clusters, outputs
+    index/database, params drops/min_plddt/min_ptm/novelty/structural and log."""
+    params = job.params
+
+    def step() -> str:
+        counts = build_index(
+            job.input.manifests,
+            job.input.predictions,
+            job.input.novelty,
+            job.output.index,
+            job.output.database,
+            list(params.drops),
+            params.min_plddt,
+            params.min_ptm,
+            bool(params.novelty),
+            job.input.lookups,
+            structural=job.input.structural,
+            structural_computed=bool(params.structural),
+            clusters=job.input.clusters or None,
+            outcome_parts=job.input.parts,
+        )
+        structural = bool(params.structural)
+        return log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm, structural)
+
+    return _run_step(job, "atlas index", step)
 
 
 def run_drop_outcomes_step(job) -> int:
     """Entry point of rule drop_outcomes (workflow/scripts/drop_outcomes.py): inputs manifest/predictions/
-    novelty of one drop, output part, params min_plddt/min_ptm, log."""
-    import contextlib
+    novelty/structural of one drop, output part, params min_plddt/min_ptm, log."""
+    params, files = job.params, job.input
 
-    import duckdb
+    def step() -> str:
+        counts = write_drop_outcomes(
+            files.manifest,
+            files.predictions,
+            files.novelty,
+            job.output.part,
+            params.min_plddt,
+            params.min_ptm,
+            files.structural,
+        )
+        return f"{job.wildcards.drop}: {json.dumps(counts)}"
 
-    os.environ.setdefault("ATLAS_INDEX_MEMORY_LIMIT", f"{int(job.resources.mem_mb * 3 / 4)}MB")
-    with open(job.log[0], "w") as log, contextlib.redirect_stderr(log):
-        params = job.params
-        try:
-            counts = write_drop_outcomes(
-                job.input.manifest,
-                job.input.predictions,
-                job.input.novelty,
-                job.output.part,
-                params.min_plddt,
-                params.min_ptm,
-                job.input.structural,
-            )
-        except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
-            print(f"atlas drop outcomes: error: {error}", file=sys.stderr)
-            return 1
-        _log(f"{job.wildcards.drop}: {json.dumps(counts)}")
-    return 0
+    return _run_step(job, "atlas drop outcomes", step)
 
 
 def drop_stage_files(

@@ -16,7 +16,7 @@ import pytest
 from Bio import SeqIO
 from Bio.PDB import PDBParser
 from Bio.SeqUtils.CheckSum import crc64 as biopython_crc64
-from test_index import build_index, make_outdir, write_structural_and_clusters
+from test_index import make_outdir, make_structural_outdir
 
 from atlas import export
 from atlas.cli import main as atlas_main
@@ -380,13 +380,7 @@ def test_export_by_id_reads_through_the_lookups_and_equals_where(outdir, tmp_pat
 @pytest.fixture(scope="module")
 def clustered(tmp_path_factory):
     """test_index's atlas with structural novelty rows and clusters."""
-    drops = ["d1", "d2", "d3"]
-    outdir = make_outdir(tmp_path_factory.mktemp("clustered"), build=False)
-    write_structural_and_clusters(outdir, drops)
-    structural = [p for drop in drops for p in sorted((outdir / "structural" / drop).glob("*.parquet"))]
-    clusters = outdir / "clusters" / "clusters.parquet"
-    build_index(outdir, drops, True, structural=structural, structural_computed=True, clusters=clusters)
-    return outdir
+    return make_structural_outdir(tmp_path_factory.mktemp("clustered"))
 
 
 def test_representatives_export_and_structural_columns(clustered, tmp_path, capsys):

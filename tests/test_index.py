@@ -490,6 +490,17 @@ def test_a_drop_part_stops_on_a_queued_record_without_prediction(tmp_path):
     assert not part.exists() and not list(part.parent.iterdir())
 
 
+def make_structural_outdir(root: Path) -> Path:
+    """make_outdir's atlas with structural novelty rows and clusters (write_structural_and_clusters)."""
+    drops = ["d1", "d2", "d3"]
+    outdir = make_outdir(root, build=False)
+    write_structural_and_clusters(outdir, drops)
+    structural = [p for drop in drops for p in sorted((outdir / "structural" / drop).glob("*.parquet"))]
+    clusters = outdir / "clusters" / "clusters.parquet"
+    build_index(outdir, drops, True, structural=structural, structural_computed=True, clusters=clusters)
+    return outdir
+
+
 def write_structural_and_clusters(outdir: Path, drops: list[str], seed: int = 3) -> dict[str, list[dict]]:
     """Structural rows for every ok prediction (confident ones with a hit, a TM-score and a verdict, as
     atlas.structural writes them) and a cluster table made by atlas.clusters from per-drop members: the

@@ -24,7 +24,7 @@ import pytest
 import uvicorn
 from Bio.PDB import PDBParser
 from starlette.testclient import TestClient
-from test_index import build_index, make_outdir, write_structural_and_clusters
+from test_index import make_outdir, make_structural_outdir
 
 from atlas.cli import main as atlas_main
 from atlas.fasta import read_fasta
@@ -92,13 +92,7 @@ def build_demo(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def outdir(tmp_path_factory):
     """test_index's atlas with structural novelty rows and clusters."""
-    drops = ["d1", "d2", "d3"]
-    outdir = make_outdir(tmp_path_factory.mktemp("atlas"), build=False)
-    write_structural_and_clusters(outdir, drops)
-    structural = [p for drop in drops for p in sorted((outdir / "structural" / drop).glob("*.parquet"))]
-    clusters = outdir / "clusters" / "clusters.parquet"
-    build_index(outdir, drops, True, structural=structural, structural_computed=True, clusters=clusters)
-    return outdir
+    return make_structural_outdir(tmp_path_factory.mktemp("atlas"))
 
 
 @pytest.fixture(scope="module")
