@@ -69,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atlas.chunkstore import write_shards
 from atlas.config import schema_defaults
 from atlas.fasta import (
     BLOCK_SIZE,
@@ -183,10 +184,12 @@ def split_drop(
     memory_limit: str | None = None,
     workers: int | None = None,
     block_size: int = BLOCK_SIZE,
+    shards: Sequence[str | Path] = (),
 ) -> SplitSummary:
     """Validate, deduplicate and chunk one drop (module docstring). Raises SplitError or FastaFormatError
     for bad input, after removing the manifest of this drop. `progress`: None shows a bar for large inputs;
-    `workers`: parsing processes (default: the CPUs this process may use; 1 parses in this process)."""
+    `workers`: parsing processes (default: the CPUs this process may use; 1 parses in this process);
+    `shards`: the chunk FASTAs go into these shard files (atlas.chunkstore) instead of beside the manifest."""
     start = time.monotonic()
     fasta, manifest = Path(fasta), Path(manifest)
     out_dir = manifest.parent
@@ -229,7 +232,7 @@ def split_drop(
             memory_limit,
         )
         clock = time.monotonic()
-        summary.kept = _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta)
+        summary.kept = _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, shards=shards)
         summary.stages["install"] = time.monotonic() - clock
     except BaseException:
         if temp is not None:
@@ -245,13 +248,17 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path) -> int:
+def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path, shards: Sequence = ()) -> int:
     """Chunks in (an identical file already there is kept as it is, mtime included), chunks that the new
     manifest does not name out (never `keep`, the input), the manifest last (kept too when identical).
-    Returns the number of chunk FASTAs kept."""
+    With `shards`, the chunks are packed into those files instead (atlas.chunkstore). Returns the number
+    of chunk FASTAs kept."""
     out_dir = manifest.parent
     new = {path.name for path in chunk_dir.iterdir()}
     kept = 0
+    if shards:
+        write_shards(chunk_dir, [Path(name).stem for name in new], [Path(shard) for shard in shards])
+        new = set()  # no chunk FASTA beside the manifest
     for name in sorted(new):
         target = out_dir / name
         if target.is_file() and filecmp.cmp(chunk_dir / name, target, shallow=False):
@@ -854,6 +861,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PARQUET",
         help="manifests of earlier drops, in arrival order: their queued sequences are not queued again",
     )
+    parser.add_argument(
+        "--shards",
+        nargs="*",
+        default=[],
+        metavar="PARQUET",
+        help="pack the chunk FASTAs into these shard files (atlas.chunkstore) instead of writing them beside"
+        " the manifest: for remote storage",
+    )
     defaults = schema_defaults()  # the config schema's, defined there once
     parser.add_argument("--min-length", type=int, default=defaults.get("min_length"))
     parser.add_argument("--max-length", type=int, default=defaults.get("max_length"))
@@ -886,6 +901,7 @@ def split_main(argv: list[str]) -> int:
             args.length_buckets,
             args.chunk_residues,
             args.max_chunks,
+            shards=args.shards,
         )
     except (SplitError, FastaFormatError, OSError) as error:  # OSError: unwritable output, disk full
         print(f"atlas split: error: {error}", file=sys.stderr)

@@ -14,6 +14,7 @@ from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod, SharedFSUsage
 from snakemake.utils import validate
 
+from atlas.chunkstore import SHARDS, shard_chunks
 from atlas.lock import OutdirLock, OutdirLocked
 from atlas.preflight import PreflightError, check_config, drop_entries, model_problems, predictions_key
 
@@ -50,6 +51,15 @@ shell.prefix(
 # Where each stage writes, defined once; rules and input functions format these patterns.
 MANIFEST_FILE = f"{OUTDIR}/chunks/{{drop}}/manifest.parquet"
 CHUNK_FASTA = f"{OUTDIR}/chunks/{{drop}}/{{chunk}}.fasta"
+# With remote storage the split packs the chunk FASTAs into SHARDS files named in advance (a checkpoint can
+# declare no file whose name it learns while running), and rule chunk_from_shard cuts each chunk FASTA out
+# of its shard. On a shared filesystem the split writes the chunk FASTAs itself (no shards, no extra job).
+CHUNK_SHARD = f"{OUTDIR}/chunks/{{drop}}/shards/{{shard}}.parquet"
+SPLIT_SHARDS = [] if LOCAL_FILES else [CHUNK_SHARD.replace("{shard}", f"{shard:02d}") for shard in range(SHARDS)]
+# Chunks cut out of one shard in one group job: it retrieves the shard once. Bounded so that the group's
+# command line (a `--target-jobs` entry per chunk, one `sh -c` argument on Kubernetes) stays far below the
+# 128 KiB limit of one argument.
+CHUNKS_PER_GROUP_JOB = 250
 PREDICTIONS_FILE = f"{OUTDIR}/predictions/{MODEL_KEY}/{{drop}}/{{chunk}}.parquet"
 NOVELTY_FILE = f"{OUTDIR}/novelty/{{drop}}/{{chunk}}.parquet"
 
@@ -140,7 +150,27 @@ def local_copy(iofile):
 def queued_chunks(manifest, mtime_ns, size):
     """Chunk names of a manifest's queued rows, sorted (cached per manifest version)."""
     table = pq.read_table(manifest, columns=["chunk"], filters=[("status", "==", "queued")])
-    return sorted(set(table.column("chunk").to_pylist()))
+    return tuple(sorted(set(table.column("chunk").to_pylist())))
+
+
+@cache
+def chunk_places(chunks):
+    """chunk -> (its shard, its group job) of a drop's sorted chunk names (atlas.chunkstore.shard_chunks)."""
+    places = {}
+    for shard, names in enumerate(shard_chunks(chunks, SHARDS)):
+        for position, chunk in enumerate(names):
+            places[chunk] = (shard, position // CHUNKS_PER_GROUP_JOB)
+    return places
+
+
+def chunk_shard(wildcards):
+    shard, _ = chunk_places(drop_chunks(wildcards.drop))[wildcards.chunk]
+    return CHUNK_SHARD.format(drop=wildcards.drop, shard=f"{shard:02d}")
+
+
+def chunk_group(wildcards):
+    shard, group = chunk_places(drop_chunks(wildcards.drop))[wildcards.chunk]
+    return f"chunks-{wildcards.drop}-{shard:02d}-{group}"
 
 
 def drop_chunks(drop):
@@ -182,8 +212,9 @@ def all_novelty(wildcards):
 # One novelty search job covers consecutive chunks of a drop, up to `novelty.job_residues` residues, so its
 # fixed cost (process start, mapping the reference and its index, at UniRef90 size reading it from disk) is
 # paid once per many chunks. Its chunk list travels as names (a bounded command line); it writes one Parquet
-# per chunk into a temporary folder, copied to each chunk's NOVELTY_FILE by a local rule.
-NOVELTY_JOB_DIR = f"{OUTDIR}/novelty/{{drop}}/.jobs/{{job}}"
+# per chunk, packed into one temporary tar (one file, not a folder: it travels through remote storage like
+# any output), from which a local rule takes each chunk's NOVELTY_FILE.
+NOVELTY_JOB_TAR = f"{OUTDIR}/novelty/{{drop}}/.jobs/{{job}}.tar"
 NOVELTY_MAX_CHUNKS_PER_JOB = 200
 NOVELTY_CHUNKS_PER_JOB = max(
     1, min(NOVELTY_MAX_CHUNKS_PER_JOB, config["novelty"]["job_residues"] // config["chunk_residues"])
@@ -210,7 +241,7 @@ def novelty_job_fastas(wildcards):
 
 def novelty_job_of_chunk(wildcards):
     job = novelty_jobs(wildcards.drop)[1][wildcards.chunk]
-    return NOVELTY_JOB_DIR.format(drop=wildcards.drop, job=job)
+    return NOVELTY_JOB_TAR.format(drop=wildcards.drop, job=job)
 
 
 def all_manifests(wildcards):

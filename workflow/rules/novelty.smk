@@ -1,4 +1,5 @@
 import shutil
+import tarfile
 
 
 rule reference_db:
@@ -24,10 +25,11 @@ rule reference_db:
 
 rule novelty_search:
     input:
-        fastas=novelty_job_fastas,
+        # ancient: chunks are named by content, a rewritten chunk FASTA holds the same sequences (as in fold)
+        fastas=ancient(novelty_job_fastas),
         db=REFERENCE_DB,
     output:
-        chunks=temp(directory(NOVELTY_JOB_DIR)),
+        chunks=temp(NOVELTY_JOB_TAR),
     log:
         f"{OUTDIR}/logs/novelty/{{drop}}/{{job}}.log",
     benchmark:
@@ -44,10 +46,13 @@ rule novelty_search:
         min_coverage=config["novelty"]["min_coverage"],
         sensitivity=config["novelty"]["sensitivity"],
     shell:
+        # one Parquet per chunk into a folder of its own, then packed into the one output file
+        "searched=$(mktemp -d {output.chunks:q}.tmp-XXXXXX); trap 'rm -rf \"$searched\"' EXIT; "
         "atlas novelty --chunk-dir {params.chunk_dir:q} --chunks {params.chunks:q}"
-        " --output-dir {output.chunks:q} --reference-db {input.db:q}"
+        ' --output-dir "$searched" --reference-db {input.db:q}'
         " --max-identity {params.max_identity} --min-coverage {params.min_coverage}"
-        " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1"
+        " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1; "
+        'tar -cf {output.chunks:q} -C "$searched" .' 
 
 
 rule novelty_chunk:
@@ -59,4 +64,5 @@ rule novelty_chunk:
         f"{OUTDIR}/logs/novelty/{{drop}}/{{chunk}}.copy.log",
     localrule: True
     run:
-        shutil.copyfile(Path(input.job) / f"{wildcards.chunk}.parquet", output.novelty)
+        with tarfile.open(input.job) as job, open(output.novelty, "wb") as novelty:
+            shutil.copyfileobj(job.extractfile(f"./{wildcards.chunk}.parquet"), novelty)
