@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.chunkstore import write_shards
+from atlas.chunkstore import install_slots
 from atlas.config import schema_defaults
 from atlas.fasta import (
     BLOCK_SIZE,
@@ -184,12 +184,13 @@ def split_drop(
     memory_limit: str | None = None,
     workers: int | None = None,
     block_size: int = BLOCK_SIZE,
-    shards: Sequence[str | Path] = (),
+    slot_dir: str | Path | None = None,
+    slots: int = 0,
 ) -> SplitSummary:
     """Validate, deduplicate and chunk one drop (module docstring). Raises SplitError or FastaFormatError
     for bad input, after removing the manifest of this drop. `progress`: None shows a bar for large inputs;
     `workers`: parsing processes (default: the CPUs this process may use; 1 parses in this process);
-    `shards`: the chunk FASTAs go into these shard files (atlas.chunkstore) instead of beside the manifest."""
+    `slot_dir`: the chunk FASTAs go into `slots` slot files there (atlas.chunkstore), not beside the manifest."""
     start = time.monotonic()
     fasta, manifest = Path(fasta), Path(manifest)
     out_dir = manifest.parent
@@ -232,7 +233,7 @@ def split_drop(
             memory_limit,
         )
         clock = time.monotonic()
-        summary.kept = _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, shards=shards)
+        summary.kept = _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, slots=(slot_dir, slots))
         summary.stages["install"] = time.monotonic() - clock
     except BaseException:
         if temp is not None:
@@ -248,16 +249,17 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path, shards: Sequence = ()) -> int:
+def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path, slots: tuple = (None, 0)) -> int:
     """Chunks in (an identical file already there is kept as it is, mtime included), chunks that the new
     manifest does not name out (never `keep`, the input), the manifest last (kept too when identical).
-    With `shards`, the chunks are packed into those files instead (atlas.chunkstore). Returns the number
-    of chunk FASTAs kept."""
+    With `slots` (a folder and a count), the chunks go into slot files there instead (atlas.chunkstore).
+    Returns the number of chunk FASTAs kept."""
     out_dir = manifest.parent
     new = {path.name for path in chunk_dir.iterdir()}
     kept = 0
-    if shards:
-        write_shards(chunk_dir, [Path(name).stem for name in new], [Path(shard) for shard in shards])
+    slot_dir, slot_count = slots
+    if slot_dir is not None:
+        install_slots(chunk_dir, Path(slot_dir), slot_count)
         new = set()  # no chunk FASTA beside the manifest
     for name in sorted(new):
         target = out_dir / name
@@ -862,13 +864,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifests of earlier drops, in arrival order: their queued sequences are not queued again",
     )
     parser.add_argument(
-        "--shards",
-        nargs="*",
-        default=[],
-        metavar="PARQUET",
-        help="pack the chunk FASTAs into these shard files (atlas.chunkstore) instead of writing them beside"
-        " the manifest: for remote storage",
+        "--slot-dir",
+        type=Path,
+        help="write the chunk FASTAs as slot files there (atlas.chunkstore), not beside the manifest:"
+        " for remote storage",
     )
+    parser.add_argument("--slots", type=int, default=0, help="how many slot files (max_chunks_per_drop)")
     defaults = schema_defaults()  # the config schema's, defined there once
     parser.add_argument("--min-length", type=int, default=defaults.get("min_length"))
     parser.add_argument("--max-length", type=int, default=defaults.get("max_length"))
@@ -901,7 +902,8 @@ def split_main(argv: list[str]) -> int:
             args.length_buckets,
             args.chunk_residues,
             args.max_chunks,
-            shards=args.shards,
+            slot_dir=args.slot_dir,
+            slots=args.slots,
         )
     except (SplitError, FastaFormatError, OSError) as error:  # OSError: unwritable output, disk full
         print(f"atlas split: error: {error}", file=sys.stderr)

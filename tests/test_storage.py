@@ -1,8 +1,8 @@
 """The whole workflow with S3 as default storage: moto's S3 server on 127.0.0.1, snakemake-storage-plugin-s3.
 
-Every input and output lives in the bucket: the splits (drop 2's fetches drop 1's manifest), the chunk FASTAs
-cut out of the split's shards, the fold jobs (tiny model on CPU), the novelty search, the clusters, the
-index and the report. A second run reruns nothing, and the report, read back from the bucket, still
+Every input and output lives in the bucket: the splits (drop 2's fetches drop 1's manifest) with their chunk
+FASTAs as slot files, the fold jobs (tiny model on CPU), the novelty search against a packed reference, the
+clusters, the index and the report. A second run reruns nothing, and the report, read back from the bucket, still
 accounts for every record and the index for every novel prediction. The same holds remote-style
 (`--shared-fs-usage none`, jobs submitted through the cluster-generic executor as separate Snakemake
 processes, as workflow/profiles/kubernetes runs them).
@@ -80,7 +80,10 @@ def run_snakemake(workdir: Path, endpoint: str, *args: str) -> str:
         "outdir": "results",
         "model": "tiny",
         "device": "cpu",
-        "chunk_residues": 2000,
+        # two length buckets, a chunk each: few jobs (each remote job is a Snakemake process of its own)
+        "length_buckets": [256, 1280],
+        "chunk_residues": 1_000_000,
+        "max_chunks_per_drop": 4,
         "max_tokens_per_batch": 1024,
         "fold_threads": 1,
         "num_recycles": 0,
@@ -125,12 +128,18 @@ def fasta_records(name: str) -> int:
 def check_atlas_in_bucket(client) -> None:
     """Every stage's files are in the bucket and account for every record of the drops."""
     keys = stored_keys(client)
+    chunks = set()
     for drop in ("drop1", "drop2"):
-        assert f"run/results/chunks/{drop}/manifest.parquet" in keys
-    chunks = sorted(key for key in keys if key.startswith("run/results/chunks/") and key.endswith(".fasta"))
-    predictions = sorted(key for key in keys if key.startswith("run/results/predictions/"))
-    novelty = sorted(key for key in keys if key.startswith("run/results/novelty/") and "/.jobs/" not in key)
-    assert chunks and len(predictions) == len(chunks) == len(novelty), (chunks, predictions, novelty)
+        manifest = pq.read_table(io.BytesIO(stored(client, f"run/results/chunks/{drop}/manifest.parquet")))
+        chunks |= {(drop, chunk) for chunk in manifest.column("chunk").drop_null().to_pylist()}
+        # every slot the split declared, filled in chunk name order, the others empty
+        slots = [stored(client, f"run/results/chunks/{drop}/slots/{index:05d}.fasta") for index in range(4)]
+        drop_chunks = sorted(chunk for name, chunk in chunks if name == drop)
+        assert all(slots[: len(drop_chunks)]) and not any(slots[len(drop_chunks) :])
+    predictions = {key for key in keys if key.startswith("run/results/predictions/")}
+    assert predictions == {f"run/results/predictions/tiny-r0/{drop}/{chunk}.parquet" for drop, chunk in chunks}
+    novelty = {key for key in keys if key.startswith("run/results/novelty/") and "/.jobs/" not in key}
+    assert novelty == {f"run/results/novelty/{drop}/{chunk}.parquet" for drop, chunk in chunks}
     assert not [key for key in keys if "/.jobs/" in key], "temporary novelty job files were left behind"
     for name in ("atlas/staged/index.parquet", "atlas/staged/atlas.duckdb", "report/index.html"):
         assert f"run/results/{name}" in keys
@@ -162,9 +171,13 @@ def test_the_workflow_runs_on_s3_and_a_second_run_reruns_nothing(tmp_path, s3):
 
 
 # A local stand-in for a batch system: the job id is the job script's path, its exit status lands beside it.
+# Each job gets local storage of its own (as a pod would): a file one job reads that is not a declared
+# input, retrieved from the bucket, is not there.
 SUBMIT = (
-    'mkdir -p job-logs; nohup bash -c \'bash "$0" > "job-logs/${0##*/}.log" 2>&1; echo $? > "$0.rc"\' "$1"'
-    ' > /dev/null 2>&1 & echo "$1"\n'
+    'mkdir -p job-logs; job="${1##*/}"; sed -i "s|--local-storage-prefix [^ ]*|--local-storage-prefix pods/$job|"'
+    ' "$1"; grep -q "local-storage-prefix pods/" "$1" || exit 1;'
+    ' nohup bash -c \'bash "$0" > "job-logs/${0##*/}.log" 2>&1; echo $? > "$0.rc"\' "$1" > /dev/null 2>&1 &'
+    ' echo "$1"\n'
 )
 STATUS = '[ -f "$1.rc" ] || { echo running; exit; }; [ "$(cat "$1.rc")" = 0 ] && echo success || echo failed'
 
@@ -184,7 +197,7 @@ def test_the_workflow_runs_remote_style_without_a_shared_filesystem(tmp_path, s3
         "--shared-fs-usage",
         "none",
         "--jobs",
-        "2",
+        "4",
     ]
     run_snakemake(tmp_path, endpoint, *remote)
     check_atlas_in_bucket(client)

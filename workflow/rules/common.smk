@@ -14,7 +14,7 @@ from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod, SharedFSUsage
 from snakemake.utils import validate
 
-from atlas.chunkstore import SHARDS, shard_chunks
+from atlas.chunkstore import chunk_slots, slot_name
 from atlas.lock import OutdirLock, OutdirLocked
 from atlas.preflight import PreflightError, check_config, drop_entries, model_problems, predictions_key
 
@@ -51,20 +51,32 @@ shell.prefix(
 # Where each stage writes, defined once; rules and input functions format these patterns.
 MANIFEST_FILE = f"{OUTDIR}/chunks/{{drop}}/manifest.parquet"
 CHUNK_FASTA = f"{OUTDIR}/chunks/{{drop}}/{{chunk}}.fasta"
-# With remote storage the split packs the chunk FASTAs into SHARDS files named in advance (a checkpoint can
-# declare no file whose name it learns while running), and rule chunk_from_shard cuts each chunk FASTA out
-# of its shard. On a shared filesystem the split writes the chunk FASTAs itself (no shards, no extra job).
-CHUNK_SHARD = f"{OUTDIR}/chunks/{{drop}}/shards/{{shard}}.parquet"
-SPLIT_SHARDS = [] if LOCAL_FILES else [CHUNK_SHARD.replace("{shard}", f"{shard:02d}") for shard in range(SHARDS)]
-# Chunks cut out of one shard in one group job: it retrieves the shard once. Bounded so that the group's
-# command line (a `--target-jobs` entry per chunk, one `sh -c` argument on Kubernetes) stays far below the
-# 128 KiB limit of one argument.
-CHUNKS_PER_GROUP_JOB = 250
+# With remote storage a checkpoint's outputs must be declared, and the split learns its chunk names (content
+# keys) only while running: there it writes the chunk FASTAs into max_chunks_per_drop slot files named in
+# advance (atlas.chunkstore; the slots past the drop's last chunk are empty), so each fold job retrieves its
+# own chunk and nothing else. On a shared filesystem the chunk FASTAs keep their names beside the manifest.
+SLOT_FASTA = f"{OUTDIR}/chunks/{{drop}}/slots/{{slot}}.fasta"
+SPLIT_SLOTS = (
+    []
+    if LOCAL_FILES
+    else [SLOT_FASTA.replace("{slot}", slot_name(index)) for index in range(config["max_chunks_per_drop"])]
+)
 PREDICTIONS_FILE = f"{OUTDIR}/predictions/{MODEL_KEY}/{{drop}}/{{chunk}}.parquet"
 NOVELTY_FILE = f"{OUTDIR}/novelty/{{drop}}/{{chunk}}.parquet"
 
 NOVELTY_REFERENCE = config["novelty"]["reference"]
 REFERENCE_DB = f"{OUTDIR}/reference/reference.json"
+# With remote storage the reference build (reference.json and the MMseqs2 files it names) is one declared tar,
+# unpacked by each novelty job; on a shared filesystem it is the JSON and its (content-keyed, shareable) cache.
+REFERENCE_PACK = f"{OUTDIR}/reference/reference.tar"
+NOVELTY_DB = REFERENCE_DB if LOCAL_FILES else REFERENCE_PACK
+
+if not LOCAL_FILES and config["structural_novelty"]["reference"]:
+    raise WorkflowError(
+        "structural novelty does not run on remote storage yet (its reference build is a folder named by a"
+        " JSON file, not a declared output): set structural_novelty.reference to \"\" or run on a shared"
+        " filesystem"
+    )
 
 
 wildcard_constraints:
@@ -117,8 +129,10 @@ def fold_gpus(wildcards):
 
 
 def reference_db_mb(input):
-    """Size of the MMseqs2 reference database named by reference.json, in MB (novelty jobs load it)."""
+    """Size of the MMseqs2 reference database named by reference.json (or packed), in MB (novelty jobs load it)."""
     db = Path(input.db)
+    if not LOCAL_FILES:
+        return input.size_mb  # the packed build, with the chunks
     prefix = db.parent / json.loads(db.read_text())["db"]
     return sum(path.stat().st_size for path in prefix.parent.glob(f"{prefix.name}*") if path.is_file()) / 1e6
 
@@ -153,24 +167,19 @@ def queued_chunks(manifest, mtime_ns, size):
     return tuple(sorted(set(table.column("chunk").to_pylist())))
 
 
-@cache
-def chunk_places(chunks):
-    """chunk -> (its shard, its group job) of a drop's sorted chunk names (atlas.chunkstore.shard_chunks)."""
-    places = {}
-    for shard, names in enumerate(shard_chunks(chunks, SHARDS)):
-        for position, chunk in enumerate(names):
-            places[chunk] = (shard, position // CHUNKS_PER_GROUP_JOB)
-    return places
+def chunk_file_stem(drop, chunk):
+    """The name (without suffix) of a chunk's FASTA: the chunk's, or with remote storage its slot's."""
+    return chunk if LOCAL_FILES else cached_chunk_slots(drop_chunks(drop))[chunk]
 
 
-def chunk_shard(wildcards):
-    shard, _ = chunk_places(drop_chunks(wildcards.drop))[wildcards.chunk]
-    return CHUNK_SHARD.format(drop=wildcards.drop, shard=f"{shard:02d}")
+cached_chunk_slots = cache(chunk_slots)
 
 
-def chunk_group(wildcards):
-    shard, group = chunk_places(drop_chunks(wildcards.drop))[wildcards.chunk]
-    return f"chunks-{wildcards.drop}-{shard:02d}-{group}"
+def chunk_fasta_path(drop, chunk):
+    """A chunk's FASTA: beside the manifest, or with remote storage its slot file."""
+    if LOCAL_FILES:
+        return CHUNK_FASTA.format(drop=drop, chunk=chunk)
+    return SLOT_FASTA.format(drop=drop, slot=chunk_file_stem(drop, chunk))
 
 
 def drop_chunks(drop):
@@ -186,7 +195,7 @@ def chunk_fasta(output_pattern):
     output (`output_pattern`) is still to be made stops the workflow with the remedy, naming both files."""
 
     def fasta(wildcards):
-        path = CHUNK_FASTA.format(drop=wildcards.drop, chunk=wildcards.chunk)
+        path = chunk_fasta_path(wildcards.drop, wildcards.chunk)
         output = output_pattern.format(drop=wildcards.drop, chunk=wildcards.chunk)
         if LOCAL_FILES and not os.path.exists(path) and not os.path.exists(output):
             raise WorkflowError(
@@ -219,7 +228,7 @@ NOVELTY_MAX_CHUNKS_PER_JOB = 200
 NOVELTY_CHUNKS_PER_JOB = max(
     1, min(NOVELTY_MAX_CHUNKS_PER_JOB, config["novelty"]["job_residues"] // config["chunk_residues"])
 )
-_novelty_jobs = {}  # drop -> (job name -> its chunks, chunk -> its job); drop_chunks is a directory scan
+_novelty_jobs = {}  # drop -> (job name -> its chunks, chunk -> its job)
 
 
 def novelty_jobs(drop):
@@ -236,7 +245,7 @@ def novelty_jobs(drop):
 
 def novelty_job_fastas(wildcards):
     chunks = novelty_jobs(wildcards.drop)[0][wildcards.job]
-    return [CHUNK_FASTA.format(drop=wildcards.drop, chunk=chunk) for chunk in chunks]
+    return [chunk_fasta_path(wildcards.drop, chunk) for chunk in chunks]
 
 
 def novelty_job_of_chunk(wildcards):

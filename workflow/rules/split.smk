@@ -4,8 +4,8 @@ checkpoint split_drop:
         earlier=earlier_manifests,
     output:
         manifest=MANIFEST_FILE,
-        # with remote storage only (else empty): the chunk FASTAs packed into files named in advance
-        shards=SPLIT_SHARDS,
+        # with remote storage only (else none): the chunk FASTAs as slot files named in advance
+        slots=SPLIT_SLOTS,
     log:
         f"{OUTDIR}/logs/split/{{drop}}.log",
     benchmark:
@@ -22,6 +22,11 @@ checkpoint split_drop:
         buckets=config["length_buckets"],
         chunk_residues=config["chunk_residues"],
         max_chunks=config["max_chunks_per_drop"],
+        slots=lambda wildcards, output: (
+            f"--slot-dir={shlex_quote(str(Path(output.slots[0]).parent))} --slots={len(output.slots)}"
+            if output.slots
+            else ""
+        ),
     shell:
         # Every name reaches the shell quoted, and as `--option=value` where a value may start with "-" (a
         # drop `-x.fasta`).
@@ -29,24 +34,5 @@ checkpoint split_drop:
         " --min-length={params.min_length} --max-length={params.max_length}"
         " --length-buckets {params.buckets} --chunk-residues={params.chunk_residues}"
         " --max-chunks={params.max_chunks}"
-        " --earlier-manifests {input.earlier:q} --shards {output.shards:q} > {log:q} 2>&1"
+        " --earlier-manifests {input.earlier:q} {params.slots} > {log:q} 2>&1"
 
-
-if not LOCAL_FILES:
-
-    # One chunk FASTA out of its shard (reads the chunk's row group only). The chunks of a shard run as one
-    # group job on a cluster, which retrieves the shard once.
-    rule chunk_from_shard:
-        input:
-            shard=chunk_shard,
-        output:
-            fasta=CHUNK_FASTA,
-        log:
-            f"{OUTDIR}/logs/chunks/{{drop}}/{{chunk}}.log",
-        group:
-            chunk_group
-        run:
-            from atlas.chunkstore import extract_chunk
-
-            size = extract_chunk(input.shard, wildcards.chunk, output.fasta)
-            Path(log[0]).write_text(f"{output.fasta}: {size} bytes from {input.shard}\n")
