@@ -190,7 +190,8 @@ def split_drop(
     """Validate, deduplicate and chunk one drop (module docstring). Raises SplitError or FastaFormatError
     for bad input, after removing the manifest of this drop. `progress`: None shows a bar for large inputs;
     `workers`: parsing processes (default: the CPUs this process may use; 1 parses in this process);
-    `slot_dir`: the chunk FASTAs go into `slots` slot files there (atlas.chunkstore), not beside the manifest."""
+    `slot_dir`: the chunk FASTAs go into `slots` slot files there (atlas.chunkstore), not beside the
+    manifest."""
     start = time.monotonic()
     fasta, manifest = Path(fasta), Path(manifest)
     out_dir = manifest.parent
@@ -233,7 +234,9 @@ def split_drop(
             memory_limit,
         )
         clock = time.monotonic()
-        summary.kept = _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, slots=(slot_dir, slots))
+        summary.kept = _install(
+            temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, slots=(slot_dir, slots)
+        )
         summary.stages["install"] = time.monotonic() - clock
     except BaseException:
         if temp is not None:
@@ -249,7 +252,9 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path, slots: tuple = (None, 0)) -> int:
+def _install(
+    new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path, slots: tuple = (None, 0)
+) -> int:
     """Chunks in (an identical file already there is kept as it is, mtime included), chunks that the new
     manifest does not name out (never `keep`, the input), the manifest last (kept too when identical).
     With `slots` (a folder and a count), the chunks go into slot files there instead (atlas.chunkstore).
@@ -259,6 +264,8 @@ def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path, sl
     kept = 0
     slot_dir, slot_count = slots
     if slot_dir is not None:
+        if len(new) > slot_count:
+            raise SplitError(f"{len(new)} chunks do not fit in {slot_count} slot files (max_chunks_per_drop)")
         install_slots(chunk_dir, Path(slot_dir), slot_count)
         new = set()  # no chunk FASTA beside the manifest
     for name in sorted(new):

@@ -72,7 +72,9 @@ def test_clusters_grow_drop_by_drop(tmp_path, mgnify):
     first = mgnify[:160]
     drop1 = confident_table(first, rng)
     out = tmp_path / "clusters"
-    counts = clusters.cluster_drop([drop1], "d1", None, out / "d1" / "members.parquet", out / "d1" / "state.tar")
+    counts = clusters.cluster_drop(
+        [drop1], "d1", None, out / "d1" / "members.parquet", out / "d1" / "state.tar"
+    )
     members1 = pq.read_table(out / "d1" / "members.parquet")
     assert columns(members1.schema) == columns(clusters.CLUSTER_MEMBERS)
     assert members1.num_rows == 160 == counts["sequences"]
@@ -167,4 +169,6 @@ def test_a_drop_with_nothing_confident_keeps_the_clustering(tmp_path, mgnify):
     )
     clusters.cluster_drop([], "d2", out / "d1" / "s.tar", out / "d2" / "m.parquet", out / "d2" / "s.tar")
     assert pq.read_table(out / "d2" / "m.parquet").num_rows == 0
-    assert state_assignment(out / "d2" / "s.tar", tmp_path) == state_assignment(out / "d1" / "s.tar", tmp_path)
+    assert state_assignment(out / "d2" / "s.tar", tmp_path) == state_assignment(
+        out / "d1" / "s.tar", tmp_path
+    )

@@ -2,8 +2,8 @@
 
 Every input and output lives in the bucket: the splits (drop 2's fetches drop 1's manifest) with their chunk
 FASTAs as slot files, the fold jobs (tiny model on CPU), the novelty search against a packed reference, the
-clusters, the index and the report. A second run reruns nothing, and the report, read back from the bucket, still
-accounts for every record and the index for every novel prediction. The same holds remote-style
+clusters, the index and the report. A second run reruns nothing, and the report, read back from the
+bucket, still accounts for every record and the index for every novel prediction. The same holds remote-style
 (`--shared-fs-usage none`, jobs submitted through the cluster-generic executor as separate Snakemake
 processes, as workflow/profiles/kubernetes runs them).
 """
@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "atlas"
 DROPS = ("drop1.fasta", "drop2.fasta.gz")
 INPUTS = (*DROPS, "reference.fasta")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -137,7 +139,9 @@ def check_atlas_in_bucket(client) -> None:
         drop_chunks = sorted(chunk for name, chunk in chunks if name == drop)
         assert all(slots[: len(drop_chunks)]) and not any(slots[len(drop_chunks) :])
     predictions = {key for key in keys if key.startswith("run/results/predictions/")}
-    assert predictions == {f"run/results/predictions/tiny-r0/{drop}/{chunk}.parquet" for drop, chunk in chunks}
+    assert predictions == {
+        f"run/results/predictions/tiny-r0/{drop}/{chunk}.parquet" for drop, chunk in chunks
+    }
     novelty = {key for key in keys if key.startswith("run/results/novelty/") and "/.jobs/" not in key}
     assert novelty == {f"run/results/novelty/{drop}/{chunk}.parquet" for drop, chunk in chunks}
     assert not [key for key in keys if "/.jobs/" in key], "temporary novelty job files were left behind"
@@ -174,8 +178,9 @@ def test_the_workflow_runs_on_s3_and_a_second_run_reruns_nothing(tmp_path, s3):
 # Each job gets local storage of its own (as a pod would): a file one job reads that is not a declared
 # input, retrieved from the bucket, is not there.
 SUBMIT = (
-    'mkdir -p job-logs; job="${1##*/}"; sed -i "s|--local-storage-prefix [^ ]*|--local-storage-prefix pods/$job|"'
-    ' "$1"; grep -q "local-storage-prefix pods/" "$1" || exit 1;'
+    'mkdir -p job-logs; job="${1##*/}";'
+    ' sed -i "s|--local-storage-prefix [^ ]*|--local-storage-prefix pods/$job|" "$1";'
+    ' grep -q "local-storage-prefix pods/" "$1" || exit 1;'
     ' nohup bash -c \'bash "$0" > "job-logs/${0##*/}.log" 2>&1; echo $? > "$0.rc"\' "$1" > /dev/null 2>&1 &'
     ' echo "$1"\n'
 )

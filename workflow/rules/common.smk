@@ -2,7 +2,9 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sys
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -74,7 +76,7 @@ NOVELTY_DB = REFERENCE_DB if LOCAL_FILES else REFERENCE_PACK
 if not LOCAL_FILES and config["structural_novelty"]["reference"]:
     raise WorkflowError(
         "structural novelty does not run on remote storage yet (its reference build is a folder named by a"
-        " JSON file, not a declared output): set structural_novelty.reference to \"\" or run on a shared"
+        ' JSON file, not a declared output): set structural_novelty.reference to "" or run on a shared'
         " filesystem"
     )
 
@@ -246,6 +248,12 @@ def novelty_jobs(drop):
 def novelty_job_fastas(wildcards):
     chunks = novelty_jobs(wildcards.drop)[0][wildcards.job]
     return [chunk_fasta_path(wildcards.drop, chunk) for chunk in chunks]
+
+
+def copy_from_tar(archive, member, output):
+    """A chunk's novelty Parquet out of its search job's tar (rule novelty_chunk)."""
+    with tarfile.open(archive) as job, open(output, "wb") as copy:
+        shutil.copyfileobj(job.extractfile(member), copy)
 
 
 def novelty_job_of_chunk(wildcards):

@@ -1,7 +1,3 @@
-import shutil
-import tarfile
-
-
 rule reference_db:
     input:
         reference=NOVELTY_REFERENCE or [],
@@ -56,7 +52,8 @@ rule novelty_search:
         chunk_dir=lambda wildcards, input: Path(input.fastas[0]).parent,
         # the chunks' file names (with remote storage their slots'): one Parquet each, named alike
         chunks=lambda wildcards: [
-            chunk_file_stem(wildcards.drop, chunk) for chunk in novelty_jobs(wildcards.drop)[0][wildcards.job]
+            chunk_file_stem(wildcards.drop, chunk)
+            for chunk in novelty_jobs(wildcards.drop)[0][wildcards.job]
         ],
         max_identity=config["novelty"]["max_identity"],
         min_coverage=config["novelty"]["min_coverage"],
@@ -64,12 +61,16 @@ rule novelty_search:
     shell:
         # one Parquet per chunk into a folder of its own, then packed into the one output file
         "searched=$(mktemp -d {output.chunks:q}.tmp-XXXXXX); trap 'rm -rf \"$searched\"' EXIT; "
-        + ("db={input.db:q}; " if LOCAL_FILES else 'tar -xf {input.db:q} -C "$searched"; db="$searched/reference.json"; ')
+        + (
+            "db={input.db:q}; "
+            if LOCAL_FILES
+            else 'tar -xf {input.db:q} -C "$searched"; db="$searched/reference.json"; '
+        )
         + "atlas novelty --chunk-dir {params.chunk_dir:q} --chunks {params.chunks:q}"
         ' --output-dir "$searched/chunks" --reference-db "$db"'
         " --max-identity {params.max_identity} --min-coverage {params.min_coverage}"
         " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1; "
-        'tar -cf {output.chunks:q} -C "$searched/chunks" .' 
+        'tar -cf {output.chunks:q} -C "$searched/chunks" .'
 
 
 rule novelty_chunk:
@@ -81,6 +82,6 @@ rule novelty_chunk:
         f"{OUTDIR}/logs/novelty/{{drop}}/{{chunk}}.copy.log",
     localrule: True
     run:
-        with tarfile.open(input.job) as job, open(output.novelty, "wb") as novelty:
-            member = f"./{chunk_file_stem(wildcards.drop, wildcards.chunk)}.parquet"
-            shutil.copyfileobj(job.extractfile(member), novelty)
+        copy_from_tar(
+            input.job, f"./{chunk_file_stem(wildcards.drop, wildcards.chunk)}.parquet", output.novelty
+        )

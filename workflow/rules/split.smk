@@ -35,4 +35,3 @@ checkpoint split_drop:
         " --length-buckets {params.buckets} --chunk-residues={params.chunk_residues}"
         " --max-chunks={params.max_chunks}"
         " --earlier-manifests {input.earlier:q} {params.slots} > {log:q} 2>&1"
-

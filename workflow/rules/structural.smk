@@ -77,7 +77,9 @@ rule cluster_drop:
         ),
         # the folder the declared predictions are in on this machine (with remote storage: their local copies)
         predictions_dir=lambda wildcards, input: Path(
-            input.predictions[0] if input.predictions else PREDICTIONS_FILE.format(drop=wildcards.drop, chunk="x")
+            input.predictions[0]
+            if input.predictions
+            else PREDICTIONS_FILE.format(drop=wildcards.drop, chunk="x")
         ).parent,
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
