@@ -1,4 +1,4 @@
-"""Slot files (atlas.chunkstore): the split's chunk FASTAs under names known before it runs (remote storage)."""
+"""Slot files (atlas.chunkstore): chunk FASTAs under names known before the split runs (remote storage)."""
 
 from __future__ import annotations
 
