@@ -17,6 +17,8 @@
   in the first length bucket whose upper bound is >= L; inside a bucket sequences stay in input order and
   the bucket is cut every `chunk_residues` residues (a record goes to chunk floor(residues of the bucket
   before it / chunk_residues)). The fold sorts each chunk by length itself, so no global sort is needed.
+  With `--slot-dir DIR --slots N` (remote storage, where the workflow must name every output in advance) the
+  same files go to `DIR/{slot}.fasta` instead, slot i holding the i-th chunk by name (atlas.chunkstore).
 
 Chunk names are keyed by content: `L{bound}-{n}-{hash}` (`L0064-00000-3f9a0c2d1e`), with the bound and
 chunk number zero-padded (names sort by bucket, then chunk number) and `hash` the first 10 of 16 hex digits

@@ -131,10 +131,11 @@ def fold_gpus(wildcards):
 
 
 def reference_db_mb(input):
-    """Size of the MMseqs2 reference database named by reference.json (or packed), in MB (novelty jobs load it)."""
-    db = Path(input.db)
+    """Size of the MMseqs2 reference database named by reference.json, or packed, in MB (novelty jobs load
+    it)."""
     if not LOCAL_FILES:
         return input.size_mb  # the packed build, with the chunks
+    db = Path(input.db)
     prefix = db.parent / json.loads(db.read_text())["db"]
     return sum(path.stat().st_size for path in prefix.parent.glob(f"{prefix.name}*") if path.is_file()) / 1e6
 
@@ -169,12 +170,12 @@ def queued_chunks(manifest, mtime_ns, size):
     return tuple(sorted(set(table.column("chunk").to_pylist())))
 
 
+cached_chunk_slots = cache(chunk_slots)
+
+
 def chunk_file_stem(drop, chunk):
     """The name (without suffix) of a chunk's FASTA: the chunk's, or with remote storage its slot's."""
     return chunk if LOCAL_FILES else cached_chunk_slots(drop_chunks(drop))[chunk]
-
-
-cached_chunk_slots = cache(chunk_slots)
 
 
 def chunk_fasta_path(drop, chunk):
