@@ -17,6 +17,8 @@
   in the first length bucket whose upper bound is >= L; inside a bucket sequences stay in input order and
   the bucket is cut every `chunk_residues` residues (a record goes to chunk floor(residues of the bucket
   before it / chunk_residues)). The fold sorts each chunk by length itself, so no global sort is needed.
+  With `--slot-dir DIR --slots N` (remote storage, where the workflow must name every output in advance) the
+  same files go to `DIR/{slot}.fasta` instead, slot i holding the i-th chunk by name (atlas.chunkstore).
 
 Chunk names are keyed by content: `L{bound}-{n}-{hash}` (`L0064-00000-3f9a0c2d1e`), with the bound and
 chunk number zero-padded (names sort by bucket, then chunk number) and `hash` the first 10 of 16 hex digits
@@ -74,6 +76,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atlas.chunkstore import install_slots
 from atlas.config import schema_defaults
 from atlas.fasta import (
     BLOCK_SIZE,
@@ -192,10 +195,14 @@ def split_drop(
     memory_limit: str | None = None,
     workers: int | None = None,
     block_size: int = BLOCK_SIZE,
+    slot_dir: str | Path | None = None,
+    slots: int = 0,
 ) -> SplitSummary:
     """Validate, deduplicate and chunk one drop (module docstring). Raises SplitError or FastaFormatError
     for bad input, after removing the manifest of this drop. `progress`: None shows a bar for large inputs;
-    `workers`: parsing processes (default: the CPUs this process may use; 1 parses in this process)."""
+    `workers`: parsing processes (default: the CPUs this process may use; 1 parses in this process);
+    `slot_dir`: the chunk FASTAs go into `slots` slot files there (atlas.chunkstore), not beside the
+    manifest."""
     start = time.monotonic()
     fasta, manifest = Path(fasta), Path(manifest)
     out_dir = manifest.parent
@@ -238,7 +245,9 @@ def split_drop(
             memory_limit,
         )
         clock = time.monotonic()
-        summary.kept = _install(temp / "manifest.parquet", chunk_dir, manifest, keep=fasta)
+        summary.kept = _install(
+            temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, slots=(slot_dir, slots)
+        )
         summary.stages["install"] = time.monotonic() - clock
     except BaseException:
         if temp is not None:
@@ -254,13 +263,22 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _install(new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path) -> int:
+def _install(
+    new_manifest: Path, chunk_dir: Path, manifest: Path, keep: Path, slots: tuple = (None, 0)
+) -> int:
     """Chunks in (an identical file already there is kept as it is, mtime included), chunks that the new
     manifest does not name out (never `keep`, the input), the manifest last (kept too when identical).
+    With `slots` (a folder and a count), the chunks go into slot files there instead (atlas.chunkstore).
     Returns the number of chunk FASTAs kept."""
     out_dir = manifest.parent
     new = {path.name for path in chunk_dir.iterdir()}
     kept = 0
+    slot_dir, slot_count = slots
+    if slot_dir is not None:
+        if len(new) > slot_count:
+            raise SplitError(f"{len(new)} chunks do not fit in {slot_count} slot files (max_chunks_per_drop)")
+        install_slots(chunk_dir, Path(slot_dir), slot_count)
+        new = set()  # no chunk FASTA beside the manifest
     for name in sorted(new):
         target = out_dir / name
         if target.is_file() and filecmp.cmp(chunk_dir / name, target, shallow=False):
@@ -1022,6 +1040,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PARQUET",
         help="manifests of earlier drops, in arrival order: their queued sequences are not queued again",
     )
+    parser.add_argument(
+        "--slot-dir",
+        type=Path,
+        help="write the chunk FASTAs as slot files there (atlas.chunkstore), not beside the manifest:"
+        " for remote storage",
+    )
+    parser.add_argument("--slots", type=int, default=0, help="how many slot files (max_chunks_per_drop)")
     defaults = schema_defaults()  # the config schema's, defined there once
     parser.add_argument("--min-length", type=int, default=defaults.get("min_length"))
     parser.add_argument("--max-length", type=int, default=defaults.get("max_length"))
@@ -1054,6 +1079,8 @@ def split_main(argv: list[str]) -> int:
             args.length_buckets,
             args.chunk_residues,
             args.max_chunks,
+            slot_dir=args.slot_dir,
+            slots=args.slots,
         )
     except (SplitError, FastaFormatError, OSError) as error:  # OSError: unwritable output, disk full
         print(f"atlas split: error: {error}", file=sys.stderr)

@@ -5,8 +5,9 @@
     `mmseqs linclust --kmer-per-seq 100 --cluster-mode 2 --cov-mode 1 -c 0.8 --min-seq-id 0.3` for the first
     drop; a later drop is added to the previous drop's clustering with `mmseqs clusterupdate` (the same
     clustering options): its sequences join existing clusters or open new ones, earlier members keep their
-    cluster, and nothing earlier is reclustered. STATE (a folder) holds the cumulative sequence and cluster
-    databases the next drop updates. MEMBERS (`members.parquet`) holds the drop's confident sequences only
+    cluster, and nothing earlier is reclustered. STATE (an uncompressed tar, one file so that it travels
+    through remote storage like any output) holds the cumulative sequence and cluster databases the next
+    drop updates. MEMBERS (`members.parquet`) holds the drop's confident sequences only
     (atlas.tables.CLUSTER_MEMBERS): a sequence's cluster never changes afterwards, so the cluster table is
     the union of the drops' files.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -142,12 +144,14 @@ def cluster_drop(
     binary = find_mmseqs()
     members, state = Path(members), Path(state)
     options = cluster_options(min_seq_id, coverage, kmer_per_seq, threads)
-    if state.exists():  # an incomplete state of a killed run
-        shutil.rmtree(state)
     state.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{state.name}.tmp-", dir=state.parent))
     workdir = Path(tempfile.mkdtemp(prefix=".cluster-work-", dir=staging))
     try:
+        if previous:
+            with tarfile.open(previous) as archive:
+                archive.extractall(workdir / "previous", filter="data")
+            previous = workdir / "previous"
         fasta, scores, tsv = workdir / "new.fasta", workdir / "scores.parquet", workdir / "clusters.tsv"
         count = _stage_sequences(confident, fasta, scores)
         new_db = workdir / "new"
@@ -183,11 +187,14 @@ def cluster_drop(
         else:
             tsv.write_text("")
         rows, clusters = _write_members(tsv, scores, drop, members)
-    except BaseException:
+        shutil.rmtree(workdir)
+        packed = state.with_name(f".{state.name}.tmp")
+        with tarfile.open(packed, "w") as archive:
+            for path in sorted(staging.iterdir()):
+                archive.add(path, arcname=path.name)
+        packed.replace(state)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(workdir, ignore_errors=True)
-    staging.rename(state)
     counts = {"sequences": rows, "clusters_joined_or_opened": clusters}
     _log(f"wrote {members}: {counts}")
     return counts
@@ -230,9 +237,9 @@ def cluster_drop_main(argv: list[str]) -> int:
     )
     parser.add_argument("--manifest", required=True, help="the drop's manifest (names its chunks)")
     parser.add_argument("--predictions-dir", required=True, help="folder of the drop's predictions Parquet")
-    parser.add_argument("--previous", help="the previous drop's cluster state folder")
+    parser.add_argument("--previous", help="the previous drop's cluster state (tar)")
     parser.add_argument("--members", required=True, help="members Parquet to write")
-    parser.add_argument("--state", required=True, help="cluster state folder to write")
+    parser.add_argument("--state", required=True, help="cluster state (tar) to write")
     parser.add_argument("--min-plddt", type=float, required=True)
     parser.add_argument("--min-ptm", type=float, required=True)
     parser.add_argument("--min-seq-id", type=float, required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,6 +57,9 @@ def columns(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
 def state_assignment(state: Path, tmp_path: Path) -> dict[str, str]:
     tsv = tmp_path / f"{state.parent.name}.tsv"
     binary = find_mmseqs()
+    with tarfile.open(state) as archive:  # the state is one tar file
+        archive.extractall(tmp_path / f"{state.parent.name}-state", filter="data")
+    state = tmp_path / f"{state.parent.name}-state"
     db = state / clusters.SEQUENCES
     subprocess.run(
         [binary, "createtsv", db, db, state / clusters.CLUSTERING, tsv], check=True, capture_output=True
@@ -68,7 +72,9 @@ def test_clusters_grow_drop_by_drop(tmp_path, mgnify):
     first = mgnify[:160]
     drop1 = confident_table(first, rng)
     out = tmp_path / "clusters"
-    counts = clusters.cluster_drop([drop1], "d1", None, out / "d1" / "members.parquet", out / "d1" / "mmseqs")
+    counts = clusters.cluster_drop(
+        [drop1], "d1", None, out / "d1" / "members.parquet", out / "d1" / "state.tar"
+    )
     members1 = pq.read_table(out / "d1" / "members.parquet")
     assert columns(members1.schema) == columns(CLUSTER_MEMBERS)
     assert members1.num_rows == 160 == counts["sequences"]
@@ -85,7 +91,7 @@ def test_clusters_grow_drop_by_drop(tmp_path, mgnify):
     variants = [mutate(first[index], 0.95, rng) for index in picked]
     drop2 = confident_table(mgnify[160:240] + variants, rng)
     clusters.cluster_drop(
-        [drop2], "d2", out / "d1" / "mmseqs", out / "d2" / "members.parquet", out / "d2" / "mmseqs"
+        [drop2], "d2", out / "d1" / "state.tar", out / "d2" / "members.parquet", out / "d2" / "state.tar"
     )
     members2 = pq.read_table(out / "d2" / "members.parquet")
     assert members2.num_rows == 83 and set(members2["drop"].to_pylist()) == {"d2"}
@@ -94,7 +100,7 @@ def test_clusters_grow_drop_by_drop(tmp_path, mgnify):
         assert assignment2[sequence_checksum(variant)] == assignment1[sequence_checksum(first[index])]
 
     # the cumulative clustering keeps every drop-1 assignment: nothing earlier was reclustered
-    cumulative = state_assignment(out / "d2" / "mmseqs", tmp_path)
+    cumulative = state_assignment(out / "d2" / "state.tar", tmp_path)
     assert {checksum: cumulative[checksum] for checksum in assignment1} == assignment1
     assert {checksum: cumulative[checksum] for checksum in assignment2} == assignment2
 
@@ -159,8 +165,10 @@ def test_a_drop_with_nothing_confident_keeps_the_clustering(tmp_path, mgnify):
     rng = random.Random(5)
     out = tmp_path / "clusters"
     clusters.cluster_drop(
-        [confident_table(mgnify[:30], rng)], "d1", None, out / "d1" / "m.parquet", out / "d1" / "s"
+        [confident_table(mgnify[:30], rng)], "d1", None, out / "d1" / "m.parquet", out / "d1" / "s.tar"
     )
-    clusters.cluster_drop([], "d2", out / "d1" / "s", out / "d2" / "m.parquet", out / "d2" / "s")
+    clusters.cluster_drop([], "d2", out / "d1" / "s.tar", out / "d2" / "m.parquet", out / "d2" / "s.tar")
     assert pq.read_table(out / "d2" / "m.parquet").num_rows == 0
-    assert state_assignment(out / "d2" / "s", tmp_path) == state_assignment(out / "d1" / "s", tmp_path)
+    assert state_assignment(out / "d2" / "s.tar", tmp_path) == state_assignment(
+        out / "d1" / "s.tar", tmp_path
+    )

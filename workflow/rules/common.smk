@@ -2,7 +2,9 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sys
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -14,6 +16,7 @@ from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod, SharedFSUsage
 from snakemake.utils import validate
 
+from atlas.chunkstore import chunk_slots, slot_name
 from atlas.lock import OutdirLock, OutdirLocked
 from atlas.preflight import PreflightError, check_config, drop_entries, model_problems, predictions_key
 
@@ -50,11 +53,32 @@ shell.prefix(
 # Where each stage writes, defined once; rules and input functions format these patterns.
 MANIFEST_FILE = f"{OUTDIR}/chunks/{{drop}}/manifest.parquet"
 CHUNK_FASTA = f"{OUTDIR}/chunks/{{drop}}/{{chunk}}.fasta"
+# With remote storage a checkpoint's outputs must be declared, and the split learns its chunk names (content
+# keys) only while running: there it writes the chunk FASTAs into max_chunks_per_drop slot files named in
+# advance (atlas.chunkstore; the slots past the drop's last chunk are empty), so each fold job retrieves its
+# own chunk and nothing else. On a shared filesystem the chunk FASTAs keep their names beside the manifest.
+SLOT_FASTA = f"{OUTDIR}/chunks/{{drop}}/slots/{{slot}}.fasta"
+SPLIT_SLOTS = (
+    []
+    if LOCAL_FILES
+    else [SLOT_FASTA.replace("{slot}", slot_name(index)) for index in range(config["max_chunks_per_drop"])]
+)
 PREDICTIONS_FILE = f"{OUTDIR}/predictions/{MODEL_KEY}/{{drop}}/{{chunk}}.parquet"
 NOVELTY_FILE = f"{OUTDIR}/novelty/{{drop}}/{{chunk}}.parquet"
 
 NOVELTY_REFERENCE = config["novelty"]["reference"]
 REFERENCE_DB = f"{OUTDIR}/reference/reference.json"
+# With remote storage the reference build (reference.json and the MMseqs2 files it names) is one declared tar,
+# unpacked by each novelty job; on a shared filesystem it is the JSON and its (content-keyed, shareable) cache.
+REFERENCE_PACK = f"{OUTDIR}/reference/reference.tar"
+NOVELTY_DB = REFERENCE_DB if LOCAL_FILES else REFERENCE_PACK
+
+if not LOCAL_FILES and config["structural_novelty"]["reference"]:
+    raise WorkflowError(
+        "structural novelty does not run on remote storage yet (its reference build is a folder named by a"
+        ' JSON file, not a declared output): set structural_novelty.reference to "" or run on a shared'
+        " filesystem"
+    )
 
 
 wildcard_constraints:
@@ -107,7 +131,10 @@ def fold_gpus(wildcards):
 
 
 def reference_db_mb(input):
-    """Size of the MMseqs2 reference database named by reference.json, in MB (novelty jobs load it)."""
+    """Size of the MMseqs2 reference database named by reference.json, or packed, in MB (novelty jobs load
+    it)."""
+    if not LOCAL_FILES:
+        return input.size_mb  # the packed build, with the chunks
     db = Path(input.db)
     prefix = db.parent / json.loads(db.read_text())["db"]
     return sum(path.stat().st_size for path in prefix.parent.glob(f"{prefix.name}*") if path.is_file()) / 1e6
@@ -140,7 +167,22 @@ def local_copy(iofile):
 def queued_chunks(manifest, mtime_ns, size):
     """Chunk names of a manifest's queued rows, sorted (cached per manifest version)."""
     table = pq.read_table(manifest, columns=["chunk"], filters=[("status", "==", "queued")])
-    return sorted(set(table.column("chunk").to_pylist()))
+    return tuple(sorted(set(table.column("chunk").to_pylist())))
+
+
+cached_chunk_slots = cache(chunk_slots)
+
+
+def chunk_file_stem(drop, chunk):
+    """The name (without suffix) of a chunk's FASTA: the chunk's, or with remote storage its slot's."""
+    return chunk if LOCAL_FILES else cached_chunk_slots(drop_chunks(drop))[chunk]
+
+
+def chunk_fasta_path(drop, chunk):
+    """A chunk's FASTA: beside the manifest, or with remote storage its slot file."""
+    if LOCAL_FILES:
+        return CHUNK_FASTA.format(drop=drop, chunk=chunk)
+    return SLOT_FASTA.format(drop=drop, slot=chunk_file_stem(drop, chunk))
 
 
 def drop_chunks(drop):
@@ -156,7 +198,7 @@ def chunk_fasta(output_pattern):
     output (`output_pattern`) is still to be made stops the workflow with the remedy, naming both files."""
 
     def fasta(wildcards):
-        path = CHUNK_FASTA.format(drop=wildcards.drop, chunk=wildcards.chunk)
+        path = chunk_fasta_path(wildcards.drop, wildcards.chunk)
         output = output_pattern.format(drop=wildcards.drop, chunk=wildcards.chunk)
         if LOCAL_FILES and not os.path.exists(path) and not os.path.exists(output):
             raise WorkflowError(
@@ -189,13 +231,14 @@ def all_novelty(wildcards):
 # One novelty search job covers consecutive chunks of a drop, up to `novelty.job_residues` residues, so its
 # fixed cost (process start, mapping the reference and its index, at UniRef90 size reading it from disk) is
 # paid once per many chunks. Its chunk list travels as names (a bounded command line); it writes one Parquet
-# per chunk into a temporary folder, copied to each chunk's NOVELTY_FILE by a local rule.
-NOVELTY_JOB_DIR = f"{OUTDIR}/novelty/{{drop}}/.jobs/{{job}}"
+# per chunk, packed into one temporary tar (one file, not a folder: it travels through remote storage like
+# any output), from which a local rule takes each chunk's NOVELTY_FILE.
+NOVELTY_JOB_TAR = f"{OUTDIR}/novelty/{{drop}}/.jobs/{{job}}.tar"
 NOVELTY_MAX_CHUNKS_PER_JOB = 200
 NOVELTY_CHUNKS_PER_JOB = max(
     1, min(NOVELTY_MAX_CHUNKS_PER_JOB, config["novelty"]["job_residues"] // config["chunk_residues"])
 )
-_novelty_jobs = {}  # drop -> (job name -> its chunks, chunk -> its job); drop_chunks is a directory scan
+_novelty_jobs = {}  # drop -> (job name -> its chunks, chunk -> its job)
 
 
 def novelty_jobs(drop):
@@ -212,12 +255,18 @@ def novelty_jobs(drop):
 
 def novelty_job_fastas(wildcards):
     chunks = novelty_jobs(wildcards.drop)[0][wildcards.job]
-    return [CHUNK_FASTA.format(drop=wildcards.drop, chunk=chunk) for chunk in chunks]
+    return [chunk_fasta_path(wildcards.drop, chunk) for chunk in chunks]
+
+
+def copy_from_tar(archive, member, output):
+    """A chunk's novelty Parquet out of its search job's tar (rule novelty_chunk)."""
+    with tarfile.open(archive) as job, open(output, "wb") as copy:
+        shutil.copyfileobj(job.extractfile(member), copy)
 
 
 def novelty_job_of_chunk(wildcards):
     job = novelty_jobs(wildcards.drop)[1][wildcards.chunk]
-    return NOVELTY_JOB_DIR.format(drop=wildcards.drop, job=job)
+    return NOVELTY_JOB_TAR.format(drop=wildcards.drop, job=job)
 
 
 def all_manifests(wildcards):

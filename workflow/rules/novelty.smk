@@ -1,11 +1,8 @@
-import shutil
-
-
 rule reference_db:
     input:
         reference=NOVELTY_REFERENCE or [],
     output:
-        db=REFERENCE_DB,
+        db=NOVELTY_DB,
     log:
         f"{OUTDIR}/logs/reference_db.log",
     benchmark:
@@ -18,16 +15,30 @@ rule reference_db:
     params:
         cache=lambda wildcards, output: config["novelty"]["reference_cache"] or Path(output.db).parent,
     shell:
-        "atlas reference-db --reference {input.reference:q} --output {output.db:q}"
-        " --cache {params.cache:q} --threads {threads} > {log:q} 2>&1"
+        (
+            "atlas reference-db --reference {input.reference:q} --output {output.db:q}"
+            " --cache {params.cache:q} --threads {threads} > {log:q} 2>&1"
+        )
+        if LOCAL_FILES
+        # Remote storage: built in a folder of its own (relative names), packed into the declared tar without
+        # the precomputed k-mer index (`*.idx*`, ~0.9 GB even for a small reference, several times the
+        # database at UniRef90 size): each novelty job would download it, and searching without it costs the
+        # job the k-mer table of the reference in memory instead.
+        else (
+            "build=$(mktemp -d {output.db:q}.tmp-XXXXXX); trap 'rm -rf \"$build\"' EXIT; "
+            'atlas reference-db --reference {input.reference:q} --output "$build/reference.json"'
+            ' --cache "$build" --threads {threads} > {log:q} 2>&1; '
+            "tar -cf {output.db:q} --exclude='*.idx' --exclude='*.idx.*' -C \"$build\" ."
+        )
 
 
 rule novelty_search:
     input:
-        fastas=novelty_job_fastas,
-        db=REFERENCE_DB,
+        # ancient: chunks are named by content, a rewritten chunk FASTA holds the same sequences (as in fold)
+        fastas=ancient(novelty_job_fastas),
+        db=NOVELTY_DB,
     output:
-        chunks=temp(directory(NOVELTY_JOB_DIR)),
+        chunks=temp(NOVELTY_JOB_TAR),
     log:
         f"{OUTDIR}/logs/novelty/{{drop}}/{{job}}.log",
     benchmark:
@@ -39,15 +50,27 @@ rule novelty_search:
         mem_mb=lambda wildcards, input, attempt: max(4000, int(1.5 * reference_db_mb(input))) * attempt,
     params:
         chunk_dir=lambda wildcards, input: Path(input.fastas[0]).parent,
-        chunks=lambda wildcards: novelty_jobs(wildcards.drop)[0][wildcards.job],
+        # the chunks' file names (with remote storage their slots'): one Parquet each, named alike
+        chunks=lambda wildcards: [
+            chunk_file_stem(wildcards.drop, chunk)
+            for chunk in novelty_jobs(wildcards.drop)[0][wildcards.job]
+        ],
         max_identity=config["novelty"]["max_identity"],
         min_coverage=config["novelty"]["min_coverage"],
         sensitivity=config["novelty"]["sensitivity"],
     shell:
-        "atlas novelty --chunk-dir {params.chunk_dir:q} --chunks {params.chunks:q}"
-        " --output-dir {output.chunks:q} --reference-db {input.db:q}"
+        # one Parquet per chunk into a folder of its own, then packed into the one output file
+        "searched=$(mktemp -d {output.chunks:q}.tmp-XXXXXX); trap 'rm -rf \"$searched\"' EXIT; "
+        + (
+            "db={input.db:q}; "
+            if LOCAL_FILES
+            else 'tar -xf {input.db:q} -C "$searched"; db="$searched/reference.json"; '
+        )
+        + "atlas novelty --chunk-dir {params.chunk_dir:q} --chunks {params.chunks:q}"
+        ' --output-dir "$searched/chunks" --reference-db "$db"'
         " --max-identity {params.max_identity} --min-coverage {params.min_coverage}"
-        " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1"
+        " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1; "
+        'tar -cf {output.chunks:q} -C "$searched/chunks" .'
 
 
 rule novelty_chunk:
@@ -59,4 +82,6 @@ rule novelty_chunk:
         f"{OUTDIR}/logs/novelty/{{drop}}/{{chunk}}.copy.log",
     localrule: True
     run:
-        shutil.copyfile(Path(input.job) / f"{wildcards.chunk}.parquet", output.novelty)
+        copy_from_tar(
+            input.job, f"./{chunk_file_stem(wildcards.drop, wildcards.chunk)}.parquet", output.novelty
+        )

@@ -4,6 +4,8 @@ checkpoint split_drop:
         earlier=earlier_manifests,
     output:
         manifest=MANIFEST_FILE,
+        # with remote storage only (else none): the chunk FASTAs as slot files named in advance
+        slots=SPLIT_SLOTS,
     log:
         f"{OUTDIR}/logs/split/{{drop}}.log",
     benchmark:
@@ -20,6 +22,11 @@ checkpoint split_drop:
         buckets=config["length_buckets"],
         chunk_residues=config["chunk_residues"],
         max_chunks=config["max_chunks_per_drop"],
+        slots=lambda wildcards, output: (
+            f"--slot-dir={shlex_quote(str(Path(output.slots[0]).parent))} --slots={len(output.slots)}"
+            if output.slots
+            else ""
+        ),
     shell:
         # Every name reaches the shell quoted, and as `--option=value` where a value may start with "-" (a
         # drop `-x.fasta`).
@@ -27,4 +34,4 @@ checkpoint split_drop:
         " --min-length={params.min_length} --max-length={params.max_length}"
         " --length-buckets {params.buckets} --chunk-residues={params.chunk_residues}"
         " --max-chunks={params.max_chunks}"
-        " --earlier-manifests {input.earlier:q} > {log:q} 2>&1"
+        " --earlier-manifests {input.earlier:q} {params.slots} > {log:q} 2>&1"

@@ -61,7 +61,7 @@ rule cluster_drop:
         previous=previous_cluster_state,
     output:
         members=CLUSTER_MEMBERS,
-        state=directory(CLUSTER_STATE),
+        state=CLUSTER_STATE,
     log:
         f"{OUTDIR}/logs/clusters/{{drop}}.log",
     benchmark:
@@ -75,7 +75,12 @@ rule cluster_drop:
         previous=lambda wildcards, input: (
             f"--previous {shlex_quote(input.previous)}" if input.previous else ""
         ),
-        predictions_dir=lambda wildcards: Path(PREDICTIONS_FILE.format(drop=wildcards.drop, chunk="x")).parent,
+        # the folder the declared predictions are in on this machine (with remote storage: their local copies)
+        predictions_dir=lambda wildcards, input: Path(
+            input.predictions[0]
+            if input.predictions
+            else PREDICTIONS_FILE.format(drop=wildcards.drop, chunk="x")
+        ).parent,
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
         min_seq_id=config["clusters"]["min_seq_id"],

@@ -3,7 +3,7 @@ STRUCTURE_REFERENCE = config["structural_novelty"]["reference"]
 STRUCTURE_REFERENCE_JSON = f"{OUTDIR}/structure_reference/reference.json"
 STRUCTURAL_FILE = f"{OUTDIR}/structural/{{drop}}/{{chunk}}.parquet"
 CLUSTER_MEMBERS = f"{OUTDIR}/clusters/{{drop}}/members.parquet"
-CLUSTER_STATE = f"{OUTDIR}/clusters/{{drop}}/mmseqs"
+CLUSTER_STATE = f"{OUTDIR}/clusters/{{drop}}/state.tar"
 CLUSTERS_TABLE = f"{OUTDIR}/clusters/clusters.parquet"
 
 
