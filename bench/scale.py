@@ -47,7 +47,7 @@ STAGES = {
     "split": (["split_drop"], ["chunks"]),
     "fold": (["fold_chunk"], ["predictions"]),
     "novelty": (["reference_db", "novelty_search", "novelty_chunk"], ["reference", "novelty"]),
-    "index": (["drop_lookup", "atlas_index"], ["atlas"]),
+    "index": (["drop_lookup", "drop_outcomes", "atlas_index"], ["atlas"]),
     "report": (["report"], ["report"]),
 }
 
