@@ -2,7 +2,8 @@
 
 Every input and output lives in the bucket: the splits (drop 2's fetches drop 1's manifest) with their chunk
 FASTAs as slot files, the fold jobs (tiny model on CPU), the novelty search against a packed reference, the
-clusters, the index and the report. A second run reruns nothing, and the report, read back from the
+structural novelty against the tests' structures (given as one tar, built into one tar), the clusters, the
+index and the report. A second run reruns nothing, and the report, read back from the
 bucket, still accounts for every record and the index for every novel prediction. The same holds remote-style
 (`--shared-fs-usage none`, jobs submitted through the cluster-generic executor as separate Snakemake
 processes, as workflow/profiles/kubernetes runs them).
@@ -17,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "atlas"
 DROPS = ("drop1.fasta", "drop2.fasta.gz")
 INPUTS = (*DROPS, "reference.fasta")
+STRUCTURES = ROOT / "tests" / "data" / "structures"
 
 
 def free_port() -> int:
@@ -71,6 +74,12 @@ def s3(tmp_path, monkeypatch):
             time.sleep(0.2)
     for name in INPUTS:
         client.upload_file(str(ROOT / "example" / name), BUCKET, f"run/{name}")
+    # the structure reference as remote storage takes it: one tar of the folder of structures
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w") as archive:
+        for path in sorted(STRUCTURES.iterdir()):
+            archive.add(path, arcname=path.name)
+    client.put_object(Bucket=BUCKET, Key="run/structures.tar", Body=packed.getvalue())
     yield endpoint, client
     server.kill()
     server.wait()
@@ -93,6 +102,7 @@ def run_snakemake(workdir: Path, endpoint: str, *args: str) -> str:
         "min_plddt": 0,
         "min_ptm": 0,
         "novelty": {"reference": "reference.fasta", "threads": 1},
+        "structural_novelty": {"reference": "structures.tar", "threads": 1},
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
@@ -145,6 +155,9 @@ def check_atlas_in_bucket(client) -> None:
     novelty = {key for key in keys if key.startswith("run/results/novelty/") and "/.jobs/" not in key}
     assert novelty == {f"run/results/novelty/{drop}/{chunk}.parquet" for drop, chunk in chunks}
     assert not [key for key in keys if "/.jobs/" in key], "temporary novelty job files were left behind"
+    structural = {key for key in keys if key.startswith("run/results/structural/")}
+    assert structural == {f"run/results/structural/{drop}/{chunk}.parquet" for drop, chunk in chunks}
+    assert "run/results/structure_reference/reference.tar" in keys
     for name in ("atlas/staged/index.parquet", "atlas/staged/atlas.duckdb", "report/index.html"):
         assert f"run/results/{name}" in keys
     assert {"run/results/clusters/clusters.parquet", "run/results/clusters/drop2/state.tar"} <= keys
@@ -163,6 +176,9 @@ def check_atlas_in_bucket(client) -> None:
         novel |= {row["checksum"] for row in table if row["novel"]}
     index = pq.read_table(io.BytesIO(stored(client, "run/results/atlas/staged/index.parquet")))
     assert set(index.column("checksum").to_pylist()) == novel and index.num_rows == len(novel) > 0
+    # structural novelty ran against the packed reference: every index row says so and has its verdict
+    assert all(index.column("structural_computed").to_pylist())
+    assert None not in index.column("structurally_novel").to_pylist()
 
 
 def test_the_workflow_runs_on_s3_and_a_second_run_reruns_nothing(tmp_path, s3):

@@ -73,13 +73,6 @@ REFERENCE_DB = f"{OUTDIR}/reference/reference.json"
 REFERENCE_PACK = f"{OUTDIR}/reference/reference.tar"
 NOVELTY_DB = REFERENCE_DB if LOCAL_FILES else REFERENCE_PACK
 
-if not LOCAL_FILES and config["structural_novelty"]["reference"]:
-    raise WorkflowError(
-        "structural novelty does not run on remote storage yet (its reference build is a folder named by a"
-        ' JSON file, not a declared output): set structural_novelty.reference to "" or run on a shared'
-        " filesystem"
-    )
-
 
 wildcard_constraints:
     drop="|".join(re.escape(drop) for drop in DROPS),

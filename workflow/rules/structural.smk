@@ -8,7 +8,7 @@ rule structure_reference:
     input:
         reference=ancient(STRUCTURE_REFERENCE) if STRUCTURE_REFERENCE else [],
     output:
-        reference=STRUCTURE_REFERENCE_JSON,
+        reference=STRUCTURE_REFERENCE_DB,
     log:
         f"{OUTDIR}/logs/structure_reference.log",
     benchmark:
@@ -19,14 +19,26 @@ rule structure_reference:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
     shell:
-        "atlas structure-reference --reference {input.reference:q} --output {output.reference:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        (
+            "atlas structure-reference --reference {input.reference:q} --output {output.reference:q}"
+            " --threads {threads} > {log:q} 2>&1"
+        )
+        if LOCAL_FILES
+        # Remote storage: the structure folder arrives as one tar; the build (reference.json and the folder it
+        # names, relative to it) leaves as one tar
+        else (
+            "build=$(mktemp -d {output.reference:q}.tmp-XXXXXX); trap 'rm -rf \"$build\"' EXIT; "
+            'mkdir "$build/source" "$build/reference"; tar -xf {input.reference:q} -C "$build/source"; '
+            'atlas structure-reference --reference "$build/source" --output "$build/reference/reference.json"'
+            " --threads {threads} > {log:q} 2>&1; "
+            'tar -cf {output.reference:q} -C "$build/reference" .'
+        )
 
 
 rule structural_chunk:
     input:
         predictions=PREDICTIONS_FILE,
-        reference=STRUCTURE_REFERENCE_JSON,
+        reference=STRUCTURE_REFERENCE_DB,
     output:
         structural=STRUCTURAL_FILE,
     log:
@@ -47,7 +59,13 @@ rule structural_chunk:
         max_seqs=config["structural_novelty"]["max_seqs"],
         prefilter_mode=config["structural_novelty"]["prefilter_mode"],
     shell:
-        "atlas structural --predictions {input.predictions:q} --reference {input.reference:q}"
+        (
+            "reference={input.reference:q}; "
+            if LOCAL_FILES
+            else "unpacked=$(mktemp -d {output.structural:q}.tmp-XXXXXX); trap 'rm -rf \"$unpacked\"' EXIT; "
+            'tar -xf {input.reference:q} -C "$unpacked"; reference="$unpacked/reference.json"; '
+        )
+        + 'atlas structural --predictions {input.predictions:q} --reference "$reference"'
         " --output {output.structural:q} --min-plddt {params.min_plddt} --min-ptm {params.min_ptm}"
         " --min-tm {params.min_tm} --top-k {params.top_k} --sensitivity {params.sensitivity}"
         " --max-seqs {params.max_seqs} --prefilter-mode {params.prefilter_mode} --threads {threads}"

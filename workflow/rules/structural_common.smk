@@ -1,6 +1,17 @@
 # Paths and input functions of the structural novelty and cluster rules (structural.smk).
 STRUCTURE_REFERENCE = config["structural_novelty"]["reference"]
 STRUCTURE_REFERENCE_JSON = f"{OUTDIR}/structure_reference/reference.json"
+# With remote storage the reference is given as one tar of the structure folder, and its build
+# (reference.json and the folder it names) is one declared tar, unpacked by each structural job.
+STRUCTURE_REFERENCE_PACK = f"{OUTDIR}/structure_reference/reference.tar"
+STRUCTURE_REFERENCE_DB = STRUCTURE_REFERENCE_JSON if LOCAL_FILES else STRUCTURE_REFERENCE_PACK
+STRUCTURE_ARCHIVES = (".tar", ".tar.gz", ".tgz")
+
+if not LOCAL_FILES and STRUCTURE_REFERENCE and not STRUCTURE_REFERENCE.endswith(STRUCTURE_ARCHIVES):
+    raise WorkflowError(
+        "with remote storage, structural_novelty.reference must be one file in the storage: a tar of the"
+        f" folder of structures (tar -cf structures.tar -C FOLDER .), not {STRUCTURE_REFERENCE!r}"
+    )
 STRUCTURAL_FILE = f"{OUTDIR}/structural/{{drop}}/{{chunk}}.parquet"
 CLUSTER_MEMBERS = f"{OUTDIR}/clusters/{{drop}}/members.parquet"
 CLUSTER_STATE = f"{OUTDIR}/clusters/{{drop}}/state.tar"
@@ -15,7 +26,9 @@ def all_structural(wildcards):
 
 
 def structure_reference_mb(input):
-    """Size of the structure reference build (3Di database and coordinates), in MB."""
+    """Size of the structure reference build (3Di database and coordinates), or packed, in MB."""
+    if not LOCAL_FILES:
+        return input.size_mb  # the packed build, with the chunk's predictions
     reference_json = Path(input.reference)
     build = reference_json.parent / json.loads(reference_json.read_text())["path"]
     return sum(path.stat().st_size for path in build.rglob("*") if path.is_file()) / 1e6
