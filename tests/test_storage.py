@@ -30,7 +30,7 @@ boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto")
 pytest.importorskip("snakemake_storage_plugin_s3")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.storage]
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "atlas"
