@@ -58,6 +58,28 @@ def no_data(ax: Axes, message: str) -> None:
     )
 
 
+def _corner_note(ax: Axes, text: str, right: bool = False) -> None:
+    """A boxed note in the top left (or right) corner of the axes."""
+    ax.text(
+        0.98 if right else 0.02,
+        0.97,
+        text,
+        transform=ax.transAxes,
+        ha="right" if right else "left",
+        va="top",
+        fontsize=9,
+        bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"},
+    )
+
+
+def _finish(fig: Figure, ax: Axes) -> Figure:
+    """The legend below the axes (when anything is labelled), a tight layout."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def _fmt(n: float) -> str:
     return f"{int(n):,}"
 
@@ -88,19 +110,9 @@ def plddt_histogram(
                     color = DROP_CYCLE[i % len(DROP_CYCLE)]
                     ax.stairs(drop_counts, edges, color=color, linewidth=1.2, label=drop)
         above = int(counts[edges[:-1] >= min_plddt].sum())
-        ax.text(
-            0.02,
-            0.97,
-            f"mean pLDDT >= {min_plddt:g}: {_fmt(above)} ({_pct(above, total)})",
-            transform=ax.transAxes,
-            va="top",
-            fontsize=9,
-            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"},
-        )
+        _corner_note(ax, f"mean pLDDT >= {min_plddt:g}: {_fmt(above)} ({_pct(above, total)})")
         ax.set_ylim(0, max(1, counts.max()) * 1.15)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def plddt_ptm_density(
@@ -221,9 +233,7 @@ def length_by_status(
     for i, limit in enumerate(length_limits):
         label = "length limits (" + ", ".join(f"{v:g}" for v in length_limits) + ")" if i == 0 else None
         ax.axvline(limit, label=label, **THRESHOLD_STYLE)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def identity_histogram(
@@ -255,20 +265,12 @@ def identity_histogram(
         ax.stairs(counts, edges, fill=True, color="#9ecae1", label="all folded")
         ax.stairs(counts_high_confidence, edges, color="#08519c", linewidth=1.4, label="high confidence")
         ax.set_ylim(0, max(1, counts.max()) * 1.2)
-        ax.text(
-            0.02,
-            0.97,
+        _corner_note(
+            ax,
             f"no reference hit: {_fmt(no_hit)} ({_pct(no_hit, total)})\n"
             f"  of them high confidence: {_fmt(no_hit_high_confidence)}",
-            transform=ax.transAxes,
-            va="top",
-            fontsize=9,
-            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"},
         )
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def structure_tm_histogram(
@@ -302,21 +304,13 @@ def structure_tm_histogram(
         ax.axvspan(0, min_tm, color="#fdd0a2", alpha=0.35, label="novel fold (TM < min_tm)")
         ax.stairs(counts, edges, fill=True, color="#08519c", label="best verified hit")
         ax.set_ylim(0, max(1, counts.max()) * 1.2)
-        ax.text(
-            0.98,
-            0.97,
+        _corner_note(
+            ax,
             f"novel by structure: {_fmt(novel)} ({_pct(novel, searched)})\n"
             f"  of them no verified hit: {_fmt(no_hit)}",
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            fontsize=9,
-            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"},
+            right=True,
         )
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def fold_throughput(chunks: Sequence[Mapping], overall: float | None) -> Figure:
