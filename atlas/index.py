@@ -50,6 +50,8 @@ the previous or the new ones, and a kill at any moment leaves whole files in pla
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -213,20 +215,50 @@ def _outcome_views(
     create_outcome_views(connection, min_plddt, min_ptm, temporary=True)
 
 
+@functools.cache
+def outcome_schema() -> str:
+    """A digest of the `outcomes` view's columns and types (atlas.views): a part written by a version with
+    other columns is made again (rule drop_outcomes takes it as a param, `atlas index` compares it)."""
+    import duckdb
+
+    with duckdb.connect(":memory:") as connection:
+        _outcome_views(connection, [], [], [], [], [], 0.0, 0.0)
+        columns = connection.execute("SELECT column_name, column_type FROM (DESCRIBE outcomes)").fetchall()
+    return hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
+
+
 def part_settings(min_plddt: float, min_ptm: float) -> dict[str, str]:
     """What a drop's outcome part was computed with (its Parquet key-value metadata)."""
-    return {"atlas.min_plddt": repr(float(min_plddt)), "atlas.min_ptm": repr(float(min_ptm))}
+    return {
+        "atlas.min_plddt": repr(float(min_plddt)),
+        "atlas.min_ptm": repr(float(min_ptm)),
+        "atlas.outcome_schema": outcome_schema(),
+    }
+
+
+def _written_with(part: str | Path, min_plddt: float, min_ptm: float) -> bool:
+    """The part's key-value metadata holds these thresholds and this version's outcome columns."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(part).metadata or {}
+    wanted = part_settings(min_plddt, min_ptm)
+    return all(metadata.get(key.encode()) == value.encode() for key, value in wanted.items())
+
+
+def check_parts(parts: Sequence[str | Path], min_plddt: float, min_ptm: float) -> None:
+    """Stop, naming the part, when one was written with other thresholds or other outcome columns."""
+    for part in parts:
+        if not _written_with(part, min_plddt, min_ptm):
+            raise ValueError(
+                f"{part} was written with other thresholds or by another version of the outcome columns:"
+                " make it again (snakemake --forcerun drop_outcomes, or delete it before `atlas index`)"
+            )
 
 
 def part_is_current(part: Path, inputs: Sequence[Path], min_plddt: float, min_ptm: float) -> bool:
-    """For `atlas index` by hand: the part exists, has these thresholds and is newer than its inputs."""
-    import pyarrow.parquet as pq
-
-    if not part.exists():
-        return False
-    metadata = pq.read_schema(part).metadata or {}
-    wanted = {key.encode(): value.encode() for key, value in part_settings(min_plddt, min_ptm).items()}
-    if any(metadata.get(key) != value for key, value in wanted.items()):
+    """For `atlas index` by hand: the part exists, was written with these settings, and is newer than its
+    inputs."""
+    if not part.exists() or not _written_with(part, min_plddt, min_ptm):
         return False
     built = part.stat().st_mtime_ns
     return all(Path(path).stat().st_mtime_ns <= built for path in inputs)
@@ -316,6 +348,7 @@ def build_index(
             connection, manifests, predictions, novelty, structural, cluster_table, min_plddt, min_ptm
         )
         if outcome_parts:  # compact files of metrics: the three reads below cost little
+            check_parts(outcome_parts, min_plddt, min_ptm)
             parts = ", ".join(path_literals(outcome_parts))
             connection.execute(
                 f"CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM read_parquet([{parts}])"

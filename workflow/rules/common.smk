@@ -17,6 +17,7 @@ from snakemake.settings.types import DeploymentMethod, SharedFSUsage
 from snakemake.utils import validate
 
 from atlas.chunkstore import chunk_slots, slot_name
+from atlas.index import outcome_schema
 from atlas.lock import OutdirLock, OutdirLocked
 from atlas.preflight import PreflightError, check_config, drop_entries, model_problems, predictions_key
 

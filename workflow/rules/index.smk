@@ -48,6 +48,8 @@ rule drop_outcomes:
     params:
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
+        # a version of the code with other outcome columns makes the parts again (no refold)
+        outcome_schema=outcome_schema(),
     script:
         "../scripts/drop_outcomes.py"
 
