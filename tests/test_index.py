@@ -633,3 +633,28 @@ def test_structural_columns_and_clusters_view(tmp_path):
         "/structural/d1/*.parquet" in sql["structural"]
         and "/clusters/clusters.parquet" in sql["cluster_members"]
     )
+
+
+def test_a_part_of_other_thresholds_or_columns_is_made_again_or_refused(tmp_path):
+    """A part records its thresholds and the outcome columns' digest: `atlas index` by hand makes a part of
+    another version again, and the index refuses one by name."""
+    outdir = make_outdir(tmp_path, build=False)
+    manifest = outdir / "chunks" / "d1" / "manifest.parquet"
+    own = sorted((outdir / "predictions" / "d1").glob("*.parquet"))
+    part = outdir / "atlas" / "parts" / "d1.outcomes.parquet"
+    index.write_drop_outcomes(manifest, own, [], part, MIN_PLDDT, MIN_PTM)
+    assert index.part_is_current(part, [manifest, *own], MIN_PLDDT, MIN_PTM)
+    table = pq.read_table(part)
+    older = {**table.schema.metadata, b"atlas.outcome_schema": b"0" * 16}
+    pq.write_table(table.replace_schema_metadata(older), part)
+    assert not index.part_is_current(part, [manifest, *own], MIN_PLDDT, MIN_PTM)
+    with pytest.raises(
+        ValueError, match="d1.outcomes.parquet was written with other thresholds or by another"
+    ):
+        build_index(outdir, ["d1"], False, outcome_parts=[part])
+    index.write_drop_outcomes(manifest, own, [], part, MIN_PLDDT, MIN_PTM)  # made again: accepted
+    assert build_index(outdir, ["d1"], False, outcome_parts=[part])["queued"] == len(
+        [row for row in pq.read_table(manifest).to_pylist() if row["status"] == "queued"]
+    )
+    with pytest.raises(ValueError, match="d1.outcomes.parquet"):
+        index.check_parts([part], MIN_PLDDT + 5, MIN_PTM)  # other thresholds
