@@ -43,7 +43,8 @@ def _figure() -> tuple[Figure, Axes]:
 
 
 def no_data(ax: Axes, message: str) -> None:
-    """Mark an axes as holding no data, in words a reader cannot miss."""
+    """Mark an axes as holding no data, in words a reader cannot miss, on a plain 0-1 y axis."""
+    ax.set_ylim(0, 1)
     ax.text(
         0.5,
         0.5,
@@ -101,7 +102,6 @@ def plddt_histogram(
     ax.axvline(min_plddt, label=f"min_plddt = {min_plddt:g}", **THRESHOLD_STYLE)
     if total == 0:
         no_data(ax, "no data: no folded predictions")
-        ax.set_ylim(0, 1)
     else:
         ax.stairs(counts, edges, fill=True, color="#9ecae1", label="all drops")
         if 1 < len(per_drop) <= len(DROP_CYCLE):  # per-drop outlines while they stay readable
@@ -257,10 +257,8 @@ def identity_histogram(
         ax.axvline(max_identity, label=f"max_identity = {max_identity:g}", **THRESHOLD_STYLE)
     if not computed:
         no_data(ax, "novelty not computed\n(no reference configured: novelty.reference is empty)")
-        ax.set_ylim(0, 1)
     elif total == 0:
         no_data(ax, "no data: no folded predictions with novelty results")
-        ax.set_ylim(0, 1)
     else:
         ax.stairs(counts, edges, fill=True, color="#9ecae1", label="all folded")
         ax.stairs(counts_high_confidence, edges, color="#08519c", linewidth=1.4, label="high confidence")
@@ -296,10 +294,8 @@ def structure_tm_histogram(
             "structural novelty not computed\n"
             "(no structure reference: structural_novelty.reference is empty)",
         )
-        ax.set_ylim(0, 1)
     elif searched == 0:
         no_data(ax, "no data: no confident predictions searched against the structure reference")
-        ax.set_ylim(0, 1)
     else:
         ax.axvspan(0, min_tm, color="#fdd0a2", alpha=0.35, label="novel fold (TM < min_tm)")
         ax.stairs(counts, edges, fill=True, color="#08519c", label="best verified hit")
@@ -325,7 +321,6 @@ def fold_throughput(chunks: Sequence[Mapping], overall: float | None) -> Figure:
     if not chunks:
         no_data(ax, "no data: no predictions file records\nits fold job's timing")
         ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
     else:
         drops = list(dict.fromkeys(row["drop"] for row in chunks))
         if len(drops) > len(DROP_CYCLE):  # too many drops to tell apart by colour
