@@ -264,6 +264,13 @@ def part_is_current(part: Path, inputs: Sequence[Path], min_plddt: float, min_pt
     return all(Path(path).stat().st_mtime_ns <= built for path in inputs)
 
 
+def _materialise_outcomes(connection) -> None:
+    """One scan of the stage files: the accounting check, the counts and the rows written after it all read
+    this table (three scans of every prediction's metrics otherwise)."""
+    connection.execute("CREATE TEMP TABLE outcome_rows AS SELECT * FROM outcomes")
+    connection.execute("CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM outcome_rows")
+
+
 def write_drop_outcomes(
     manifest: str | Path,
     predictions: Sequence[str | Path],
@@ -289,8 +296,7 @@ def write_drop_outcomes(
     with duckdb.connect(":memory:") as connection:
         _bounded_memory(connection, part.parent)
         _outcome_views(connection, [manifest], predictions, novelty, structural, [], min_plddt, min_ptm)
-        connection.execute("CREATE TEMP TABLE outcome_rows AS SELECT * FROM outcomes")
-        connection.execute("CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM outcome_rows")
+        _materialise_outcomes(connection)
         check_complete(connection)
         counts = index_counts(connection)
         settings = ", ".join(
@@ -353,9 +359,8 @@ def build_index(
             connection.execute(
                 f"CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM read_parquet([{parts}])"
             )
-        else:  # one scan of the stage files for the check, the counts and the index rows
-            connection.execute("CREATE TEMP TABLE outcome_rows AS SELECT * FROM outcomes")
-            connection.execute("CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM outcome_rows")
+        else:
+            _materialise_outcomes(connection)
         check_complete(connection)
         counts = index_counts(connection)
         connection.execute(

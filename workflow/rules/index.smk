@@ -48,8 +48,9 @@ rule drop_outcomes:
     params:
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
-        # a version of the code with other outcome columns makes the parts again (no refold)
-        outcome_schema=outcome_schema(),
+        # a version of the code with other outcome columns makes the parts again (no refold); a function, so
+        # only the scheduling process computes it, not every job's start-up
+        outcome_schema=lambda wildcards: outcome_schema(),
     script:
         "../scripts/drop_outcomes.py"
 
