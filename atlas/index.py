@@ -350,16 +350,19 @@ def build_index(
 
     with duckdb.connect(":memory:") as connection:
         _bounded_memory(connection, index.parent)
-        _outcome_views(
-            connection, manifests, predictions, novelty, structural, cluster_table, min_plddt, min_ptm
-        )
         if outcome_parts:  # compact files of metrics: the three reads below cost little
             check_parts(outcome_parts, min_plddt, min_ptm)
+            # stage views over no file (binding one over 10^5 files reads every footer): the index query
+            # needs only the cluster table beside the parts
+            _outcome_views(connection, [], [], [], [], cluster_table, min_plddt, min_ptm)
             parts = ", ".join(path_literals(outcome_parts))
             connection.execute(
                 f"CREATE OR REPLACE TEMP VIEW outcomes AS SELECT * FROM read_parquet([{parts}])"
             )
         else:
+            _outcome_views(
+                connection, manifests, predictions, novelty, structural, cluster_table, min_plddt, min_ptm
+            )
             _materialise_outcomes(connection)
         check_complete(connection)
         counts = index_counts(connection)
