@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 from atlas.views import HIGH_CONFIDENCE_RULE
 
+# novelty.queries "confident" searches only the high-confidence predictions: "novel" then counts only them
+NOVEL_LABELS = {"all": "novel (any confidence)", "confident": "novel (only high confidence is searched)"}
 # Order and labels of the per-stage counts, for the tables and `atlas stats`.
 STAGES: list[tuple[str, str]] = [
     ("records", "input records"),
@@ -29,7 +31,7 @@ STAGES: list[tuple[str, str]] = [
     ("failed", "fold failed"),
     ("pending", "not folded yet"),
     ("high_confidence", "high confidence"),
-    ("novel", "novel (any confidence)"),
+    ("novel", NOVEL_LABELS["all"]),
     ("high_confidence_novel", "high confidence and novel"),
     ("high_confidence_structurally_novel", "high confidence, novel by structure"),
     ("high_confidence_novel_both", "high confidence, novel by sequence and structure"),
@@ -67,8 +69,12 @@ def stage_counts(
     min_plddt: float,
     min_ptm: float,
     structural_computed: bool = False,
+    novelty_queries: str = "all",
 ) -> dict:
-    """Counts per drop and in total (see the module docstring); drops in arrival order."""
+    """Counts per drop and in total (see the module docstring); drops in arrival order. `novelty_queries`:
+    which predictions were searched for novelty (config novelty.queries: all, or confident only)."""
+    if novelty_queries not in NOVEL_LABELS:
+        raise ValueError(f"novelty queries {novelty_queries!r}: not one of {', '.join(NOVEL_LABELS)}")
     drops = list(drops)
     per_drop = {drop: _empty_counts(novelty_computed, structural_computed) for drop in drops}
 
@@ -132,6 +138,7 @@ def stage_counts(
     return {
         "drops": drops,
         "novelty_computed": novelty_computed,
+        "novelty_queries": novelty_queries,
         "structural_computed": structural_computed,
         "thresholds": {"min_plddt": float(min_plddt), "min_ptm": float(min_ptm)},
         "high_confidence_rule": HIGH_CONFIDENCE_RULE,
@@ -139,6 +146,12 @@ def stage_counts(
         "per_drop": per_drop,
         "total": total,
     }
+
+
+def stage_labels(counts: dict) -> list[tuple[str, str]]:
+    """STAGES with the label of `novel` saying which predictions were searched."""
+    novel = NOVEL_LABELS[counts.get("novelty_queries", "all")]
+    return [(key, novel if key == "novel" else label) for key, label in STAGES]
 
 
 def format_invariant(total: dict) -> str:
@@ -158,7 +171,7 @@ def format_counts(counts: dict) -> str:
     drops = counts["drops"]
     header = ["stage", *drops, "total"]
     rows = []
-    for key, label in STAGES:
+    for key, label in stage_labels(counts):
         values = [counts["per_drop"][drop][key] for drop in drops] + [counts["total"][key]]
         rows.append([label, *("n/a" if v is None else f"{v:,}" for v in values)])
     for reason in counts["total"]["rejected_by_reason"]:

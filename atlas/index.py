@@ -328,13 +328,16 @@ def build_index(
     structural_computed: bool = False,
     clusters: str | Path | None = None,
     outcome_parts: Sequence[str | Path] = (),
+    novelty_queries: str = "all",
 ) -> dict[str, int]:
     """Build the staged index and database from exactly these files, then publish both; returns counts.
     `lookups`: the drops' atlas.lookup files (`*.by_id.parquet`, `*.by_checksum.parquet`); `structural`: the
     chunks' structural novelty files (read when `structural_computed`); `clusters`: the cluster table.
     `outcome_parts`: each drop's outcome rows (write_drop_outcomes, with the same thresholds); given, the
     index reads them instead of every prediction (the workflow's way: a new drop makes its own part and
-    the others are not read again); else the outcomes are computed here from the stage files."""
+    the others are not read again); else the outcomes are computed here from the stage files.
+    `novelty_queries`: which predictions the novelty files searched (config novelty.queries), recorded in
+    atlas_info for the counts' wording."""
     import duckdb
 
     index, database = Path(index), Path(database)
@@ -403,13 +406,15 @@ def build_index(
         connection.execute(
             """CREATE TABLE atlas_info AS SELECT
                 ?::DOUBLE AS min_plddt, ?::DOUBLE AS min_ptm, ?::BOOLEAN AS novelty_computed,
-                ?::BOOLEAN AS structural_computed, ?::BOOLEAN AS clusters_computed,
+                ?::VARCHAR AS novelty_queries, ?::BOOLEAN AS structural_computed,
+                ?::BOOLEAN AS clusters_computed,
                 ?::VARCHAR[] AS drops, ?::BIGINT AS atlas_rows, ?::VARCHAR AS counts,
                 ?::VARCHAR AS built_outdir, ?::TIMESTAMP AS built_at_utc, ?::VARCHAR AS paths""",
             [
                 float(min_plddt),
                 float(min_ptm),
                 bool(novelty_computed),
+                novelty_queries if novelty_computed else None,
                 bool(structural_computed),
                 bool(cluster_table),
                 list(drops),
@@ -466,7 +471,7 @@ def _run_step(job, name: str, step) -> int:
 def run_index_step(job) -> int:
     """Entry point of rule atlas_index (workflow/scripts/atlas_index.py): `job` is the script's `snakemake`
     object; its inputs manifests/lookups/parts/predictions/novelty/structural/clusters, outputs
-    index/database, params drops/min_plddt/min_ptm/novelty/structural and log."""
+    index/database, params drops/min_plddt/min_ptm/novelty/novelty_queries/structural and log."""
     params = job.params
 
     def step() -> str:
@@ -485,6 +490,7 @@ def run_index_step(job) -> int:
             structural_computed=bool(params.structural),
             clusters=job.input.clusters or None,
             outcome_parts=job.input.parts,
+            novelty_queries=params.novelty_queries,
         )
         structural = bool(params.structural)
         return log_counts(counts, bool(params.novelty), params.min_plddt, params.min_ptm, structural)
@@ -563,6 +569,12 @@ def index_main(argv: list[str]) -> int:
     parser.add_argument("--min-ptm", type=float, default=config["min_ptm"])
     parser.add_argument("--novelty", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument(
+        "--novelty-queries",
+        choices=["confident", "all"],
+        default=config["novelty"]["queries"],
+        help="which predictions the novelty files searched (default: ./config.yaml's, %(default)s)",
+    )
+    parser.add_argument(
         "--structural",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -623,6 +635,7 @@ def index_main(argv: list[str]) -> int:
             structural_computed=args.structural,
             clusters=outdir / CLUSTERS_FILE if args.clusters else None,
             outcome_parts=parts,
+            novelty_queries=args.novelty_queries,
         )
     except (IncompleteAtlasError, OSError, ValueError, duckdb.Error) as error:
         print(f"atlas index: error: {error}", file=sys.stderr)

@@ -26,7 +26,11 @@ Two workflow steps live here:
     mmseqs       the binary used, and mmseqs_version
 
 `atlas novelty --fasta CHUNK.fasta --reference-db reference.json --output novelty.parquet ...`
-    `mmseqs easy-search` of the chunk's sequences (query names are their checksums) against the reference
+`atlas novelty --predictions CHUNK.parquet ... --chunks NAME ... --output-dir DIR --min-plddt X --min-ptm Y`
+    The queries are a chunk's sequences (config `novelty.queries: all`: from its FASTA, beside folding), or
+    only its confident predictions (`confident`, the default: from its predictions file, the rule of
+    atlas.tables.high_confidence; the atlas holds no other, and about a third of the predictions pass).
+    `mmseqs easy-search` of the queries (query names are their checksums) against the reference
     with `--alignment-mode 3` (full alignment: `fident` is identical residues over the alignment length,
     coverages from its start and end), no coverage filter (`-c 0`), a permissive E-value (default 10, so
     short identical peptides in a large reference are not dropped; novelty is decided on identity and
@@ -36,7 +40,7 @@ Two workflow steps live here:
     queries of 16-60 residues) it makes the same novel/not-novel calls as the earlier default `-s 5.7`, many
     times faster (bench/novelty_search.py); `-s 1` misses a 16-residue query at 94% identity. The lower
     sensitivity misses remote homologs (below ~50% identity), novel either way; their rows then have no hit.
-    Output, one row per chunk sequence, in FASTA order:
+    Output, one row per query, in chunk order (a sequence without a row was not searched):
 
     checksum, best_hit, identity (0-1), query_coverage (0-1), target_coverage (0-1), evalue, novel
 
@@ -397,8 +401,35 @@ def search_chunk(fasta: str | Path, reference_json: str | Path, output: str | Pa
     return search_chunks([fasta], reference_json, [output], **options)
 
 
+@dataclass(frozen=True)
+class Confident:
+    """Search only a predictions file's confident predictions (atlas.tables.high_confidence)."""
+
+    min_plddt: float
+    min_ptm: float
+
+
+def chunk_queries(path: str | Path, confident: Confident | None = None) -> Iterator[tuple[str, str]]:
+    """(checksum, sequence) of a chunk's queries: every record of its FASTA, or with `confident` the
+    confident predictions of its predictions Parquet."""
+    from atlas.fasta import read_fasta, sequence_checksum
+
+    if confident is None:
+        for record in read_fasta(path):
+            sequence = record.sequence.upper()
+            yield sequence_checksum(sequence), sequence
+        return
+    import pyarrow.parquet as pq
+
+    from atlas.tables import high_confidence
+
+    metrics = pq.read_table(path, columns=["checksum", "sequence", "status", "mean_plddt", "ptm"])
+    chosen = metrics.filter(high_confidence(metrics, confident.min_plddt, confident.min_ptm))
+    yield from zip(chosen.column("checksum").to_pylist(), chosen.column("sequence").to_pylist(), strict=True)
+
+
 def search_chunks(
-    fastas: list[str | Path],
+    chunks: list[str | Path],
     reference_json: str | Path,
     outputs: list[str | Path],
     max_identity: float = SEARCH_DEFAULTS.get("max_identity"),
@@ -407,16 +438,17 @@ def search_chunks(
     threads: int = 1,
     evalue: float = 10.0,
     max_seqs: int = 300,
+    confident: Confident | None = None,
 ) -> dict:
-    """Search the sequences of several chunk FASTAs in one MMseqs2 run (the reference is mapped once) and
-    write each chunk's novelty Parquet (outputs[i] for fastas[i]); returns a few counts over all."""
+    """Search the queries of several chunks (chunk_queries: FASTAs, or predictions files with `confident`)
+    in one MMseqs2 run (the reference is mapped once) and write each chunk's novelty Parquet (outputs[i] for
+    chunks[i]); returns a few counts over all."""
     import pyarrow as pa
 
-    from atlas.fasta import read_fasta, sequence_checksum
     from atlas.tables import NOVELTY, write_parquet_atomic
 
-    if len(fastas) != len(outputs) or not fastas:
-        raise ValueError(f"give one output per chunk FASTA: {len(fastas)} FASTA, {len(outputs)} outputs")
+    if len(chunks) != len(outputs) or not chunks:
+        raise ValueError(f"give one output per chunk: {len(chunks)} chunks, {len(outputs)} outputs")
     outputs = [Path(output) for output in outputs]
     first = outputs[0]
     first.parent.mkdir(parents=True, exist_ok=True)
@@ -428,11 +460,9 @@ def search_chunks(
         written: set[str] = set()
         query = workdir / "query.fasta"
         with open(query, "w") as handle:
-            for fasta in fastas:
+            for chunk in chunks:
                 checksums: dict[str, None] = {}  # an ordered set: a chunk lists each sequence once
-                for record in read_fasta(fasta):
-                    sequence = record.sequence.upper()
-                    checksum = sequence_checksum(sequence)
+                for checksum, sequence in chunk_queries(chunk, confident):
                     checksums[checksum] = None
                     if checksum not in written:  # chunks of a drop are disjoint; stay correct if not
                         written.add(checksum)
@@ -488,7 +518,12 @@ def novelty_main(argv: list[str]) -> int:
     parser.add_argument("--output", nargs="+", help="novelty Parquet to write, one per FASTA")
     parser.add_argument("--chunks", nargs="+", help="or: chunk names, read from --chunk-dir/NAME.fasta ...")
     parser.add_argument("--chunk-dir", type=Path, help="... and written to --output-dir/NAME.parquet")
+    parser.add_argument(
+        "--predictions", nargs="+", help="or: the chunks' predictions files (with --chunks, in that order)"
+    )
     parser.add_argument("--output-dir", type=Path)
+    parser.add_argument("--min-plddt", type=float, help="with --predictions: search only the confident ...")
+    parser.add_argument("--min-ptm", type=float, help="... predictions (atlas.tables.high_confidence)")
     parser.add_argument("--reference-db", required=True, help="reference.json of `atlas reference-db`")
     parser.add_argument("--max-identity", type=float, default=SEARCH_DEFAULTS.get("max_identity"))
     parser.add_argument("--min-coverage", type=float, default=SEARCH_DEFAULTS.get("min_coverage"))
@@ -499,16 +534,30 @@ def novelty_main(argv: list[str]) -> int:
     parser.add_argument("--max-seqs", type=int, default=300, help="MMseqs2 --max-seqs (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.chunks and args.chunk_dir and args.output_dir and not (args.fasta or args.output):
-        fastas = [args.chunk_dir / f"{name}.fasta" for name in args.chunks]
+    confident = None
+    if args.predictions:
+        if not (args.chunks and args.output_dir) or args.fasta or args.output or args.chunk_dir:
+            parser.error("--predictions goes with --chunks and --output-dir only")
+        if len(args.predictions) != len(args.chunks):
+            parser.error(f"{len(args.predictions)} predictions files for {len(args.chunks)} chunk names")
+        if args.min_plddt is None or args.min_ptm is None:
+            parser.error("--predictions needs --min-plddt and --min-ptm")
+        confident = Confident(args.min_plddt, args.min_ptm)
+        chunks = args.predictions
+        outputs = [args.output_dir / f"{name}.parquet" for name in args.chunks]
+    elif args.chunks and args.chunk_dir and args.output_dir and not (args.fasta or args.output):
+        chunks = [args.chunk_dir / f"{name}.fasta" for name in args.chunks]
         outputs = [args.output_dir / f"{name}.parquet" for name in args.chunks]
     elif args.fasta and args.output and not (args.chunks or args.chunk_dir or args.output_dir):
-        fastas, outputs = args.fasta, args.output
+        chunks, outputs = args.fasta, args.output
     else:
-        parser.error("give either --fasta and --output, or --chunks, --chunk-dir and --output-dir")
+        parser.error(
+            "give --fasta and --output, or --chunks, --chunk-dir and --output-dir, or --predictions,"
+            " --chunks and --output-dir"
+        )
     try:
         search_chunks(
-            fastas,
+            chunks,
             args.reference_db,
             outputs,
             max_identity=args.max_identity,
@@ -517,6 +566,7 @@ def novelty_main(argv: list[str]) -> int:
             threads=args.threads,
             evalue=args.evalue,
             max_seqs=args.max_seqs,
+            confident=confident,
         )
     except (MmseqsError, OSError, ValueError, KeyError) as error:
         print(f"atlas novelty: error: {error}", file=sys.stderr)

@@ -7,7 +7,7 @@ import base64
 from importlib import resources
 from urllib.parse import quote
 
-from atlas.counts import STAGES, format_invariant
+from atlas.counts import format_invariant, stage_labels
 
 # where the atlas explorer serves one structure, relative to the page's server
 STRUCTURE_URL = "/structure/{id}"
@@ -65,7 +65,10 @@ def render_html(summary: dict, images: dict[str, bytes], plots: dict[str, tuple[
             else "not computed (no structure reference)",
         ),
     ]
-    stage_rows = [[label, *(counts["per_drop"][d][key] for d in drops), total[key]] for key, label in STAGES]
+    stage_rows = [
+        [label, *(counts["per_drop"][d][key] for d in drops), total[key]]
+        for key, label in stage_labels(counts)
+    ]
     stage_rows.append(
         [
             "folded residues",
@@ -79,6 +82,8 @@ def render_html(summary: dict, images: dict[str, bytes], plots: dict[str, tuple[
     ]
     threshold_rows = [[key, value] for key, value in thresholds.items()]
     threshold_rows.append(["novelty computed", summary["novelty_computed"]])
+    if summary["novelty_computed"]:
+        threshold_rows.append(["novelty searched for", summary.get("novelty_queries", "all")])
     threshold_rows.append(["structural novelty computed", summary["structural_computed"]])
     if summary.get("atlas_index_rows") is not None:
         threshold_rows.append(["rows in atlas/index.parquet", summary["atlas_index_rows"]])

@@ -244,15 +244,18 @@ def identity_histogram(
     no_hit_high_confidence: int,
     max_identity: float | None,
     computed: bool,
+    queries: str = "all",
 ) -> Figure:
-    """Sequence identity of each folded prediction to its nearest reference hit."""
+    """Sequence identity of each searched prediction to its nearest reference hit; `queries`: which were
+    searched (config novelty.queries: all folded, or only the confident)."""
     fig, ax = _figure()
     ax.set_xlim(0, 1)
     ax.set_xlabel("sequence identity to the nearest reference hit (fraction, 0-1)")
-    ax.set_ylabel("folded predictions per 0.01 bin")
+    ax.set_ylabel("searched predictions per 0.01 bin")
     total = int(counts.sum()) + no_hit
     suffix = f" (n = {_fmt(total)})" if computed else ""
-    ax.set_title(f"Nearest reference hit of folded predictions{suffix}")
+    searched = "folded predictions" if queries == "all" else "confident predictions (only they are searched)"
+    ax.set_title(f"Nearest reference hit of {searched}{suffix}")
     if max_identity is not None:
         ax.axvline(max_identity, label=f"max_identity = {max_identity:g}", **THRESHOLD_STYLE)
     if not computed:
@@ -260,7 +263,8 @@ def identity_histogram(
     elif total == 0:
         no_data(ax, "no data: no folded predictions with novelty results")
     else:
-        ax.stairs(counts, edges, fill=True, color="#9ecae1", label="all folded")
+        if queries == "all":
+            ax.stairs(counts, edges, fill=True, color="#9ecae1", label="all folded")
         ax.stairs(counts_high_confidence, edges, color="#08519c", linewidth=1.4, label="high confidence")
         ax.set_ylim(0, max(1, counts.max()) * 1.2)
         _corner_note(

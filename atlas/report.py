@@ -95,6 +95,7 @@ class ReportSettings:
     max_length: int
     structural: bool = False
     min_tm: float = 0.5
+    novelty_queries: str = "all"  # which predictions were searched for novelty: all, or only the confident
 
 
 def throughput_data(prediction_files: Sequence[str | Path]) -> tuple[list[dict], dict]:
@@ -176,6 +177,7 @@ def write_report(
             settings.min_plddt,
             settings.min_ptm,
             settings.structural,
+            settings.novelty_queries,
         )
         figures = {}
         edges, hist, per_drop = plotdata.plddt_histogram_data(connection, counts["drops"])
@@ -197,6 +199,7 @@ def write_report(
             ident["no_hit_hc"],
             settings.max_identity if settings.novelty else None,
             settings.novelty,
+            settings.novelty_queries,
         )
         tm = plotdata.structure_tm_data(connection, settings.structural)
         figures["structure_tm"] = plots.structure_tm_histogram(
@@ -226,6 +229,7 @@ def write_report(
         "outdir": str(report_dir.parent),
         "drops": counts["drops"],
         "novelty_computed": settings.novelty,
+        "novelty_queries": settings.novelty_queries,
         "structural_computed": settings.structural,
         "structure_tm": {key: tm[key] for key in ("searched", "no_hit", "novel")},
         "thresholds": thresholds,
@@ -330,6 +334,7 @@ def report_main(argv: list[str]) -> int:
         max_length=config["max_length"],
         structural=structural,
         min_tm=config["structural_novelty"]["min_tm"],
+        novelty_queries=info.get("novelty_queries") or "all",  # a database of an earlier version lacks it
     )
     report_dir = Path(args.report_dir) if args.report_dir else outdir / "report"
     summary = write_report(files, report_dir, settings, index=outdir / "atlas" / "index.parquet")

@@ -39,6 +39,7 @@ def _counts_from_database(outdir: str | Path) -> dict:
             info["min_plddt"],
             info["min_ptm"],
             bool(info.get("structural_computed")),  # a database of an earlier version lacks it
+            info.get("novelty_queries") or "all",  # ... and this (it searched every sequence)
         )
     finally:
         connection.close()
@@ -79,7 +80,13 @@ def _counts_from_files(outdir: str | Path) -> dict:
         )
         create_outcome_views(connection, config["min_plddt"], config["min_ptm"])
         return stage_counts(
-            connection, drops, novelty, config["min_plddt"], config["min_ptm"], structural_computed=structural
+            connection,
+            drops,
+            novelty,
+            config["min_plddt"],
+            config["min_ptm"],
+            structural_computed=structural,
+            novelty_queries=config["novelty"]["queries"],
         )
 
 
@@ -97,7 +104,14 @@ def counts_of(outdir: str | Path) -> dict:
 
 def format_stats(stats: dict, outdir: str | Path) -> str:
     thresholds = stats["thresholds"]
-    novelty = "novelty computed" if stats["novelty_computed"] else "novelty not computed (no reference)"
+    novelty = "novelty not computed (no reference)"
+    if stats["novelty_computed"]:
+        novelty = (
+            "novelty computed for the high-confidence predictions only (novelty.queries: confident), so"
+            " 'novel' counts only them"
+            if stats.get("novelty_queries") == "confident"
+            else "novelty computed for every sequence (novelty.queries: all)"
+        )
     structural = (
         "structural novelty computed"
         if stats.get("structural_computed")

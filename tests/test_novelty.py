@@ -318,6 +318,63 @@ def test_many_chunks_in_one_job_equal_one_job_per_chunk(tmp_path, reference, que
     assert atlas_main([*argv, str(chunks[0]), "--output", str(together[0]), str(together[1])]) == 1
 
 
+def write_predictions(path: Path, rows: list[tuple[str, str, str, float, float]]) -> Path:
+    """A predictions file (atlas.tables.PREDICTIONS) of (id, sequence, status, mean_plddt, ptm) rows, the
+    columns novelty reads filled, the structures null."""
+    import pyarrow as pa
+
+    from atlas.tables import PREDICTIONS
+
+    columns = {name: [None] * len(rows) for name in PREDICTIONS.names}
+    for key, values in zip(
+        ("id", "sequence", "status", "mean_plddt", "ptm"), zip(*rows, strict=True), strict=True
+    ):
+        columns[key] = list(values)
+    columns["checksum"] = [sequence_checksum(sequence) for sequence in columns["sequence"]]
+    pq.write_table(pa.table(columns, schema=PREDICTIONS), path)
+    return path
+
+
+def test_confident_queries_search_only_the_confident_predictions(tmp_path, reference, queries):
+    """novelty.queries confident: only predictions passing both thresholds (the rule of the index, a metric
+    equal to a threshold passes) get a row, with the calls a search of every sequence makes."""
+    names = list(queries)
+    metrics = {  # name -> (status, mean_plddt, ptm); the others are confident
+        names[0]: ("ok", 69.9, 0.9),  # pLDDT just below
+        names[1]: ("ok", 90.0, 0.69),  # pTM below
+        names[2]: ("failed", None, None),
+        names[3]: ("ok", 70.0, 0.7),  # both exactly at the thresholds: confident
+    }
+    rows = [
+        (name, sequence, *metrics.get(name, ("ok", 85.0, 0.8))) for name, (sequence, _) in queries.items()
+    ]
+    chunks = [write_predictions(tmp_path / f"p{i}.parquet", rows[i::2]) for i in range(2)]
+    out = tmp_path / "confident"
+    argv = ["novelty", "--reference-db", str(reference["output"]), "--threads", "2"]
+    thresholds = ["--min-plddt", "70", "--min-ptm", "0.7"]
+    chunk_names = ["c0", "c1"]
+    searched = ["--chunks", *chunk_names, "--output-dir", str(out)]
+    assert atlas_main([*argv, "--predictions", *map(str, chunks), *searched, *thresholds]) == 0
+    every = run_search(tmp_path, reference["output"], queries)
+    confident = [name for name in names if name not in names[:3]]
+    for index, name in enumerate(chunk_names):
+        table = pq.read_table(out / f"{name}.parquet")
+        assert table.schema == NOVELTY
+        expected = [sequence_checksum(queries[row[0]][0]) for row in rows[index::2] if row[0] in confident]
+        assert table.column("checksum").to_pylist() == expected
+    found = {
+        row["checksum"]: row
+        for name in chunk_names
+        for row in pq.read_table(out / f"{name}.parquet").to_pylist()
+    }
+    assert found == {row["checksum"]: row for name, row in every.items() if name in confident}
+    # a predictions run needs the thresholds and one chunk name per file
+    with pytest.raises(SystemExit):
+        atlas_main([*argv, "--predictions", str(chunks[0]), "--chunks", "c0", "--output-dir", str(out)])
+    with pytest.raises(SystemExit):
+        atlas_main([*argv, "--predictions", str(chunks[0]), *searched, *thresholds])
+
+
 def read_fasta_records(path: Path) -> list[tuple[str, str]]:
     return [(record.id, record.sequence) for record in read_fasta(path)]
 

@@ -406,6 +406,7 @@ def test_report_step_reads_only_the_declared_inputs(full, tmp_path):
             "max_length": 1280,
             "structural": True,
             "min_tm": MIN_TM,
+            "novelty_queries": "confident",
         },
         log=[str(tmp_path / "report.log")],
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ def xopen(path: Path):
     return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
 
 
-def run_snakemake(workdir: Path, drops: list[Path], *args: str) -> str:
+def run_snakemake(workdir: Path, drops: list[Path], *args: str, **settings) -> str:
     config = {
         "drops": [str(path) for path in drops],
         "outdir": "results",
@@ -49,6 +50,7 @@ def run_snakemake(workdir: Path, drops: list[Path], *args: str) -> str:
         "min_plddt": 0,
         "min_ptm": 0,
         "novelty": {"reference": str(REFERENCE), "threads": 1},
+        **settings,
     }
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
@@ -194,3 +196,38 @@ def test_rerun_with_nothing_new_schedules_no_work(incremental_run):
     jobs = incremental_run["dry_run_nothing_new"]
     work = {"split_drop", "fold_chunk", "novelty_search", "novelty_chunk"}
     assert not [name for name, _ in jobs if name in work], jobs
+
+
+def test_raised_confidence_threshold_searches_again_and_folds_nothing(incremental_run, tmp_path):
+    """novelty.queries confident (the default) searches only the confident predictions: raising min_plddt
+    re-searches every chunk (its settings changed) and folds nothing again; the novelty rows are then the
+    confident predictions' only, the atlas their novel ones, and `atlas stats` says what "novel" counts."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(incremental_run["workdir"], workdir)
+    results = workdir / "results"
+    predictions = pq.read_table(results / PREDICTIONS, columns=["checksum", "mean_plddt"]).to_pylist()
+    plddts = sorted(row["mean_plddt"] for row in predictions)
+    middle = len(plddts) // 2
+    threshold = round((plddts[middle - 1] + plddts[middle]) / 2, 4)  # half fall below, none near it
+    confident = {row["checksum"] for row in predictions if row["mean_plddt"] >= threshold}
+    assert 0 < len(confident) < len(predictions)
+    drops = [DROP1, DROP2]
+    planned = {
+        name for name, _ in planned_jobs(run_snakemake(workdir, drops, "--dry-run", min_plddt=threshold))
+    }
+    assert {"novelty_search", "novelty_chunk"} <= planned and not planned & {"split_drop", "fold_chunk"}
+    folded_before = file_digests(results / PREDICTIONS)
+    run_snakemake(workdir, drops, min_plddt=threshold)
+    assert file_digests(results / PREDICTIONS) == folded_before
+    novelty = pq.read_table(results / "novelty").to_pylist()
+    assert sorted(row["checksum"] for row in novelty) == sorted(confident)
+    index = pq.read_table(results / "atlas" / "index.parquet").to_pylist()
+    assert {row["checksum"] for row in index} == {row["checksum"] for row in novelty if row["novel"]}
+    stats = subprocess.run(
+        [sys.executable, "-m", "atlas", "stats", "--outdir", str(results)], capture_output=True, text=True
+    )
+    assert stats.returncode == 0, stats.stderr
+    assert "novelty computed for the high-confidence predictions only" in stats.stdout
+    novel_row = next(line for line in stats.stdout.splitlines() if line.startswith("novel ("))
+    assert novel_row.startswith("novel (only high confidence is searched)")
+    assert novel_row.split()[-1] == str(len(index))

@@ -247,8 +247,20 @@ def novelty_jobs(drop):
     return _novelty_jobs[drop]
 
 
-def novelty_job_fastas(wildcards):
+# novelty.queries: "confident" searches the confident predictions, read from the chunks' predictions files
+# (so after folding); "all" every sequence of the chunks' FASTAs (beside folding)
+NOVELTY_SEARCHES_PREDICTIONS = config["novelty"]["queries"] == "confident"
+# what decides a chunk's novelty rows
+NOVELTY_SEARCH_SETTINGS = {
+    key: config["novelty"][key] for key in ("queries", "max_identity", "min_coverage", "sensitivity")
+} | ({"min_plddt": config["min_plddt"], "min_ptm": config["min_ptm"]} if NOVELTY_SEARCHES_PREDICTIONS else {})
+
+
+def novelty_job_queries(wildcards):
+    """The files a novelty job reads its queries from, in its chunks' order: predictions or chunk FASTAs."""
     chunks = novelty_jobs(wildcards.drop)[0][wildcards.job]
+    if NOVELTY_SEARCHES_PREDICTIONS:
+        return [PREDICTIONS_FILE.format(drop=wildcards.drop, chunk=chunk) for chunk in chunks]
     return [chunk_fasta_path(wildcards.drop, chunk) for chunk in chunks]
 
 

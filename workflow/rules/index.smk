@@ -80,6 +80,7 @@ rule atlas_index:
         min_plddt=config["min_plddt"],
         min_ptm=config["min_ptm"],
         novelty=bool(NOVELTY_REFERENCE),
+        novelty_queries=config["novelty"]["queries"],
         structural=bool(STRUCTURE_REFERENCE),
     script:
         "../scripts/atlas_index.py"

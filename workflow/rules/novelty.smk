@@ -34,8 +34,9 @@ rule reference_db:
 
 rule novelty_search:
     input:
-        # ancient: chunks are named by content, a rewritten chunk FASTA holds the same sequences (as in fold)
-        fastas=ancient(novelty_job_fastas),
+        # ancient FASTAs: chunks are named by content, a rewritten chunk FASTA holds the same sequences (as in
+        # fold); a predictions file is new only when its chunk was folded again
+        queries=(novelty_job_queries if NOVELTY_SEARCHES_PREDICTIONS else ancient(novelty_job_queries)),
         db=NOVELTY_DB,
     output:
         chunks=temp(NOVELTY_JOB_TAR),
@@ -49,12 +50,14 @@ rule novelty_search:
     resources:
         mem_mb=lambda wildcards, input, attempt: max(4000, int(1.5 * reference_db_mb(input))) * attempt,
     params:
-        chunk_dir=lambda wildcards, input: Path(input.fastas[0]).parent,
+        chunk_dir=lambda wildcards, input: Path(input.queries[0]).parent,
         # the chunks' file names (with remote storage their slots'): one Parquet each, named alike
         chunks=lambda wildcards: [
             chunk_file_stem(wildcards.drop, chunk)
             for chunk in novelty_jobs(wildcards.drop)[0][wildcards.job]
         ],
+        min_plddt=config["min_plddt"],
+        min_ptm=config["min_ptm"],
         max_identity=config["novelty"]["max_identity"],
         min_coverage=config["novelty"]["min_coverage"],
         sensitivity=config["novelty"]["sensitivity"],
@@ -66,8 +69,13 @@ rule novelty_search:
             if LOCAL_FILES
             else 'tar -xf {input.db:q} -C "$searched"; db="$searched/reference.json"; '
         )
-        + "atlas novelty --chunk-dir {params.chunk_dir:q} --chunks {params.chunks:q}"
-        ' --output-dir "$searched/chunks" --reference-db "$db"'
+        + "atlas novelty --chunks {params.chunks:q}"
+        + (  # the queries: the confident predictions, or every sequence of the chunk FASTAs
+            " --predictions {input.queries:q} --min-plddt {params.min_plddt} --min-ptm {params.min_ptm}"
+            if NOVELTY_SEARCHES_PREDICTIONS
+            else " --chunk-dir {params.chunk_dir:q}"
+        )
+        + ' --output-dir "$searched/chunks" --reference-db "$db"'
         " --max-identity {params.max_identity} --min-coverage {params.min_coverage}"
         " --sensitivity {params.sensitivity} --threads {threads} > {log:q} 2>&1; "
         'tar -cf {output.chunks:q} -C "$searched/chunks" .'
@@ -81,6 +89,10 @@ rule novelty_chunk:
     log:
         f"{OUTDIR}/logs/novelty/{{drop}}/{{chunk}}.copy.log",
     localrule: True
+    params:
+        # recorded, not read: a change of what decides a chunk's rows searches it again (the search job's
+        # tar is temporary, so its own params are no trigger once its chunks are copied out)
+        search=NOVELTY_SEARCH_SETTINGS,
     run:
         copy_from_tar(
             input.job, f"./{chunk_file_stem(wildcards.drop, wildcards.chunk)}.parquet", output.novelty

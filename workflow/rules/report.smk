@@ -73,5 +73,6 @@ rule report:
         max_length=config["max_length"],
         structural=bool(STRUCTURE_REFERENCE),
         min_tm=config["structural_novelty"]["min_tm"],
+        novelty_queries=config["novelty"]["queries"],
     script:
         "../scripts/atlas_report.py"
