@@ -26,6 +26,7 @@ weights may not.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -267,35 +268,109 @@ class StoredStructure:
     fallback_reason: str | None = None
 
 
+# PDB ATOM records as fixed-width byte columns (numpy, no Python loop per atom: at MGnify scale the fold jobs'
+# CPU side is this formatting and parsing, a few ms per chain, while the GPU waits)
+_SPACE, _MINUS, _ZERO = ord(" "), ord("-"), ord("0")
+_PDB_ATOM_NAMES = np.array([list(name.ljust(3).encode()) for name in ATOM37], np.uint8)
+_PDB_ELEMENTS = np.array([ord(name[0]) for name in ATOM37], np.uint8)
+_PDB_RESIDUE_NAMES = np.array(  # by byte of the one-letter code
+    [list(ONE_TO_THREE.get(chr(code).upper(), UNKNOWN).encode()) for code in range(256)], np.uint8
+)
+_PDB_LINE = 79  # columns 1-78 and the newline
+
+
+@functools.cache
+def _decimal_texts(width: int, zeros: bool) -> np.ndarray:
+    """The text of every integer below 10**width, right-aligned (leading spaces, or zeros), (10**width,
+    width) bytes: formatting a column is then one lookup."""
+    values = np.arange(10**width)
+    powers = 10 ** np.arange(width - 1, -1, -1)
+    shown = (values[:, None] >= powers) | zeros
+    shown[:, -1] = True
+    return np.where(shown, _ZERO + (values[:, None] // powers) % 10, _SPACE).astype(np.uint8)
+
+
+def _right_aligned(values: np.ndarray, width: int, zeros: bool = False) -> np.ndarray:
+    """Non-negative integers as right-aligned decimal text, (n, width) bytes; a wider one raises."""
+    if len(values) and values.max() >= 10**width:
+        raise ValueError(f"a number of more than {width} digits does not fit its PDB column")
+    return _decimal_texts(width, zeros)[values]
+
+
+def _pdb_coordinates(values: np.ndarray) -> np.ndarray:
+    """Each value as PDB's %8.3f (a rounded -0.000 reads 0.000), (n, 8) bytes."""
+    thousandths = np.rint(values * 1000).astype(np.int64)
+    if len(values) and (thousandths.min() <= -1_000_000 or thousandths.max() >= 10_000_000):
+        raise ValueError("a coordinate beyond the PDB format's -999.999 .. 9999.999")
+    magnitude = np.abs(thousandths)
+    whole = magnitude // 1000
+    text = np.empty((len(values), 8), np.uint8)
+    text[:, :4] = _right_aligned(whole, 4)
+    text[:, 4] = ord(".")
+    text[:, 5:] = _right_aligned(magnitude % 1000, 3, zeros=True)
+    negative = np.flatnonzero(thousandths < 0)
+    text[negative, 3 - (1 + (whole >= 10) + (whole >= 100))[negative]] = _MINUS
+    return text
+
+
 def _pdb_text(name: str, sequence: str, atom_positions: np.ndarray, atom_mask: np.ndarray) -> str:
-    """Minimal PDB ATOM records of one chain (Foldcomp's input), atoms in atom37 order."""
-    names = residue_names(sequence)
+    """Minimal PDB ATOM records of one chain (Foldcomp's input), atoms in atom37 order; a coordinate or
+    residue number the format cannot hold raises ValueError."""
     residue_of_atom, atom_index = np.nonzero(atom_mask)
     xyz = atom_positions[residue_of_atom, atom_index]
-    lines = [f"HEADER    {name[:40]}"]
-    for serial, (residue, atom, (x, y, z)) in enumerate(
-        zip(residue_of_atom.tolist(), atom_index.tolist(), xyz.tolist(), strict=True), start=1
-    ):
-        atom_name = ATOM37[atom]
-        lines.append(
-            f"ATOM  {serial % 100000:5d}  {atom_name:<3s} {names[residue]:3s} A{residue + 1:4d}    "
-            f"{x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           {atom_name[0]}"
-        )
-    lines.append("END")
-    return "\n".join(lines) + "\n"
+    lines = np.full((len(residue_of_atom), _PDB_LINE), _SPACE, np.uint8)
+    lines[:, 0:4] = np.frombuffer(b"ATOM", np.uint8)
+    lines[:, 6:11] = _right_aligned(np.arange(1, len(lines) + 1) % 100000, 5)
+    lines[:, 13:16] = _PDB_ATOM_NAMES[atom_index]
+    lines[:, 17:20] = _PDB_RESIDUE_NAMES[np.frombuffer(sequence.encode(), np.uint8)][residue_of_atom]
+    lines[:, 21] = ord("A")
+    lines[:, 22:26] = _right_aligned(residue_of_atom + 1, 4)
+    for axis in range(3):
+        lines[:, 30 + 8 * axis : 38 + 8 * axis] = _pdb_coordinates(xyz[:, axis])
+    lines[:, 54:66] = np.frombuffer(b"  1.00  0.00", np.uint8)
+    lines[:, 77] = _PDB_ELEMENTS[atom_index]
+    lines[:, 78] = ord("\n")
+    return f"HEADER    {name[:40]}\n" + lines.tobytes().decode() + "END\n"
+
+
+_PDB_RESIDUE_NUMBER = (22, np.array([1000, 100, 10, 1]))  # first column, each column's place value
+_PDB_COORDINATE = (30, np.array([1_000_000, 100_000, 10_000, 1000, 0, 100, 10, 1]))  # %8.3f, in 1/1000
+_PDB_ATOM_COLUMNS = 54  # up to the last coordinate
+
+
+def _pdb_numbers(records: np.ndarray, field: tuple[int, np.ndarray], count: int = 1) -> np.ndarray:
+    """`count` consecutive fixed-width numbers from each record's columns (right-aligned digits, spaces, a
+    sign, a point), as integers: place values of the digits, negated after a '-'."""
+    first, places = field
+    text = records[:, first : first + count * len(places)].reshape(len(records), count, len(places))
+    digits = text.astype(np.int64) - _ZERO
+    value = (np.where((digits >= 0) & (digits <= 9), digits, 0) * places).sum(axis=-1)
+    return np.where((text == _MINUS).any(axis=-1), -value, value)
 
 
 def atom37_from_pdb(pdb: str, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """atom37 positions and mask from PDB ATOM records numbered 1..length."""
+    """atom37 positions and mask from PDB ATOM records numbered 1..length, coordinates as %8.3f (as Foldcomp
+    and _pdb_text write them)."""
     positions = np.zeros((length, 37, 3))
     mask = np.zeros((length, 37), dtype=bool)
-    index = _ATOM37_INDEX
-    for line in pdb.splitlines():
-        if line.startswith("ATOM"):
-            residue = int(line[22:26]) - 1
-            atom = index[line[12:16].strip()]
-            positions[residue, atom] = (float(line[30:38]), float(line[38:46]), float(line[46:54]))
-            mask[residue, atom] = True
+    text = np.frombuffer(pdb.encode(), np.uint8)
+    if not len(text):
+        return positions, mask
+    newlines = np.flatnonzero(text == ord("\n"))
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.append(newlines, len(text))
+    record = np.minimum(starts[:, None] + np.arange(4), len(text) - 1)
+    atoms = (ends - starts >= 4) & (text[record] == np.frombuffer(b"ATOM", np.uint8)).all(axis=1)
+    if not atoms.any():
+        return positions, mask
+    if (ends - starts)[atoms].min() < _PDB_ATOM_COLUMNS:
+        raise ValueError(f"an ATOM record shorter than its {_PDB_ATOM_COLUMNS} columns of coordinates")
+    records = text[starts[atoms][:, None] + np.arange(_PDB_ATOM_COLUMNS)]
+    residue = _pdb_numbers(records, _PDB_RESIDUE_NUMBER).ravel() - 1
+    names, inverse = np.unique(records[:, 12:16].copy().view("S4").ravel(), return_inverse=True)
+    atom = np.array([_ATOM37_INDEX[name.decode().strip()] for name in names])[inverse]
+    positions[residue, atom] = _pdb_numbers(records, _PDB_COORDINATE, count=3) / 1000
+    mask[residue, atom] = True
     return positions, mask
 
 

@@ -220,3 +220,34 @@ def test_plain_mmcif_kept_when_asked_for():
     )
     with pytest.raises(ValueError, match="not one of"):
         store_structure(**arguments, structure_format="pdb")
+
+
+def test_foldcomp_input_is_the_pdb_gemmi_reads_at_the_format_limits():
+    """The PDB text handed to Foldcomp (numpy columns, no loop per atom) reads back in gemmi with every atom,
+    residue name and number, coordinates at the %8.3f limits and their rounding included; one beyond them
+    keeps the chain's mmCIF, with the reason."""
+    from atlas.structure import _pdb_text
+
+    arguments, _ = real_prediction(REAL_ESMFOLD[0])
+    sequence, mask = arguments["sequence"], arguments["atom_mask"]
+    positions = arguments["atom_positions"].copy()
+    edges = [-999.999, 9999.999, -0.5, -0.05, -9.9995, -99.9996, 0.0004, 12.3455, -123.4]
+    residue, atom = np.nonzero(mask)
+    for (r, a), value in zip(zip(residue[:3], atom[:3], strict=True), edges, strict=False):
+        positions[r, a] = value, value, value
+    positions[residue[3:6], atom[3:6]] = np.array(edges[3:6])[:, None]
+    positions = np.round(positions, 3)
+    chain = gemmi.read_pdb_string(_pdb_text("MGYP000000000001", sequence, positions, mask))[0][0]
+    assert gemmi.one_letter_code([r.name for r in chain]) == sequence
+    assert [r.seqid.num for r in chain] == list(range(1, len(sequence) + 1))
+    read_back = {(r.seqid.num - 1, ATOM37.index(a.name)): a.pos.tolist() for r in chain for a in r}
+    assert set(read_back) == set(zip(residue.tolist(), atom.tolist(), strict=True))
+    for (r, a), xyz in read_back.items():
+        assert xyz == pytest.approx(positions[r, a].tolist(), abs=5e-4)
+    assert [chain[0][0].pos.x, chain[0][1].pos.y] == [-999.999, 9999.999]
+    assert np.array_equal(
+        atom37_from_pdb(_pdb_text("x", sequence, positions, mask), len(sequence))[0], positions
+    )
+    positions[0, 1, 0] = -1000.0
+    stored = store_structure(**{**arguments, "atom_positions": positions})
+    assert stored.format == MMCIF and "beyond the PDB format" in stored.fallback_reason
