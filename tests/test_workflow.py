@@ -201,7 +201,8 @@ def test_rerun_with_nothing_new_schedules_no_work(incremental_run):
 def test_raised_confidence_threshold_searches_again_and_folds_nothing(incremental_run, tmp_path):
     """novelty.queries confident (the default) searches only the confident predictions: raising min_plddt
     re-searches every chunk (its settings changed) and folds nothing again; the novelty rows are then the
-    confident predictions' only, the atlas their novel ones, and `atlas stats` says what "novel" counts."""
+    confident predictions' only, the atlas their novel ones, and `atlas stats` says what "novel" counts.
+    `queries: all` then searches every sequence, and the atlas holds the same rows."""
     workdir = tmp_path / "copy"
     shutil.copytree(incremental_run["workdir"], workdir)
     results = workdir / "results"
@@ -231,3 +232,17 @@ def test_raised_confidence_threshold_searches_again_and_folds_nothing(incrementa
     novel_row = next(line for line in stats.stdout.splitlines() if line.startswith("novel ("))
     assert novel_row.startswith("novel (only high confidence is searched)")
     assert novel_row.split()[-1] == str(len(index))
+
+    every = {"reference": str(REFERENCE), "threads": 1, "queries": "all"}
+    run_snakemake(workdir, drops, min_plddt=threshold, novelty=every)
+    assert file_digests(results / PREDICTIONS) == folded_before
+    searched = pq.read_table(results / "novelty").to_pylist()
+    assert sorted(row["checksum"] for row in searched) == sorted(row["checksum"] for row in predictions)
+    assert pq.read_table(results / "atlas" / "index.parquet").to_pylist() == index
+    stats = subprocess.run(
+        [sys.executable, "-m", "atlas", "stats", "--outdir", str(results)], capture_output=True, text=True
+    )
+    assert "novelty computed for every sequence" in stats.stdout
+    novel_row = next(line for line in stats.stdout.splitlines() if line.startswith("novel ("))
+    assert novel_row.startswith("novel (any confidence)")
+    assert int(novel_row.split()[-1]) >= len(index)
