@@ -1,11 +1,12 @@
 """Cost of adding a drop to the clusters (clusterupdate) against reclustering everything (linclust).
 
-    python bench/structural_clusters.py [--new-fraction 0.2]
+    python bench/structural_clusters.py [--new-fraction 0.2] [--n 1000000]
 
-Real proteins (the E. coli proteome and the MGnify proteins of tests/data): the first part is drop 1,
-then the rest is added as drop 2 with atlas.clusters.cluster_drop (concatdbs + clusterupdate), and, as the
-baseline in the same run, all of them are clustered from scratch with linclust. Prints both wall times, their
-ratio and whether the drop-1 assignments survived the update.
+Real proteins (the E. coli proteome and the MGnify proteins of tests/data), or with --n that many family
+members grown from them (bench/novelty_search.py's generator: 35-89% identity to a real seed, indels, trimmed
+ends): the first part is drop 1, then the rest is added as drop 2 with atlas.clusters.cluster_drop
+(concatdbs + clusterupdate), and, as the baseline in the same run, all of them are clustered from scratch
+with linclust. Prints both wall times, their ratio and the numbers of clusters.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ def proteins() -> list[str]:
     return list(seen)
 
 
+def family_members(count: int, seed: int) -> list[str]:
+    """`count` distinct generated proteins, families around the real seeds (bench/novelty_search.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import numpy as np
+    from novelty_search import composition, member, real_seeds
+
+    rng = np.random.default_rng(seed)
+    seeds = real_seeds()
+    background = composition(seeds)
+    made: dict[str, None] = {}
+    while len(made) < count:
+        parent = seeds[int(rng.integers(0, len(seeds)))]
+        made.setdefault(member(parent, float(rng.uniform(0.35, 0.89)), rng, background).tobytes().decode())
+    return list(made)
+
+
 def table(sequences: list[str]) -> pa.Table:
     checksums = [sequence_checksum(sequence) for sequence in sequences]
     return pa.table([checksums, sequences, [0.5] * len(sequences)], schema=CONFIDENT)
@@ -46,8 +63,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--new-fraction", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n", type=int, default=0, help="generated family members (0: the real proteins)")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    sequences = proteins()
+    sequences = family_members(args.n, args.seed) if args.n else proteins()
     split = int(len(sequences) * (1 - args.new_fraction))
     with tempfile.TemporaryDirectory() as workdir:
         out = Path(workdir)
