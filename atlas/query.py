@@ -97,6 +97,21 @@ def connect(outdir: str | Path):
     return connection
 
 
+# atlas_info columns a database of an earlier version lacks, and what that version did
+ATLAS_INFO_DEFAULTS = {"structural_computed": False, "novelty_queries": "all"}
+
+
+def atlas_info(connection) -> dict:
+    """The atlas_info row (thresholds, drops, what was computed) as a dict, an older database's missing
+    columns filled with what its version did."""
+    cursor = connection.execute("SELECT * FROM atlas_info")
+    info = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
+    for key, value in ATLAS_INFO_DEFAULTS.items():
+        if info.get(key) is None:
+            info[key] = value
+    return info
+
+
 def check_reading_statement(connection, sql: str) -> None:
     """Refuse, before running anything, SQL that is not exactly one reading statement."""
     import duckdb

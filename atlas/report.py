@@ -289,7 +289,7 @@ def run_report_step(job) -> int:
 def report_main(argv: list[str]) -> int:
     """`atlas report` by hand, for an indexed outdir (see the module docstring)."""
     from atlas.config import settings as config_settings
-    from atlas.query import AtlasError, add_outdir_argument, connect, resolve_outdir
+    from atlas.query import AtlasError, add_outdir_argument, atlas_info, connect, resolve_outdir
 
     parser = argparse.ArgumentParser(
         prog="atlas report", description="summary.json, PNG plots and index.html of an indexed outdir"
@@ -301,8 +301,7 @@ def report_main(argv: list[str]) -> int:
         outdir = Path(resolve_outdir(args.outdir))
         connection = connect(outdir)
         try:
-            cursor = connection.execute("SELECT * FROM atlas_info")
-            info = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
+            info = atlas_info(connection)
             # the chunk files the index read (paths relative to the outdir)
             chunks = connection.execute(
                 'SELECT "drop", chunk, predictions, novelty FROM chunk_files ORDER BY "drop", chunk'
@@ -313,7 +312,7 @@ def report_main(argv: list[str]) -> int:
         print(f"atlas report: error: {error}", file=sys.stderr)
         return 1
     config = config_settings()
-    structural = bool(info.get("structural_computed"))  # a database of an earlier version lacks it
+    structural = bool(info["structural_computed"])
     drops = list(info["drops"])
     files = StageFiles(
         [str(outdir / "chunks" / drop / "manifest.parquet") for drop in drops],
@@ -334,7 +333,7 @@ def report_main(argv: list[str]) -> int:
         max_length=config["max_length"],
         structural=structural,
         min_tm=config["structural_novelty"]["min_tm"],
-        novelty_queries=info.get("novelty_queries") or "all",  # a database of an earlier version lacks it
+        novelty_queries=info["novelty_queries"],
     )
     report_dir = Path(args.report_dir) if args.report_dir else outdir / "report"
     summary = write_report(files, report_dir, settings, index=outdir / "atlas" / "index.parquet")

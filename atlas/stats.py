@@ -22,7 +22,14 @@ from pathlib import Path
 from atlas.config import settings
 from atlas.counts import format_counts, stage_counts
 from atlas.preflight import predictions_key
-from atlas.query import AtlasError, add_outdir_argument, connect, database_path, resolve_outdir
+from atlas.query import (
+    AtlasError,
+    add_outdir_argument,
+    atlas_info,
+    connect,
+    database_path,
+    resolve_outdir,
+)
 from atlas.sql import sql_string
 from atlas.views import create_outcome_views, create_stage_views
 
@@ -30,16 +37,15 @@ from atlas.views import create_outcome_views, create_stage_views
 def _counts_from_database(outdir: str | Path) -> dict:
     connection = connect(outdir)
     try:
-        cursor = connection.execute("SELECT * FROM atlas_info")
-        info = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
+        info = atlas_info(connection)
         return stage_counts(
             connection,
             info["drops"],
             info["novelty_computed"],
             info["min_plddt"],
             info["min_ptm"],
-            bool(info.get("structural_computed")),  # a database of an earlier version lacks it
-            info.get("novelty_queries") or "all",  # ... and this (it searched every sequence)
+            info["structural_computed"],
+            info["novelty_queries"],
         )
     finally:
         connection.close()
