@@ -30,28 +30,27 @@ when identical), and a chunk whose content changed becomes a new fold job under 
 replacing the predictions of the old content. Chunk FASTAs that the new manifest does not name are removed.
 
 How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is read in ~16 MB blocks of whole
-records (ISA-L for gzip); the blocks are parsed in parallel by worker processes (one per CPU this process
-may run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow
-(normalisation, validation, lengths, the nucleotide check, hex columns and the ids' CRC64 over whole
-arrays; a loop per record only for the sequences' MD5 and CRC64, at C speed, and for the few records that
-need a reason), into one Parquet part per block: normalised sequence, length, MD5, CRC64, header metadata
-(each distinct description parsed once). A record longer than max_length is streamed through its
-checksums by the reader and never held whole. DuckDB, which spills to disk, then finds the exceptions
-from narrow rows read off the parts: repeated ids, later copies of a sequence and duplicates of earlier
-drops (64-bit hash aggregates find the candidates, exact strings decide; earlier drops joined out of
-core, never loaded into Python). Every other record is queued or rejected by its own checks, so the
-chunks are assigned in order, part by part, with a running total of residues per bucket (numpy; state
-per chunk only): a first pass XORs each chunk's members into its name, a second one, beside the parts,
-writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
+records (ISA-L for gzip); the blocks are parsed in parallel by worker processes (one per CPU this process may
+run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow
+(normalisation, validation, lengths, the nucleotide check, hex columns and the ids' CRC64 over whole arrays;
+a loop per record only for the sequences' MD5 and CRC64, at C speed, and for the few records that need a
+reason), into one part per block (an uncompressed Arrow IPC file, memory-mapped when read back): normalised
+sequence, length, MD5, CRC64, header metadata (each distinct description parsed once). A record longer than
+max_length is streamed through its checksums by the reader and never held whole. DuckDB, which spills to
+disk, then finds the exceptions from narrow rows read off the parts: repeated ids, later copies of a sequence
+and duplicates of earlier drops (64-bit hash aggregates find the candidates, exact strings decide; earlier
+drops joined out of core, never loaded into Python). Every other record is queued or rejected by its own
+checks, so the chunks are assigned in order, part by part, with a running total of residues per bucket
+(numpy; state per chunk only): a first pass XORs each chunk's members into its name, a second one, beside the
+parts, writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
 part). Memory: a worker holds one block and its arrays (~300 MB peak), DuckDB is capped by
-$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 612 MiB
-for the main process, 290 MiB per worker (whose pass is over before DuckDB starts), whatever the size of
-the drop or the number of earlier drops. Temporary disk: about the size of the uncompressed drop.
-Everything is written into a temporary directory beside the manifest and moved into place at the end,
-chunk FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs,
-being named by content, are left for a later run to reuse or remove).
-Output is deterministic, byte for byte, for the same input and settings.
-"""
+$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 612 MiB for
+the main process, 290 MiB per worker (whose pass is over before DuckDB starts), whatever the size of the drop
+or the number of earlier drops. Temporary disk: about the size of the uncompressed drop. Everything is
+written into a temporary directory beside the manifest and moved into place at the end, chunk FASTAs first
+and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being named by
+content, are left for a later run to reuse or remove). Output is deterministic, byte for byte, for the same
+input and settings. """
 
 from __future__ import annotations
 
@@ -102,6 +101,8 @@ from atlas.sql import sql_string
 CHUNK_NAME = re.compile(r"^L\d+-\d+(-[0-9a-f]+)?\.fasta$")
 CHUNK_HASH_DIGITS = 10
 TEMP_PREFIX = ".split-tmp-"
+PART_SUFFIX = ".arrow"
+MANIFEST_DICTIONARY = ["drop", "status", "reason", "chunk", "description", "header_fields"]
 ROW_GROUP = 1 << 17  # rows per streamed batch of (status, reason, chunk)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
 DEFAULT_MEMORY_LIMIT = "320MB"  # DuckDB's cap: the whole job then stays under 1 GB
@@ -325,7 +326,6 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
     letters, lower case, a terminal '*', a length out of bounds, DNA-like) take the per-record checks."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     if isinstance(item, SkippedRecord):
         reason = f"too long: {item.length} residues > max_length {max_length}" if item.id else "empty id"
@@ -343,7 +343,7 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             "member": [0],  # never queued
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
-        pq.write_table(pa.Table.from_pydict(columns, schema=_part_schema()), part, compression="none")
+        _write_part(pa.Table.from_pydict(columns, schema=_part_schema()), part)
         return 1
     data = item.data
     if b"\r" in data or not data.isascii():
@@ -404,8 +404,25 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
         ],
         schema=_part_schema(),
     )
-    pq.write_table(table, part, compression="none", use_dictionary=False, write_statistics=False)
+    _write_part(table, part)
     return count
+
+
+def _write_part(table, path) -> None:
+    """A part is an uncompressed Arrow IPC file: written and read back (memory-mapped) at memory speed,
+    where Parquet's encoding cost as much as the parsing."""
+    import pyarrow as pa
+
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _read_part(path: Path, columns: list[str] | None = None):
+    """A part written by _write_part, memory-mapped (no copy), with these columns only."""
+    import pyarrow as pa
+
+    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    return table.select(columns) if columns else table
 
 
 def _offsets_and_residues(sequences):
@@ -569,8 +586,7 @@ def _read_drop(
     block_size: int,
 ) -> int:
     """Pass 1: cut the file into blocks and parse them (in `workers` processes when there is more than one
-    block) into Parquet parts `part-NNNNNNNNN.parquet`, in file order. Returns the number of records."""
-    import pyarrow.parquet as pq
+    block) into parts `part-NNNNNNNNN.arrow` (_write_part), in file order. Returns the number of records."""
     from tqdm import tqdm
 
     try:
@@ -593,7 +609,7 @@ def _read_drop(
         first = next(items, None)
         second = next(items, None) if first is not None else None
         if first is None:
-            pq.write_table(_part_schema().empty_table(), parts / "part-000000000.parquet")
+            _write_part(_part_schema().empty_table(), parts / f"part-{0:09d}{PART_SUFFIX}")
             return 0
         queue = [item for item in (first, second) if item is not None]
 
@@ -604,7 +620,7 @@ def _read_drop(
         arguments = (str(fasta), min_length, max_length)
         if second is None or workers <= 1:
             for index, item in enumerate(all_items()):
-                part = str(parts / f"part-{index:09d}.parquet")
+                part = str(parts / f"part-{index:09d}{PART_SUFFIX}")
                 count += _parse_part(item, arguments[0], part, *arguments[1:])
             return count
         # Bounded in flight: memory stays a few blocks per worker, whatever the size of the drop.
@@ -613,7 +629,7 @@ def _read_drop(
             pending: deque = deque()
             try:
                 for index, item in enumerate(all_items()):
-                    part = str(parts / f"part-{index:09d}.parquet")
+                    part = str(parts / f"part-{index:09d}{PART_SUFFIX}")
                     pending.append(pool.submit(_parse_part, item, arguments[0], part, *arguments[1:]))
                     while len(pending) > 2 * workers:
                         count += pending.popleft().result()
@@ -663,9 +679,10 @@ def _dedupe_and_chunk(
     duplicates), few and narrow; every other record is queued or was rejected by its part. The chunks are
     then assigned in two ordered passes over the parts' narrow columns (numpy, state per chunk only)."""
     import duckdb
+    import pyarrow.dataset as ds
 
     clock = time.monotonic()
-    part_paths = sorted(parts.glob("part-*.parquet"))
+    part_paths = sorted(parts.glob(f"part-*{PART_SUFFIX}"))
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory = {sql_string(temp / 'spill')}")
@@ -673,10 +690,8 @@ def _dedupe_and_chunk(
         con.execute(f"SET threads = {_cpus()}")
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
-        con.execute(
-            f"""CREATE VIEW records AS SELECT line, id, checksum, length, reason
-            FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
-        )
+        con.register("parts", ds.dataset([str(path) for path in part_paths], format="arrow"))
+        con.execute("CREATE VIEW records AS SELECT line, id, checksum, length, reason FROM parts")
 
         # Sequences of this drop queued by earlier drops: the first queued row of each checksum, in drop then
         # row order (a checksum is queued once over all drops; the order only matters for hand-made input).
@@ -772,17 +787,16 @@ def _parts_with_exceptions(part_paths: list[Path], relation):
     """(part path, (lines, statuses, reasons) of the exceptions among its records) for each part, in order:
     one ordered stream of exception rows cut at the parts' last lines."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     batches = _arrow_reader(relation)
     pending = None  # exception rows read past the previous part
     exhausted = False
     for path in part_paths:
-        metadata = pq.read_metadata(path)
-        if not metadata.num_rows:
+        line = _read_part(path, ["line"]).column("line")
+        if not len(line):
             yield path, None
             continue
-        last = pq.read_table(path, columns=["line"]).column("line")[-1].as_py()
+        last = line[-1].as_py()
         tables = [] if pending is None else [pending]
         while not exhausted and (not tables or tables[-1].column("line")[-1].as_py() <= last):
             try:
@@ -834,9 +848,7 @@ class _ChunkAssigner:
         return queued, chunks
 
     def add(self, path: Path, exceptions) -> None:
-        import pyarrow.parquet as pq
-
-        part = pq.read_table(path, columns=["line", "length", "reason", "member"])
+        part = _read_part(path, ["line", "length", "reason", "member"])
         if not part.num_rows:
             return
         members = part.column("member").to_numpy()
@@ -850,7 +862,6 @@ class _ChunkAssigner:
         """Pass 2: a RecordBatchReader of (checksum, status, reason, chunk), one batch per part, in order."""
         import pyarrow as pa
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         most = max((number for _, number in self.hashes), default=0)
         bound_width, number_width = max(4, len(str(self.bounds[-1]))), max(5, len(str(most)))
@@ -869,7 +880,7 @@ class _ChunkAssigner:
         def batches():
             totals = np.zeros(len(self.bounds), np.int64)
             for path, exceptions in _parts_with_exceptions(part_paths, relation):
-                part = pq.read_table(path, columns=["line", "checksum", "length", "reason"])
+                part = _read_part(path, ["line", "checksum", "length", "reason"])
                 if not part.num_rows:
                     continue
                 queued, chunks = self._assign(part, exceptions, totals)
@@ -931,9 +942,13 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
     waiting: list = []  # manifest rows not yet written
     waiting_rows = 0
     try:
-        with pq.ParquetWriter(manifest, MANIFEST, compression="zstd", compression_level=1) as writer:
+        # Dictionaries only where values repeat: trying one on the unique ids and checksums cost more
+        # than the rest of the encoding.
+        with pq.ParquetWriter(
+            manifest, MANIFEST, compression="zstd", compression_level=1, use_dictionary=MANIFEST_DICTIONARY
+        ) as writer:
             for path in parts:
-                part = pq.read_table(path)
+                part = _read_part(path)
                 if not part.num_rows:  # the one part of an empty drop
                     continue
                 while pending_rows < part.num_rows:
