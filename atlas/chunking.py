@@ -50,13 +50,12 @@ or the number of earlier drops. Temporary disk: about the size of the uncompress
 written into a temporary directory beside the manifest and moved into place at the end, chunk FASTAs first
 and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being named by
 content, are left for a later run to reuse or remove). Output is deterministic, byte for byte, for the same
-input and settings. """
+input and settings."""
 
 from __future__ import annotations
 
 import argparse
 import filecmp
-import hashlib
 import math
 import multiprocessing
 import os
@@ -75,27 +74,28 @@ from pathlib import Path
 
 import numpy as np
 
+from atlas.blockparse import parse_block_arrays
 from atlas.chunkstore import install_slots
 from atlas.config import schema_defaults
 from atlas.fasta import (
     BLOCK_SIZE,
     NUCLEOTIDE_MIN_LENGTH,
-    NUCLEOTIDE_RESIDUES,
     NUCLEOTIDE_SHARE,
     NUCLEOTIDE_WINDOW,
-    STANDARD_RESIDUES,
     Block,
     FastaFormatError,
     SkippedRecord,
     check_sequence,
-    crc64_calc,
-    crc64_column,
     header_metadata,
     iter_blocks,
-    normalise,
     parse_block,
 )
 from atlas.sql import sql_string
+
+try:  # CPython's own MD5: a third less overhead per call than OpenSSL's, for millions of short sequences
+    from _md5 import md5 as _md5
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import md5 as _md5
 
 # What a chunk FASTA of ours looks like (stale-file cleanup); the hash-less form is the older naming.
 CHUNK_NAME = re.compile(r"^L\d+-\d+(-[0-9a-f]+)?\.fasta$")
@@ -108,19 +108,6 @@ PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this la
 DEFAULT_MEMORY_LIMIT = "320MB"  # DuckDB's cap: the whole job then stays under 1 GB
 
 
-_STANDARD_BYTES = STANDARD_RESIDUES.encode()
-
-
-def _byte_table(letters: str, inside: int):
-    table = np.full(256, 1 - inside, np.uint8)
-    table[list(letters.encode())] = inside
-    return table
-
-
-_NOT_STANDARD = _byte_table(STANDARD_RESIDUES, 0)
-_NUCLEOTIDE = _byte_table(NUCLEOTIDE_RESIDUES, 1)
-_SPACES = [bytes([space]) for space in b" \t\r\v\f"]  # whitespace that normalise removes, but '\n'
-_SPACE = _byte_table("".join(map(chr, b" \t\r\v\f")), 1)
 _HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8)  # CRC64 as UniProt writes it
 _LOWER_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)  # MD5 as hashlib's hexdigest
 
@@ -321,9 +308,10 @@ def _part_schema():
 
 
 def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: int, max_length: int) -> int:
-    """Parse one block (in a worker process) into a Parquet part of `_part_schema()` rows; returns the
-    number of records. Vectorised over the block (numpy, Arrow); only records that need it (non-standard
-    letters, lower case, a terminal '*', a length out of bounds, DNA-like) take the per-record checks."""
+    """Parse one block (in a worker process) into a part of `_part_schema()` rows; returns the number of
+    records. One compiled pass over the block (atlas.blockparse), then whole arrays (numpy, Arrow); only
+    the records that need it (letters outside the standard 20, a length out of bounds, DNA-like, no id)
+    take the per-record checks, and MD5 is the one call per record."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -347,28 +335,21 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
         return 1
     data = item.data
     if b"\r" in data or not data.isascii():
-        # CR line ends or UTF-8 headers: the per-record reader (which names a record with bad UTF-8)
-        ids, descriptions, sequences, lines = [], [], [], []
-        for name, description, sequence, line, _ in parse_block(item, fasta):
-            ids.append(name)
-            descriptions.append(description)
-            sequences.append(sequence)
-            lines.append(line)
-        headers_id = pa.array(ids, pa.binary()).cast(pa.string())
-        headers_description = pa.array(descriptions, pa.binary()).cast(pa.string())
-        sequence_array = pa.array(sequences, pa.binary())  # normalised by parse_block
-        line_numbers = np.array(lines, np.int64)
-        offsets, residues = _offsets_and_residues(sequence_array)
-        odd = np.arange(len(ids))
-    else:
-        headers_id, headers_description, written, line_numbers = _split_block(item)
-        sequence_array, offsets, residues, odd = _normalise_column(written)
-    count = len(sequence_array)
+        # CR line ends or UTF-8 headers: the per-record reader checks them and names a record at fault.
+        for _ in parse_block(item, fasta):
+            pass
+    block = parse_block_arrays(data)
+    count = len(block.lines)
+    headers_id = _arrow_array(pa.string(), block.id_offsets, block.ids)
+    headers_description = _arrow_array(pa.string(), block.description_offsets, block.descriptions)
+    sequence_array = _arrow_array(pa.binary(), block.offsets, block.residues)
+    offsets, residues = block.offsets, block.residues
     lengths = np.diff(offsets).astype(np.int64)
-    looks_dna = _looks_like_nucleotides(residues, offsets, lengths)
-    ids_empty = pc.equal(pc.binary_length(headers_id), 0).to_numpy(zero_copy_only=False)
-    needs_check = (lengths < min_length) | (lengths > max_length) | looks_dna | ids_empty
-    needs_check[odd] = True
+    window = np.minimum(lengths, NUCLEOTIDE_WINDOW)
+    allowed = np.floor((1 - NUCLEOTIDE_SHARE) * window + 1e-9).astype(np.int64)  # non-ACGTUN allowed
+    looks_dna = (lengths >= NUCLEOTIDE_MIN_LENGTH) & (block.window_others <= allowed)
+    ids_empty = np.diff(block.id_offsets) == 0
+    needs_check = (lengths < min_length) | (lengths > max_length) | looks_dna | ids_empty | block.unusual
 
     reasons: list[str | None] = [None] * count
     checked = np.flatnonzero(needs_check)
@@ -377,13 +358,11 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
         for index, name in zip(checked.tolist(), names, strict=True):
             sequence = residues[offsets[index] : offsets[index + 1]].tobytes()
             reasons[index] = check_sequence(sequence, min_length, max_length) if name else "empty id"
-    calc = crc64_calc()
+    # MD5 here, in the parsing workers: C speed, parallel, and DuckDB then reads narrow rows.
     values = sequence_array.to_pylist()
-    sequence_crcs = np.fromiter(map(calc, values), np.uint64, count)
-    # MD5 here, in the parsing workers: hashlib at C speed, parallel, and DuckDB then reads narrow rows.
-    md5 = hashlib.md5
-    digests = np.frombuffer(b"".join([md5(value).digest() for value in values]), np.uint8)
-    id_crcs = crc64_column(*_offsets_and_residues(headers_id))
+    digests = np.frombuffer(b"".join([_md5(value).digest() for value in values]), np.uint8)
+    sequence_crcs, id_crcs = block.sequence_crc64, block.id_crc64
+    line_numbers = item.line + block.lines
     # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
     members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
 
@@ -425,77 +404,11 @@ def _read_part(path: Path, columns: list[str] | None = None):
     return table.select(columns) if columns else table
 
 
-def _offsets_and_residues(sequences):
-    """The offsets (from 0) and the bytes (a numpy view) of a binary array."""
-    count = len(sequences)
-    offsets = np.frombuffer(sequences.buffers()[1], np.int32, count + 1, sequences.offset * 4)
-    residues = np.frombuffer(sequences.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
-    return offsets - offsets[0], residues
-
-
-def _normalise_column(written):
-    """atlas.fasta.normalise over a binary array of sequences as written (newlines removed), vectorised:
-    upper case and one terminal '*' removed over the whole array; only a record holding other whitespace
-    (rare) takes the per-record path. Returns (normalised sequences, their offsets and bytes, the records
-    holding anything but the 20 standard letters, which need the per-record checks)."""
+def _arrow_array(kind, offsets, data):
+    """An Arrow binary or string array over these offsets and bytes (no copy)."""
     import pyarrow as pa
 
-    offsets, residues = _offsets_and_residues(written)
-    text = residues.tobytes()
-    if not text.translate(None, _STANDARD_BYTES):  # the common case: nothing to normalise
-        return written, offsets, residues, np.empty(0, np.int64)
-    upper = np.frombuffer(text.upper(), np.uint8)
-    spaced = np.empty(0, np.int64)
-    if any(space in text for space in _SPACES):
-        spaced = _records_at(offsets, np.flatnonzero(_SPACE[upper]))
-    last = offsets[1:] - 1
-    starred = (offsets[1:] > offsets[:-1]) & (upper[np.maximum(last, 0)] == ord("*"))
-    starred[spaced] = False
-    keep = np.ones(len(upper), bool)
-    keep[last[starred]] = False
-    residues = upper[keep]
-    offsets = offsets.copy()
-    offsets[1:] -= np.cumsum(starred, dtype=np.int32)
-    if len(spaced):
-        values = pa.Array.from_buffers(
-            pa.binary(), len(written), [None, pa.py_buffer(offsets), pa.py_buffer(residues)]
-        ).to_pylist()
-        for index in spaced.tolist():
-            values[index] = normalise(written[index].as_py())
-        normalised = pa.array(values, pa.binary())
-        offsets, residues = _offsets_and_residues(normalised)
-    else:
-        normalised = pa.Array.from_buffers(
-            pa.binary(), len(written), [None, pa.py_buffer(offsets), pa.py_buffer(residues)]
-        )
-    odd = _records_at(offsets, np.flatnonzero(_NOT_STANDARD[residues]))
-    return normalised, offsets, residues, np.union1d(odd, spaced)
-
-
-def _records_at(offsets, positions):
-    """The records (sorted, distinct) that hold these byte positions."""
-    return np.unique(np.searchsorted(offsets, positions, side="right") - 1)
-
-
-def _looks_like_nucleotides(residues, offsets, lengths):
-    """Per record: atlas.fasta.is_nucleotide, vectorised. The first 16 residues filter (a record that passes
-    the rule has at least 16 - 10% of its window of them in ACGTUN); the full window is gathered only for
-    the few that pass the filter."""
-
-    result = np.zeros(len(lengths), bool)
-    if not len(residues):
-        return result
-    window = np.minimum(lengths, NUCLEOTIDE_WINDOW)
-    allowed = np.floor((1 - NUCLEOTIDE_SHARE) * window + 1e-9).astype(np.int64)  # non-ACGTUN allowed
-    candidates = np.flatnonzero(lengths >= NUCLEOTIDE_MIN_LENGTH)
-    for width in (16, NUCLEOTIDE_WINDOW):
-        steps = np.arange(width)
-        at = np.minimum(offsets[candidates, None] + steps, len(residues) - 1)
-        inside = steps < window[candidates, None]
-        others = (inside & (_NUCLEOTIDE[residues[at]] == 0)).sum(axis=1)
-        candidates = candidates[others <= allowed[candidates]]
-    result[candidates] = True
-    return result
+    return pa.Array.from_buffers(kind, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _hex(rows, digits):
@@ -510,48 +423,6 @@ def _hex(rows, digits):
     return pa.Array.from_buffers(
         pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())]
     )
-
-
-def _split_block(block: Block):
-    """A block with '\n' line ends only and ASCII text, cut without a loop per record: (ids, descriptions,
-    sequences with the newlines removed but otherwise as written, header line numbers). One Arrow `take`
-    over the block's lines gives all the sequences, contiguous, without their newlines."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    data = block.data
-    text = np.frombuffer(data, np.uint8)
-    size = len(text)
-    newlines = np.flatnonzero(text == 10)
-    starts = np.concatenate(([0], newlines + 1))  # of each line
-    ends = np.append(newlines, size)
-    header_lines = np.flatnonzero((text[np.minimum(starts, size - 1)] == ord(">")) & (starts < size))
-    count = len(header_lines)
-    # An array over the text whose elements alternate line / newline: header lines without their '>'.
-    starts[header_lines] += 1
-    bounds = np.empty(2 * len(starts), np.int64)
-    bounds[0::2], bounds[1::2] = starts, ends
-    spans = pa.Array.from_buffers(
-        pa.binary(), len(bounds) - 1, [None, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data)]
-    )
-    headers = spans.take(pa.array(2 * header_lines)).view(pa.string())
-    is_sequence = np.ones(len(starts), bool)
-    is_sequence[header_lines] = False
-    lines = spans.take(pa.array(2 * np.flatnonzero(is_sequence)))
-    # Record i's sequence lines follow its header: the lines before it hold i + 1 headers.
-    line_offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1)
-    first = np.append(header_lines - np.arange(count), len(lines))
-    sequences = pa.Array.from_buffers(
-        pa.binary(), count, [None, pa.py_buffer(line_offsets[first]), lines.buffers()[2]]
-    )
-    if pc.any(pc.match_substring_regex(headers, r"\s")).as_py():
-        trimmed = pc.utf8_trim_whitespace(headers)
-        ids = pc.replace_substring_regex(trimmed, r"\s.*$", "")
-        descriptions = pc.replace_substring_regex(trimmed, r"^\S*\s+", "")
-        descriptions = pc.if_else(pc.equal(ids, trimmed), "", descriptions)
-    else:
-        ids, descriptions = headers, pa.array([""] * count, pa.string())
-    return ids, descriptions, sequences, block.line + header_lines
 
 
 def _header_metadata_column(descriptions):

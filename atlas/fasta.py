@@ -75,7 +75,6 @@ _OTHER_COMPRESSION = {
 }
 # UniProt/MGnify CRC64: ISO 3309 polynomial, reflected, init 0, no final xor (as Biopython's crc64).
 _CRC64 = anycrc.CRC(width=64, poly=0x1B, init=0, refin=True, refout=True, xorout=0)
-_CRC64_TABLE = None  # numpy table of crc64_column, made on first use
 # KEY=value: a value runs to the next " KEY=", ";" or the end (UniProt's OS= value holds spaces).
 _HEADER_FIELD = re.compile(
     r"(?:^|(?<=[\s;]))([A-Za-z_][A-Za-z0-9_.]*)=(.*?)\s*(?=;|\s+[A-Za-z_][A-Za-z0-9_.]*=|$)"
@@ -129,7 +128,7 @@ def crc64_hex(sequence: bytes) -> str:
     return f"{_CRC64.calc(sequence):016X}"
 
 
-def _crc64_table():
+def crc64_table():
     """The byte table of the reflected CRC64 above (poly 0x1B reflected is 0xD800000000000000)."""
     import numpy as np
 
@@ -141,44 +140,6 @@ def _crc64_table():
             table >> np.uint64(1),
         )
     return table
-
-
-def crc64_column(offsets, data, longest: int = 64):
-    """The CRC64 of `crc64_hex` of many short byte strings at once (uint64 array): `data[offsets[i]:
-    offsets[i + 1]]` for each i, offsets from 0, one numpy step per byte position instead of a call per
-    string (ids: millions of strings of a few dozen bytes). Strings longer than `longest` bytes go through
-    the per-string CRC."""
-    import numpy as np
-
-    global _CRC64_TABLE
-    if _CRC64_TABLE is None:
-        _CRC64_TABLE = _crc64_table()
-    starts = offsets[:-1].astype(np.int64)
-    lengths = np.diff(offsets).astype(np.int64)
-    crc = np.zeros(len(lengths), np.uint64)
-    if not len(lengths):
-        return crc
-    # Longest first: the strings still running at a byte position are then a prefix of this order.
-    order = np.flatnonzero(lengths <= longest)
-    order = order[np.argsort(-lengths[order], kind="stable")]
-    running = lengths[order]
-    at = starts[order]
-    state = np.zeros(len(order), np.uint64)
-    eight, low = np.uint64(8), np.uint64(255)
-    for position in range(int(running[0]) if len(order) else 0):
-        count = int(np.searchsorted(-running, -position, side="left"))  # strings longer than position
-        head = state[:count]
-        byte = data[at[:count] + position].astype(np.uint64)
-        state[:count] = _CRC64_TABLE[(head ^ byte) & low] ^ (head >> eight)
-    crc[order] = state
-    for index in np.flatnonzero(lengths > longest).tolist():
-        crc[index] = _CRC64.calc(data[starts[index] : starts[index] + lengths[index]].tobytes())
-    return crc
-
-
-def crc64_calc() -> Callable[[bytes], int]:
-    """The CRC64 of `crc64_hex` as an int: the fast form for a loop over many records."""
-    return _CRC64.calc
 
 
 def normalise(body: bytes) -> bytes:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from atlas.fasta import (
+    NUCLEOTIDE_WINDOW,
     FastaFormatError,
     FastaRecord,
     check_sequence,
-    crc64_column,
     crc64_hex,
     header_metadata,
     is_nucleotide,
@@ -256,19 +256,75 @@ def test_crc64_matches_biopython_on_the_uniprot_records(test_data):
         assert "CRC-" + crc64_hex(record.sequence.encode()) == crc64(record.sequence), record.id
 
 
-def test_crc64_column_matches_the_per_string_crc64_on_real_ids_and_headers(test_data):
-    import numpy as np
+def _compiled_records(block):
+    from atlas.blockparse import parse_block_arrays
 
-    # Ids and whole headers of all lengths (the UniProt headers run past the column's `longest`), and "".
-    texts = [b""]
-    for name in REAL_FILES:
-        for record in read_fasta(test_data / name):
-            texts += [record.id.encode(), f"{record.id} {record.description}".encode()]
-    offsets = np.cumsum([0] + [len(text) for text in texts])
-    data = np.frombuffer(b"".join(texts), np.uint8)
-    crcs = crc64_column(offsets, data, longest=64)
-    assert len(crcs) == len(texts) == 1 + 2 * sum(REAL_FILES.values())
-    assert [f"{crc:016X}" for crc in crcs.tolist()] == [crc64_hex(text) for text in texts]
+    arrays = parse_block_arrays(block.data)
+
+    def cut(data, offsets, index):
+        return data[offsets[index] : offsets[index + 1]].tobytes()
+
+    return arrays, [
+        (
+            cut(arrays.ids, arrays.id_offsets, index),
+            cut(arrays.descriptions, arrays.description_offsets, index),
+            cut(arrays.residues, arrays.offsets, index),
+            block.line + int(arrays.lines[index]),
+        )
+        for index in range(len(arrays.lines))
+    ]
+
+
+EDGE_CASES = (
+    b">a  two  spaces\tand a tab \nacdef\nGHIK*\n"  # lower case, a terminal '*' after a line break
+    b">\nMKV\n"  # no id
+    b">  \t \nMKV\n"  # a header of whitespace only
+    b">b\n\n\nMK V\tL\x0bW\n\n"  # blank lines, whitespace inside the sequence
+    b">c only-id\n"  # no sequence, the next header right after
+    b">d\nMK*L\n"  # an internal '*' (kept: check_sequence rejects it)
+    b">e\nACGTACGTACGTNNACGTACGTACGTACGTACGTUUACGTACGTACGTACGTACGTACGTACGTACGTACGTAAAA\n"
+    b">f\nXXBZ**\n"  # unknown letters, two '*' (only one removed)
+    b">g  \x0bdescription with \x0c form feed \n" + b"M" * 70 + b"\n" + b"K" * 3 + b"\n"
+    b">h\nMKV"  # no final newline
+)
+
+
+@pytest.mark.parametrize("data", [EDGE_CASES, EDGE_CASES.replace(b"\n", b"\r\n")], ids=["lf", "crlf"])
+def test_compiled_block_parser_cuts_records_as_the_reader_does(data):
+    from atlas.fasta import Block
+
+    block = Block(data, 7, 0)
+    reference = [
+        (name, description, sequence, line)
+        for name, description, sequence, line, _ in parse_block(block, "x")
+    ]
+    arrays, records = _compiled_records(block)
+    assert records == reference
+    assert [f"{crc:016X}" for crc in arrays.sequence_crc64.tolist()] == [crc64_hex(r[2]) for r in reference]
+    assert [f"{crc:016X}" for crc in arrays.id_crc64.tolist()] == [crc64_hex(r[0]) for r in reference]
+    standard = set(b"ACDEFGHIKLMNPQRSTVWY")
+    assert arrays.unusual.tolist() == [not set(r[2]) <= standard for r in reference]
+    for others, (_, _, sequence, _) in zip(arrays.window_others.tolist(), reference, strict=True):
+        window = sequence[:NUCLEOTIDE_WINDOW]
+        assert others == len(window.translate(None, b"ACGTUN"))
+    nucleotide = [r[0] for r in reference if is_nucleotide(r[2])]
+    assert nucleotide == [b"e"]
+
+
+def test_compiled_block_parser_on_real_proteomes(test_data):
+    from atlas.fasta import iter_blocks
+
+    for name, count in REAL_FILES.items():
+        seen = 0
+        for block in iter_blocks(test_data / name, block_size=1 << 16):
+            reference = [record[:4] for record in parse_block(block, name)]
+            arrays, records = _compiled_records(block)
+            assert records == reference
+            assert [f"{crc:016X}" for crc in arrays.sequence_crc64.tolist()] == [
+                crc64_hex(record[2]) for record in reference
+            ]
+            seen += len(records)
+        assert seen == count
 
 
 def test_header_fields_and_fragment_on_real_prodigal_headers(test_data):
