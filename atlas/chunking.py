@@ -67,7 +67,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +102,7 @@ CHUNK_NAME = re.compile(r"^L\d+-\d+(-[0-9a-f]+)?\.fasta$")
 CHUNK_HASH_DIGITS = 10
 TEMP_PREFIX = ".split-tmp-"
 PART_SUFFIX = ".arrow"
+RECORD_COLUMNS = ["line", "id", "checksum", "length", "reason"]  # what DuckDB's dedupe reads of a part
 MANIFEST_DICTIONARY = ["drop", "status", "reason", "chunk", "description", "header_fields"]
 ROW_GROUP = 1 << 17  # rows per streamed batch of (status, reason, chunk)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
@@ -188,7 +189,8 @@ def split_drop(
 ) -> SplitSummary:
     """Validate, deduplicate and chunk one drop (module docstring). Raises SplitError or FastaFormatError
     for bad input, after removing the manifest of this drop. `progress`: None shows a bar for large inputs;
-    `workers`: parsing processes (default: the CPUs this process may use; 1 parses in this process);
+    `workers`: worker processes that parse the blocks and write the chunk FASTAs (default: the CPUs this
+    process may use; 1 does all in this process);
     `slot_dir`: the chunk FASTAs go into `slots` slot files there (atlas.chunkstore), not beside the
     manifest."""
     start = time.monotonic()
@@ -205,6 +207,7 @@ def split_drop(
             raise SplitError(f"{path}: the manifest being written cannot be one of the earlier manifests")
         _check_earlier(path)
     temp: Path | None = None
+    pool = _Workers(workers or _cpus())
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for stale in out_dir.glob(TEMP_PREFIX + "*"):  # left by a killed run
@@ -213,9 +216,7 @@ def split_drop(
         parts = temp / "parts"
         parts.mkdir()
         summary = SplitSummary()
-        summary.records = _read_drop(
-            fasta, parts, min_length, max_length, progress, workers or _cpus(), block_size
-        )
+        summary.records = _read_drop(fasta, parts, min_length, max_length, progress, pool, block_size)
         summary.stages["read"] = time.monotonic() - start
         chunk_dir = temp / "chunks"
         chunk_dir.mkdir()
@@ -231,13 +232,16 @@ def split_drop(
             chunk_dir,
             summary,
             memory_limit,
+            pool,
         )
+        pool.close()
         clock = time.monotonic()
         summary.kept = _install(
             temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, slots=(slot_dir, slots)
         )
         summary.stages["install"] = time.monotonic() - clock
     except BaseException:
+        pool.close()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
         manifest.unlink(missing_ok=True)
@@ -249,6 +253,43 @@ def split_drop(
 
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class _Workers:
+    """The split's worker processes, started on first use and kept for both passes that use them (parsing
+    the blocks, writing the chunk FASTAs), so that their start (imports, the compiled parser) is paid once."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, function, tasks: Iterable[tuple], parallel: bool = True) -> Iterator:
+        """function(*task) for each task, results in order: in the workers when `parallel` and there is more
+        than one, else in this process. At most 2 tasks per worker in flight, so memory stays a few blocks
+        per worker whatever the size of the drop."""
+        if not parallel or self.count <= 1:
+            for task in tasks:
+                yield function(*task)
+            return
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.count, mp_context=context)
+        pending: deque = deque()
+        try:
+            for task in tasks:
+                pending.append(self._pool.submit(function, *task))
+                while len(pending) > 2 * self.count:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
 
 def _install(
@@ -388,12 +429,22 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
 
 
 def _write_part(table, path) -> None:
-    """A part is an uncompressed Arrow IPC file: written and read back (memory-mapped) at memory speed,
-    where Parquet's encoding cost as much as the parsing."""
+    """A part is an uncompressed Arrow IPC file, written and read back (memory-mapped) at memory speed
+    where Parquet's encoding cost as much as the parsing, plus its RECORD_COLUMNS as plain Parquet beside
+    it for DuckDB, which reads Parquet within its memory limit (a scan of Arrow files through pyarrow
+    buffered 400 MB more on a 1 GB drop)."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
+    pq.write_table(
+        table.select(RECORD_COLUMNS),
+        Path(path).with_suffix(".parquet"),
+        compression="none",
+        use_dictionary=False,
+        write_statistics=False,
+    )
 
 
 def _read_part(path: Path, columns: list[str] | None = None):
@@ -453,10 +504,10 @@ def _read_drop(
     min_length: int,
     max_length: int,
     progress: bool | None,
-    workers: int,
+    pool: _Workers,
     block_size: int,
 ) -> int:
-    """Pass 1: cut the file into blocks and parse them (in `workers` processes when there is more than one
+    """Pass 1: cut the file into blocks and parse them (in the worker processes when there is more than one
     block) into parts `part-NNNNNNNNN.arrow` (_write_part), in file order. Returns the number of records."""
     from tqdm import tqdm
 
@@ -474,7 +525,6 @@ def _read_drop(
         disable=not show,
         mininterval=0.5 if sys.stderr.isatty() else 30,
     )
-    count = 0
     with bar:
         items = iter_blocks(fasta, bar.update, block_size, max_residues=max_length)
         first = next(items, None)
@@ -488,28 +538,11 @@ def _read_drop(
             yield from queue
             yield from items
 
-        arguments = (str(fasta), min_length, max_length)
-        if second is None or workers <= 1:
-            for index, item in enumerate(all_items()):
-                part = str(parts / f"part-{index:09d}{PART_SUFFIX}")
-                count += _parse_part(item, arguments[0], part, *arguments[1:])
-            return count
-        # Bounded in flight: memory stays a few blocks per worker, whatever the size of the drop.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            pending: deque = deque()
-            try:
-                for index, item in enumerate(all_items()):
-                    part = str(parts / f"part-{index:09d}{PART_SUFFIX}")
-                    pending.append(pool.submit(_parse_part, item, arguments[0], part, *arguments[1:]))
-                    while len(pending) > 2 * workers:
-                        count += pending.popleft().result()
-                while pending:
-                    count += pending.popleft().result()
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+        tasks = (
+            (item, str(fasta), str(parts / f"part-{index:09d}{PART_SUFFIX}"), min_length, max_length)
+            for index, item in enumerate(all_items())
+        )
+        count = sum(pool.map(_parse_part, tasks, parallel=second is not None))
     return count
 
 
@@ -545,12 +578,12 @@ def _dedupe_and_chunk(
     chunk_dir: Path,
     summary: SplitSummary,
     memory_limit: str | None,
+    pool: _Workers,
 ) -> None:
     """DuckDB finds the exceptions: the records that passed their checks but are not queued (repeated ids,
     duplicates), few and narrow; every other record is queued or was rejected by its part. The chunks are
     then assigned in two ordered passes over the parts' narrow columns (numpy, state per chunk only)."""
     import duckdb
-    import pyarrow.dataset as ds
 
     clock = time.monotonic()
     part_paths = sorted(parts.glob(f"part-*{PART_SUFFIX}"))
@@ -561,8 +594,10 @@ def _dedupe_and_chunk(
         con.execute(f"SET threads = {_cpus()}")
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
-        con.register("parts", ds.dataset([str(path) for path in part_paths], format="arrow"))
-        con.execute("CREATE VIEW records AS SELECT line, id, checksum, length, reason FROM parts")
+        con.execute(
+            f"""CREATE VIEW records AS SELECT {", ".join(RECORD_COLUMNS)}
+            FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
+        )
 
         # Sequences of this drop queued by earlier drops: the first queued row of each checksum, in drop then
         # row order (a checksum is queued once over all drops; the order only matters for hand-made input).
@@ -636,7 +671,7 @@ def _dedupe_and_chunk(
         summary.stages["dedupe"] = time.monotonic() - clock
         clock = time.monotonic()
         summary.chunks = _write_outputs(
-            assigner.rows(part_paths, con.sql(exception_rows)), part_paths, drop, manifest, chunk_dir
+            assigner.rows(part_paths, con.sql(exception_rows)), part_paths, drop, manifest, chunk_dir, pool
         )
         summary.stages["write"] = time.monotonic() - clock
         for status, kind, count in con.execute(
@@ -795,10 +830,14 @@ def _arrow_reader(relation, rows: int = ROW_GROUP):
     return relation.fetch_arrow_reader(rows)
 
 
-def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_dir: Path) -> list[str]:
-    """One ordered pass over the parts beside the (status, reason, chunk) rows of the same records: the
-    manifest rows, and each queued record appended to its chunk FASTA. A chunk's records are one slice of
-    an Arrow buffer per part: no Python loop per record. Returns the chunk names in order of first use."""
+def _write_outputs(
+    result, parts: list[Path], drop: str, manifest: Path, chunk_dir: Path, pool: _Workers
+) -> list[str]:
+    """One ordered pass over the parts beside the (status, reason, chunk) rows of the same records: this
+    process writes the manifest rows, the workers the chunk FASTAs. Each chunk's records are numbered in
+    input order, so where a part's records go in a chunk FASTA is known from the sizes of the parts before
+    it: a worker writes them there (pwrite), in parallel with the others, and the files come out as one
+    writer would make them. Returns the chunk names, sorted."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -806,79 +845,107 @@ def _write_outputs(result, parts: list[Path], drop: str, manifest: Path, chunk_d
     from atlas.tables import MANIFEST
 
     batches = _arrow_reader(result)
-    pending: list = []  # classified rows read but not yet matched to a part
-    pending_rows = 0
-    chunks: list[str] = []
-    handles: dict[str, object] = {}  # bound prefix ("L0064") -> (chunk name, open file)
-    waiting: list = []  # manifest rows not yet written
-    waiting_rows = 0
-    try:
-        # Dictionaries only where values repeat: trying one on the unique ids and checksums cost more
-        # than the rest of the encoding.
-        with pq.ParquetWriter(
-            manifest, MANIFEST, compression="zstd", compression_level=1, use_dictionary=MANIFEST_DICTIONARY
-        ) as writer:
-            for path in parts:
-                part = _read_part(path)
-                if not part.num_rows:  # the one part of an empty drop
-                    continue
-                while pending_rows < part.num_rows:
-                    batch = batches.read_next_batch()
-                    pending.append(batch)
-                    pending_rows += batch.num_rows
-                rows = pa.Table.from_batches(pending).combine_chunks()
-                mine, rest = rows.slice(0, part.num_rows), rows.slice(part.num_rows)
-                pending, pending_rows = rest.to_batches(), rest.num_rows
-                chunk = mine.column("chunk")
-                columns = {
-                    "id": part.column("id"),
-                    "drop": pa.repeat(pa.scalar(drop), part.num_rows),
-                    "checksum": mine.column("checksum"),
-                    "status": mine.column("status"),
-                    "reason": mine.column("reason"),
-                    "chunk": chunk,
-                }
-                columns.update({name: part.column(name) for name in MANIFEST.names if name not in columns})
-                waiting.append(pa.table([columns[name] for name in MANIFEST.names], schema=MANIFEST))
-                waiting_rows += part.num_rows
-                if waiting_rows >= ROW_GROUP:  # row groups of ROW_GROUP rows whatever the block size
-                    ready = pa.concat_tables(waiting).combine_chunks()
-                    whole = ready.num_rows // ROW_GROUP * ROW_GROUP
-                    writer.write_table(ready.slice(0, whole), row_group_size=ROW_GROUP)
-                    waiting, waiting_rows = [ready.slice(whole)], ready.num_rows - whole
+    chunk_bytes: dict[str, int] = {}  # bytes of each chunk FASTA so far: where the next part's records go
 
-                queued = pc.is_valid(chunk)
-                if not pc.any(queued).as_py():
-                    continue
-                names = pc.filter(chunk, queued).combine_chunks().dictionary_encode()
-                texts = pc.binary_join_element_wise(
-                    b">",
-                    pc.filter(part.column("id"), queued).cast(pa.binary()),
-                    b"\n",
-                    pc.filter(part.column("sequence"), queued),
-                    b"\n",
-                    b"",
-                ).combine_chunks()
-                codes = names.indices.to_numpy(zero_copy_only=False)
-                for code, name in enumerate(names.dictionary.to_pylist()):
-                    selected = pc.take(texts, pa.array(np.flatnonzero(codes == code)))
-                    if selected.null_count:
-                        raise RuntimeError(f"{path}: a queued record has no sequence")  # cannot happen
-                    prefix = name.split("-", 1)[0]
-                    if prefix not in handles or handles[prefix][0] != name:
-                        if prefix in handles:
-                            handles.pop(prefix)[1].close()
-                        handles[prefix] = (name, open(chunk_dir / f"{name}.fasta", "wb"))  # noqa: SIM115
-                        chunks.append(name)
-                    _, offsets, data = selected.buffers()
-                    offsets = memoryview(offsets).cast("i")[selected.offset :]
-                    handles[prefix][1].write(memoryview(data)[offsets[0] : offsets[len(selected)]])
-            if waiting_rows:
-                writer.write_table(pa.concat_tables(waiting).combine_chunks(), row_group_size=ROW_GROUP)
-    finally:
-        for _, handle in handles.values():
-            handle.close()
-    return sorted(chunks)
+    def fasta_tasks(writer):
+        pending: list = []  # classified rows read but not yet matched to a part
+        pending_rows = 0
+        waiting: list = []  # manifest rows not yet written
+        waiting_rows = 0
+        for path in parts:
+            part = _read_part(path)
+            if not part.num_rows:  # the one part of an empty drop
+                continue
+            while pending_rows < part.num_rows:
+                batch = batches.read_next_batch()
+                pending.append(batch)
+                pending_rows += batch.num_rows
+            rows = pa.Table.from_batches(pending).combine_chunks()
+            mine, rest = rows.slice(0, part.num_rows), rows.slice(part.num_rows)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+            chunk = mine.column("chunk").combine_chunks()
+            columns = {
+                "id": part.column("id"),
+                "drop": pa.repeat(pa.scalar(drop), part.num_rows),
+                "checksum": mine.column("checksum"),
+                "status": mine.column("status"),
+                "reason": mine.column("reason"),
+                "chunk": chunk,
+            }
+            columns.update({name: part.column(name) for name in MANIFEST.names if name not in columns})
+            waiting.append(pa.table([columns[name] for name in MANIFEST.names], schema=MANIFEST))
+            waiting_rows += part.num_rows
+            if waiting_rows >= ROW_GROUP:  # row groups of ROW_GROUP rows whatever the block size
+                ready = pa.concat_tables(waiting).combine_chunks()
+                whole = ready.num_rows // ROW_GROUP * ROW_GROUP
+                writer.write_table(ready.slice(0, whole), row_group_size=ROW_GROUP)
+                waiting, waiting_rows = [ready.slice(whole)], ready.num_rows - whole
+
+            queued = np.flatnonzero(chunk.is_valid().to_numpy(zero_copy_only=False))
+            if not len(queued):
+                continue
+            names = chunk.take(pa.array(queued)).dictionary_encode()
+            codes = names.indices.to_numpy(zero_copy_only=False)
+            sizes = (  # '>' id '\n' sequence '\n'
+                pc.binary_length(part.column("id")).to_numpy()[queued]
+                + part.column("length").to_numpy()[queued]
+                + 3
+            )
+            per_chunk = np.bincount(codes, weights=sizes, minlength=len(names.dictionary)).astype(np.int64)
+            starts = []
+            for name, size in zip(names.dictionary.to_pylist(), per_chunk.tolist(), strict=True):
+                starts.append(chunk_bytes.get(name, 0))
+                chunk_bytes[name] = starts[-1] + size
+            yield str(path), queued, codes, names.dictionary.to_pylist(), starts, str(chunk_dir)
+        if waiting_rows:
+            writer.write_table(pa.concat_tables(waiting).combine_chunks(), row_group_size=ROW_GROUP)
+
+    # Dictionaries only where values repeat: trying one on the unique ids and checksums cost more than the
+    # rest of the encoding.
+    with pq.ParquetWriter(
+        manifest, MANIFEST, compression="zstd", compression_level=1, use_dictionary=MANIFEST_DICTIONARY
+    ) as writer:
+        for _ in pool.map(_write_chunk_records, fasta_tasks(writer), parallel=len(parts) > 1):
+            pass
+    return sorted(chunk_bytes)
+
+
+def _write_chunk_records(
+    path: str, queued, codes, names: list[str], starts: list[int], chunk_dir: str
+) -> None:
+    """Write the queued records of one part into their chunk FASTAs (`>{id}` then the sequence on one line):
+    the records of chunk names[c] (those with code c, in input order) at byte starts[c] of its file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    part = _read_part(Path(path), ["id", "sequence"])
+    order = np.argsort(codes, kind="stable")  # by chunk, input order inside each
+    rows = pa.array(np.asarray(queued)[order])
+    texts = pc.binary_join_element_wise(
+        b">",
+        part.column("id").take(rows).cast(pa.binary()),
+        b"\n",
+        part.column("sequence").take(rows),
+        b"\n",
+        b"",
+    ).combine_chunks()
+    if texts.null_count:
+        raise RuntimeError(
+            f"{path}: a queued record has no sequence"
+        )  # cannot happen: queued records have one
+    _, offsets, data = texts.buffers()
+    offsets = np.frombuffer(offsets, np.int32, len(texts) + 1, texts.offset)
+    bounds = np.searchsorted(np.asarray(codes)[order], np.arange(len(names) + 1))
+    text = memoryview(data)
+    for code, name in enumerate(names):
+        first, last = offsets[bounds[code]], offsets[bounds[code + 1]]
+        handle = os.open(Path(chunk_dir) / f"{name}.fasta", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            written = os.pwrite(handle, text[first:last], starts[code])
+            while first + written < last:  # pwrite may write less than asked (signals, some filesystems)
+                written += os.pwrite(handle, text[first + written : last], starts[code] + written)
+        finally:
+            os.close(handle)
 
 
 def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
