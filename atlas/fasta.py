@@ -313,7 +313,6 @@ class _Reader:
         self.progress = progress
         self.block_size = block_size
         self.bytes_read = 0
-        self.newlines_read = 0
         self.raw_position = 0
 
     def read(self) -> bytes:
@@ -346,14 +345,27 @@ class _Reader:
             self.raw_position = position
         nul = data.find(b"\x00")
         if nul >= 0:
-            line = self.newlines_read + data.count(b"\n", 0, nul) + 1
+            line = self._lines_before(self.bytes_read) + data.count(b"\n", 0, nul) + 1
             raise FastaFormatError(
                 f"{self.path}: not a text FASTA file: NUL byte (binary data) at line {line}, "
                 f"byte offset {self.bytes_read + nul}{self.where}"
             )
-        self.newlines_read += data.count(b"\n")
         self.bytes_read += len(data)
         return data
+
+    def _lines_before(self, size: int) -> int:
+        """Newlines in the first `size` bytes of the text (an error path: read again rather than counted
+        on every read)."""
+        stream, raw, _ = open_fasta(self.path)
+        lines = 0
+        try:
+            while size > 0 and (piece := stream.read(min(size, GZIP_PIECE))):
+                lines += piece.count(b"\n")
+                size -= len(piece)
+        finally:
+            stream.close()
+            raw.close()
+        return lines
 
     def close(self) -> None:
         self.stream.close()
@@ -438,7 +450,8 @@ def _cut_blocks(reader: _Reader, max_residues: int | None) -> Iterator[Block | S
                     unsearched = 0
             continue  # a record longer than what is buffered: read on
         if end > 0:
-            block = bytes(buf[:end])
+            with memoryview(buf) as view:
+                block = bytes(view[:end])  # one copy (a slice of the bytearray would be a second)
             yield Block(block, line, offset)
             line += block.count(b"\n") + 1
             offset += end + 1
