@@ -30,24 +30,25 @@ when identical), and a chunk whose content changed becomes a new fold job under 
 replacing the predictions of the old content. Chunk FASTAs that the new manifest does not name are removed.
 
 How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is read in ~16 MB blocks of whole
-records (ISA-L for gzip); the blocks are parsed in parallel by worker processes (one per CPU this process may
-run on: sched_getaffinity, so SLURM/cgroup aware), vectorised over the block with numpy and Arrow
-(normalisation, validation, lengths, the nucleotide check, hex columns and the ids' CRC64 over whole arrays;
-a loop per record only for the sequences' MD5 and CRC64, at C speed, and for the few records that need a
-reason), into one part per block (an uncompressed Arrow IPC file, memory-mapped when read back): normalised
-sequence, length, MD5, CRC64, header metadata (each distinct description parsed once). A record longer than
+records (ISA-L for gzip); worker processes (one per CPU this process may run on: sched_getaffinity, so
+SLURM/cgroup aware; started once for both passes that use them) parse the blocks in parallel, each in one
+compiled pass (atlas.blockparse: records, normalisation, the alphabet and nucleotide checks, CRC64 of ids and
+sequences), then over whole arrays (hex columns, header metadata with each distinct description parsed once),
+with a call per record only for MD5 and for the few records that need a reason. Each block becomes one part:
+an uncompressed Arrow IPC file (memory-mapped when read back) with the normalised sequence, length, MD5,
+CRC64 and header metadata, and a plain Parquet copy of its record columns for DuckDB. A record longer than
 max_length is streamed through its checksums by the reader and never held whole. DuckDB, which spills to
-disk, then finds the exceptions from narrow rows read off the parts: repeated ids, later copies of a sequence
-and duplicates of earlier drops (64-bit hash aggregates find the candidates, exact strings decide; earlier
-drops joined out of core, never loaded into Python). Every other record is queued or rejected by its own
-checks, so the chunks are assigned in order, part by part, with a running total of residues per bucket
-(numpy; state per chunk only): a first pass XORs each chunk's members into its name, a second one, beside the
-parts, writes the manifest and appends each queued record to its chunk FASTA (one Arrow slice per chunk and
-part). Memory: a worker holds one block and its arrays (~300 MB peak), DuckDB is capped by
-$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop: 612 MiB for
-the main process, 290 MiB per worker (whose pass is over before DuckDB starts), whatever the size of the drop
-or the number of earlier drops. Temporary disk: about the size of the uncompressed drop. Everything is
-written into a temporary directory beside the manifest and moved into place at the end, chunk FASTAs first
+disk, then finds the exceptions from those narrow rows: repeated ids, later copies of a sequence and
+duplicates of earlier drops (64-bit hash aggregates find the candidates, exact strings decide; earlier drops
+joined out of core, never loaded into Python). Every other record is queued or rejected by its own checks, so
+the chunks are assigned in order, part by part, with a running total of residues per bucket (numpy; state per
+chunk only): a first pass XORs each chunk's members into its name, a second one, beside the parts, writes the
+manifest here while the workers write the chunk FASTAs (each part's records of a chunk go to a byte offset
+known from the parts before it, so the files are the same as one writer would make). Memory: a worker holds
+one block and its arrays (~400 MB peak), DuckDB is capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320
+MB, and spills past it; measured on a 1 GB drop: 570 MiB for the main process, whatever the size of the drop
+or the number of earlier drops. Temporary disk: about 1.4 times the size of the uncompressed drop. Everything
+is written into a temporary directory beside the manifest and moved into place at the end, chunk FASTAs first
 and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being named by
 content, are left for a later run to reuse or remove). Output is deterministic, byte for byte, for the same
 input and settings."""
@@ -87,6 +88,7 @@ from atlas.fasta import (
     FastaFormatError,
     SkippedRecord,
     check_sequence,
+    crc64_hex,
     header_metadata,
     iter_blocks,
     parse_block,
@@ -105,6 +107,9 @@ CHUNK_HASH_DIGITS = 10
 TEMP_PREFIX = ".split-tmp-"
 PART_SUFFIX = ".arrow"
 RECORD_COLUMNS = ["line", "id", "checksum", "length", "reason"]  # what DuckDB's dedupe reads of a part
+# ... with two 64-bit hashes beside them, made in the workers, on which DuckDB finds the few ids and sequences
+# seen twice (exact strings then decide): CRC64 of the id, and the first 8 bytes of the MD5.
+HASH_COLUMNS = ["id_hash", "checksum_hash"]
 MANIFEST_DICTIONARY = ["drop", "status", "reason", "chunk", "description", "header_fields"]
 ROW_GROUP = 1 << 17  # rows per streamed batch of (status, reason, chunk)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
@@ -374,7 +379,8 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             "member": [0],  # never queued
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
-        _write_part(pa.Table.from_pydict(columns, schema=_part_schema()), part)
+        hashes = [int(crc64_hex(item.id), 16)], [int(item.checksum[:16], 16)]
+        _write_part(pa.Table.from_pydict(columns, schema=_part_schema()), part, *hashes)
         return 1
     data = item.data
     if b"\r" in data or not data.isascii():
@@ -426,11 +432,12 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
         ],
         schema=_part_schema(),
     )
-    _write_part(table, part)
+    checksum_hashes = digests.reshape(count, 16)[:, :8].copy().view(">u8").ravel()
+    _write_part(table, part, id_crcs, checksum_hashes)
     return count
 
 
-def _write_part(table, path) -> None:
+def _write_part(table, path, id_hashes, checksum_hashes) -> None:
     """A part is an uncompressed Arrow IPC file, written and read back (memory-mapped) at memory speed
     where Parquet's encoding cost as much as the parsing, plus its RECORD_COLUMNS as plain Parquet beside
     it for DuckDB, which reads Parquet within its memory limit (a scan of Arrow files through pyarrow
@@ -440,8 +447,11 @@ def _write_part(table, path) -> None:
 
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
+    records = table.select(RECORD_COLUMNS)
+    for name, values in zip(HASH_COLUMNS, (id_hashes, checksum_hashes), strict=True):
+        records = records.append_column(name, pa.array(np.asarray(values, np.uint64), pa.uint64()))
     pq.write_table(
-        table.select(RECORD_COLUMNS),
+        records,
         Path(path).with_suffix(".parquet"),
         compression="none",
         use_dictionary=False,
@@ -532,7 +542,7 @@ def _read_drop(
         first = next(items, None)
         second = next(items, None) if first is not None else None
         if first is None:
-            _write_part(_part_schema().empty_table(), parts / f"part-{0:09d}{PART_SUFFIX}")
+            _write_part(_part_schema().empty_table(), parts / f"part-{0:09d}{PART_SUFFIX}", [], [])
             return 0
         queue = [item for item in (first, second) if item is not None]
 
@@ -597,7 +607,7 @@ def _dedupe_and_chunk(
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
         con.execute(
-            f"""CREATE VIEW records AS SELECT {", ".join(RECORD_COLUMNS)}
+            f"""CREATE VIEW records AS SELECT {", ".join(RECORD_COLUMNS + HASH_COLUMNS)}
             FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
         )
 
@@ -609,14 +619,21 @@ def _dedupe_and_chunk(
                 f"FROM read_parquet({sql_string(path)}, file_row_number = true) WHERE status = 'queued'"
                 for index, path in enumerate(earlier)
             )
+            # The earlier rows are matched on the checksum's hash first (its first 16 hex digits, as the
+            # workers made checksum_hash): a semi-join on integers, then exact strings.
             con.execute(
                 f"""CREATE TABLE earlier AS
-                SELECT checksum, arg_min(id, rank) AS id, arg_min(drop, rank) AS drop FROM ({sources})
-                WHERE checksum IN (SELECT checksum FROM records WHERE reason IS NULL)
+                SELECT checksum, arg_min(id, rank) AS id, arg_min(drop, rank) AS drop,
+                    any_value(checksum_hash) AS checksum_hash
+                FROM (SELECT *, TRY_CAST('0x' || substr(checksum, 1, 16) AS UBIGINT) AS checksum_hash
+                      FROM ({sources}))
+                WHERE checksum_hash IN (SELECT checksum_hash FROM records WHERE reason IS NULL)
                 GROUP BY checksum"""
             )
         else:
-            con.execute("CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR)")
+            con.execute(
+                "CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR, checksum_hash UBIGINT)"
+            )
 
         # Repeated ids (the second and later records of an id, unless already rejected by their checks), then
         # duplicates (of earlier drops, then within this drop) among the rest. Ids and sequences seen more
@@ -624,28 +641,31 @@ def _dedupe_and_chunk(
         con.execute(
             """CREATE TABLE repeats AS
             WITH id_hashes AS (
-                SELECT hash(id) AS id_hash FROM records GROUP BY id_hash HAVING count(*) > 1
+                SELECT id_hash FROM records GROUP BY id_hash HAVING count(*) > 1
+            ),
+            id_candidates AS MATERIALIZED (  -- the few that may repeat an id: only they are read as strings
+                SELECT line, id, length, reason FROM records WHERE id_hash IN (SELECT id_hash FROM id_hashes)
             ),
             repeated_ids AS (
-                SELECT id, min(line) AS first_line FROM records
-                WHERE hash(id) IN (SELECT id_hash FROM id_hashes) GROUP BY id HAVING count(*) > 1
+                SELECT id, min(line) AS first_line FROM id_candidates GROUP BY id HAVING count(*) > 1
             )
             SELECT r.line, r.length, 'rejected' AS status,
                 'repeated id: first occurrence at line ' || i.first_line AS reason, 'repeated id' AS kind
-            FROM records r JOIN repeated_ids i USING (id) WHERE r.line <> i.first_line AND r.reason IS NULL"""
+            FROM id_candidates r JOIN repeated_ids i USING (id)
+            WHERE r.line <> i.first_line AND r.reason IS NULL"""
         )
         con.execute(
             """CREATE TABLE exceptions AS
-            WITH passed AS (
-                SELECT line, id, checksum, length FROM records
+            WITH checksum_hashes AS (  -- of sequences seen twice, or seen in an earlier drop (integers only)
+                SELECT checksum_hash FROM records
                 WHERE reason IS NULL AND line NOT IN (SELECT line FROM repeats)
-            ),
-            checksum_hashes AS (  -- of sequences seen twice, or seen in an earlier drop
-                SELECT hash(checksum) AS checksum_hash FROM passed GROUP BY checksum_hash HAVING count(*) > 1
-                UNION SELECT hash(checksum) FROM earlier
+                GROUP BY checksum_hash HAVING count(*) > 1
+                UNION SELECT checksum_hash FROM earlier
             ),
             candidates AS MATERIALIZED (  -- the few that may be duplicates: only they are joined on strings
-                SELECT * FROM passed WHERE hash(checksum) IN (SELECT checksum_hash FROM checksum_hashes)
+                SELECT line, id, checksum, length FROM records
+                WHERE reason IS NULL AND line NOT IN (SELECT line FROM repeats)
+                    AND checksum_hash IN (SELECT checksum_hash FROM checksum_hashes)
             ),
             owners AS (  -- the first record of each sequence that passed, if it has others
                 SELECT checksum, min(line) AS owner_line, arg_min(id, line) AS owner_id FROM candidates
@@ -970,7 +990,7 @@ def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
     own, workers = (
         resource.getrusage(who).ru_maxrss >> 10 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )
-    lines.append(f"  peak RSS: {own} MiB in this process, {workers} MiB in the largest parsing worker")
+    lines.append(f"  peak RSS: {own} MiB in this process, {workers} MiB in the largest worker")
     if not summary.records:
         lines.append(f"  warning: {fasta} holds no FASTA record")
     elif not summary.queued:
