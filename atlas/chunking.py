@@ -46,12 +46,12 @@ chunk only): a first pass XORs each chunk's members into its name, a second one,
 manifest here while the workers write the chunk FASTAs (each part's records of a chunk go to a byte offset
 known from the parts before it, so the files are the same as one writer would make). Memory: a worker holds
 one block and its arrays (~400 MB peak), DuckDB is capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320
-MB, and spills past it; measured on a 1 GB drop: 570 MiB for the main process, whatever the size of the drop
-or the number of earlier drops. Temporary disk: about 1.4 times the size of the uncompressed drop. Everything
-is written into a temporary directory beside the manifest and moved into place at the end, chunk FASTAs first
-and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being named by
-content, are left for a later run to reuse or remove). Output is deterministic, byte for byte, for the same
-input and settings."""
+MB, and spills past it; measured on a 1 GB drop: about 600 MiB for the main process, whatever the size of the
+drop or the number of earlier drops. Temporary disk: about 1.4 times the size of the uncompressed drop.
+Everything is written into a temporary directory beside the manifest and moved into place at the end, chunk
+FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being
+named by content, are left for a later run to reuse or remove). Output is deterministic, byte for byte, for
+the same input and settings."""
 
 from __future__ import annotations
 
