@@ -76,7 +76,6 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.blockparse import parse_block_arrays
 from atlas.chunkstore import install_slots
 from atlas.config import schema_defaults
 from atlas.fasta import (
@@ -362,6 +361,8 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
     take the per-record checks, and MD5 is the one call per record."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from atlas.blockparse import parse_block_arrays  # numba: only the processes that parse load it
 
     if isinstance(item, SkippedRecord):
         reason = f"too long: {item.length} residues > max_length {max_length}" if item.id else "empty id"
