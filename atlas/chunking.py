@@ -409,8 +409,8 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             sequence = residues[offsets[index] : offsets[index + 1]].tobytes()
             reasons[index] = check_sequence(sequence, min_length, max_length) if name else "empty id"
     # MD5 here, in the parsing workers: C speed, parallel, and DuckDB then reads narrow rows.
-    hashes = map(_md5, sequence_array.to_pylist())
-    digests = np.frombuffer(b"".join(map(_DIGEST, hashes)), np.uint8)  # no Python frame per record
+    md5s = map(_md5, sequence_array.to_pylist())
+    digests = np.frombuffer(b"".join(map(_DIGEST, md5s)), np.uint8)  # no Python frame per record
     sequence_crcs, id_crcs = block.sequence_crc64, block.id_crc64
     line_numbers = item.line + block.lines
     # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
