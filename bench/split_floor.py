@@ -14,6 +14,8 @@ user + system, from getrusage) the steps any split that keeps today's outputs mu
 
 and prints each per GB and the wall time they would take on all CPUs with perfect parallelism, beside
 issue #13's target of 200 MB/s. Compare with `atlas split`'s own figures from bench/split_throughput.py.
+On a VM the first write into memory the guest has not touched yet costs more system time than a write into
+memory just freed (the second write here): run it twice and read both.
 """
 
 from __future__ import annotations
