@@ -69,7 +69,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +222,8 @@ def split_drop(
         parts = temp / "parts"
         parts.mkdir()
         summary = SplitSummary()
-        summary.records = _read_drop(fasta, parts, min_length, max_length, progress, pool, block_size)
+        show = _show_progress(fasta, progress)
+        summary.records = _read_drop(fasta, parts, min_length, max_length, show, pool, block_size)
         summary.stages["read"] = time.monotonic() - start
         chunk_dir = temp / "chunks"
         chunk_dir.mkdir()
@@ -239,6 +240,7 @@ def split_drop(
             summary,
             memory_limit,
             pool,
+            show,
         )
         pool.close()
         clock = time.monotonic()
@@ -516,29 +518,17 @@ def _read_drop(
     parts: Path,
     min_length: int,
     max_length: int,
-    progress: bool | None,
+    show: bool,
     pool: _Workers,
     block_size: int,
 ) -> int:
     """Pass 1: cut the file into blocks and parse them (in the worker processes when there is more than one
     block) into parts `part-NNNNNNNNN.arrow` (_write_part), in file order. Returns the number of records."""
-    from tqdm import tqdm
-
     try:
         size = fasta.stat().st_size
     except OSError:
         size = 0
-    show = size >= PROGRESS_MIN_BYTES if progress is None else progress
-    bar = tqdm(
-        total=size,
-        unit="B",
-        unit_scale=True,
-        desc=f"reading {fasta.name}",
-        file=sys.stderr,
-        disable=not show,
-        mininterval=0.5 if sys.stderr.isatty() else 30,
-    )
-    with bar:
+    with _bar(show, total=size, unit="B", unit_scale=True, desc=f"reading {fasta.name}") as bar:
         items = iter_blocks(fasta, bar.update, block_size, max_residues=max_length)
         first = next(items, None)
         second = next(items, None) if first is not None else None
@@ -557,6 +547,24 @@ def _read_drop(
         )
         count = sum(pool.map(_parse_part, tasks, parallel=second is not None))
     return count
+
+
+def _show_progress(fasta: Path, progress: bool | None) -> bool:
+    """Progress bars: as asked, else for inputs of PROGRESS_MIN_BYTES or more."""
+    if progress is not None:
+        return progress
+    try:
+        return fasta.stat().st_size >= PROGRESS_MIN_BYTES
+    except OSError:
+        return False
+
+
+def _bar(show: bool, **settings):
+    """A tqdm bar on stderr (refreshed every 30 s when stderr is a log file), or a silent one."""
+    from tqdm import tqdm
+
+    interval = 0.5 if sys.stderr.isatty() else 30
+    return tqdm(file=sys.stderr, disable=not show, mininterval=interval, **settings)
 
 
 def _check_earlier(path: Path) -> None:
@@ -592,6 +600,7 @@ def _dedupe_and_chunk(
     summary: SplitSummary,
     memory_limit: str | None,
     pool: _Workers,
+    show: bool = False,
 ) -> None:
     """DuckDB finds the exceptions: the records that passed their checks but are not queued (repeated ids,
     duplicates), few and narrow; every other record is queued or was rejected by its part. The chunks are
@@ -693,9 +702,9 @@ def _dedupe_and_chunk(
             assigner.add(path, exceptions)
         summary.stages["dedupe"] = time.monotonic() - clock
         clock = time.monotonic()
-        summary.chunks = _write_outputs(
-            assigner.rows(part_paths, con.sql(exception_rows)), part_paths, drop, manifest, chunk_dir, pool
-        )
+        rows = assigner.rows(part_paths, con.sql(exception_rows))
+        with _bar(show, total=summary.records, unit=" records", desc="writing chunks") as bar:
+            summary.chunks = _write_outputs(rows, part_paths, drop, manifest, chunk_dir, pool, bar.update)
         summary.stages["write"] = time.monotonic() - clock
         for status, kind, count in con.execute(
             r"""SELECT status, kind, sum(count) FROM (
@@ -854,13 +863,19 @@ def _arrow_reader(relation, rows: int = ROW_GROUP):
 
 
 def _write_outputs(
-    result, parts: list[Path], drop: str, manifest: Path, chunk_dir: Path, pool: _Workers
+    result,
+    parts: list[Path],
+    drop: str,
+    manifest: Path,
+    chunk_dir: Path,
+    pool: _Workers,
+    done: Callable[[int], None] | None = None,
 ) -> list[str]:
     """One ordered pass over the parts beside the (status, reason, chunk) rows of the same records: this
     process writes the manifest rows, the workers the chunk FASTAs. Each chunk's records are numbered in
     input order, so where a part's records go in a chunk FASTA is known from the sizes of the parts before
     it: a worker writes them there (pwrite), in parallel with the others, and the files come out as one
-    writer would make them. Returns the chunk names, sorted."""
+    writer would make them. `done(n)` is told of each part's n records. Returns the chunk names, sorted."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -898,6 +913,8 @@ def _write_outputs(
             columns.update({name: part.column(name) for name in MANIFEST.names if name not in columns})
             waiting.append(pa.table([columns[name] for name in MANIFEST.names], schema=MANIFEST))
             waiting_rows += part.num_rows
+            if done is not None:
+                done(part.num_rows)
             if waiting_rows >= ROW_GROUP:  # row groups of ROW_GROUP rows whatever the block size
                 ready = pa.concat_tables(waiting).combine_chunks()
                 whole = ready.num_rows // ROW_GROUP * ROW_GROUP

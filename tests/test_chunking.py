@@ -490,6 +490,20 @@ def test_changed_content_gets_new_chunk_names_and_keeps_the_others(test_data, tm
             assert path.stat().st_mtime_ns == mtimes[path.name]  # untouched
 
 
+def test_progress_bars_cover_the_read_and_the_write_pass(test_data, tmp_path, capsys):
+    from atlas.chunking import split_drop
+
+    source = test_data / "938293.PRJEB85.HG003687.faa"
+    records = sum(1 for _ in read_fasta(source))
+    summary = split_drop(source, "shown", tmp_path / "shown" / "manifest.parquet", progress=True)
+    shown = capsys.readouterr().err
+    assert f"reading {source.name}" in shown and "100%" in shown
+    assert re.search(rf"writing chunks: 100%.*{records}/{records}", shown)
+    assert summary.records == records
+    split_drop(source, "quiet", tmp_path / "quiet" / "manifest.parquet")  # a small input: no bars
+    assert capsys.readouterr().err == ""
+
+
 def test_parallel_parsing_gives_the_same_output(test_data, tmp_path):
     from atlas.chunking import split_drop
 
