@@ -47,7 +47,7 @@ manifest here while the workers write the chunk FASTAs (each part's records of a
 known from the parts before it, so the files are the same as one writer would make). Memory: a worker holds
 one block and its arrays (~400 MB peak), DuckDB is capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320
 MB, and spills past it; measured on a 1 GB drop: about 600 MiB for the main process, whatever the size of the
-drop or the number of earlier drops. Temporary disk: about 1.4 times the size of the uncompressed drop.
+drop or the number of earlier drops. Temporary disk: about 1.7 times the size of the uncompressed drop.
 Everything is written into a temporary directory beside the manifest and moved into place at the end, chunk
 FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being
 named by content, are left for a later run to reuse or remove). Output is deterministic, byte for byte, for

@@ -10,7 +10,7 @@ user + system, from getrusage) the steps any split that keeps today's outputs mu
 - MD5: one call per normalised sequence (atlas.chunking's _md5: no Python batch MD5 exists);
 - write: as many bytes as the chunk FASTAs hold, to a file in --workdir (the output's file system);
 - the same write again for what the split stores between its passes (its parts: the sequences plus the
-  record columns, about 1.4 x the input).
+  record columns, about 1.7 x the input).
 
 and prints each per GB and the wall time they would take on all CPUs with perfect parallelism, beside
 issue #13's target of 200 MB/s. Compare with `atlas split`'s own figures from bench/split_throughput.py.
@@ -37,7 +37,7 @@ from atlas.blockparse import parse_block_arrays  # noqa: E402
 from atlas.chunking import _md5  # noqa: E402
 from atlas.fasta import iter_blocks  # noqa: E402
 
-PARTS_SHARE = 1.4  # the split's parts, as a share of the input (atlas.chunking's module docstring)
+PARTS_SHARE = 1.7  # the split's parts, as a share of the input (atlas.chunking's module docstring)
 
 
 def cpu() -> float:
