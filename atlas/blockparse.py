@@ -15,7 +15,7 @@ to the end of a record) and returns, in one pass over its bytes and with no Pyth
 
 Why compiled: the split must keep up with the disk, and every per-record Python step costs about a second
 per 3.7 M records (a GB of MGnify proteins); numpy over a whole block still needed a dozen passes and a loop
-per residue position for the CRC. Whitespace is ASCII whitespace (what `bytes.split` and `normalise` use);
+per residue position for the CRC. Whitespace is atlas.fasta.WHITESPACE (what `bytes.split`, `normalise` use);
 the caller checks UTF-8 and line ends first (atlas.fasta.parse_block's errors). MD5 stays with hashlib-
 family C code per record: a hand-written MD5 would be no faster than 400 MB/s either.
 """
@@ -27,16 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from atlas.fasta import NUCLEOTIDE_RESIDUES, NUCLEOTIDE_WINDOW, STANDARD_RESIDUES, crc64_table
+from atlas.fasta import NUCLEOTIDE_RESIDUES, NUCLEOTIDE_WINDOW, STANDARD_RESIDUES, WHITESPACE, crc64_table
 
 # Byte classes, one bit each.
-_STANDARD, _WHITESPACE, _NUCLEOTIDE = 1, 2, 4
+_STANDARD, _SPACE, _NUCLEOTIDE = 1, 2, 4
 
 
 def _classes() -> np.ndarray:
     table = np.zeros(256, np.uint8)
     table[list(STANDARD_RESIDUES.encode())] |= _STANDARD
-    table[list(b" \t\r\n\v\f")] |= _WHITESPACE
+    table[list(WHITESPACE)] |= _SPACE
     table[list(NUCLEOTIDE_RESIDUES.encode())] |= _NUCLEOTIDE
     return table
 
@@ -143,19 +143,19 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
         end = newlines[k] if k < line_count - 1 else size
         k += 1
         i = header + 1
-        while i < end and classes[data[i]] & _WHITESPACE:
+        while i < end and classes[data[i]] & _SPACE:
             i += 1
         first = i
-        while i < end and not classes[data[i]] & _WHITESPACE:
+        while i < end and not classes[data[i]] & _SPACE:
             i += 1
         ids[id_out : id_out + i - first] = data[first:i]
         id_out += i - first
         id_offsets[record + 1] = id_out
         id_crc[record] = _crc64(tables, data, first, i)
-        while i < end and classes[data[i]] & _WHITESPACE:
+        while i < end and classes[data[i]] & _SPACE:
             i += 1
         last = end
-        while last > i and classes[data[last - 1]] & _WHITESPACE:
+        while last > i and classes[data[last - 1]] & _SPACE:
             last -= 1
         descriptions[description_out : description_out + last - i] = data[i:last]
         description_out += last - i
@@ -178,7 +178,7 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
             kept = start
             for j in range(start, out):
                 byte = residues[j]
-                if classes[byte] & _WHITESPACE:
+                if classes[byte] & _SPACE:
                     continue
                 if 97 <= byte <= 122:
                     byte -= 32

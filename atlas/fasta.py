@@ -63,7 +63,7 @@ NUCLEOTIDE_MIN_LENGTH = 30  # shorter peptides are too short to tell
 BLOCK_SIZE = 1 << 24  # bytes read at a time, and about the size of the blocks handed out
 GZIP_PIECE = 1 << 17  # decompressed at a time: a gzip error can then say how far the text went
 
-_WHITESPACE = b" \t\r\n\v\f"
+WHITESPACE = b" \t\r\n\v\f"  # what bytes.split() splits on, and normalise removes
 _UPPER = bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _UNKNOWN = UNKNOWN_RESIDUES.encode()
@@ -144,7 +144,7 @@ def crc64_table():
 
 def normalise(body: bytes) -> bytes:
     """Upper case, whitespace removed, one terminal stop codon '*' removed (module docstring)."""
-    sequence = body.translate(_UPPER, _WHITESPACE)
+    sequence = body.translate(_UPPER, WHITESPACE)
     return sequence[:-1] if sequence[-1:] == b"*" else sequence
 
 
@@ -262,7 +262,7 @@ def parse_block(block: Block, path: str | Path) -> Iterator[tuple[bytes, bytes, 
             what = f"invalid UTF-8 byte 0x{data[error.start]:02x}"
             raise _record_error(path, block, error.start, what) from None
     line, offset = block.line, block.offset
-    upper, whitespace = _UPPER, _WHITESPACE
+    upper, whitespace = _UPPER, WHITESPACE
     for piece in data[1:].split(b"\n>"):
         header, _, body = piece.partition(b"\n")
         if b"\r" in header:
@@ -417,7 +417,7 @@ def _cut_blocks(reader: _Reader, max_residues: int | None) -> Iterator[Block | S
         search_from = max(0, unsearched - 1)
         buf += data
         if not started:
-            stripped = len(buf.lstrip(_WHITESPACE))
+            stripped = len(buf.lstrip(WHITESPACE))
             if not stripped:
                 if eof:
                     return
@@ -473,7 +473,7 @@ def _skip_if_too_long(
             f"{reader.path}: line {line} (byte offset {offset}{reader.where}): a header line longer than "
             f"{len(buf)} bytes"
         )
-    residues = bytes(buf[header_end + 1 :]).translate(_UPPER, _WHITESPACE)
+    residues = bytes(buf[header_end + 1 :]).translate(_UPPER, WHITESPACE)
     if len(residues) <= max_residues + 1:  # +1: a terminal '*' is not a residue
         return None
     header = bytes(buf[1:header_end]).strip()
@@ -513,11 +513,11 @@ def _skip_if_too_long(
             break
         end = data.find(b"\n>")
         if end == -1:
-            add(data.translate(_UPPER, _WHITESPACE))
+            add(data.translate(_UPPER, WHITESPACE))
             lines += data.count(b"\n")
             last = data[-1:]
             continue
-        add(data[:end].translate(_UPPER, _WHITESPACE))
+        add(data[:end].translate(_UPPER, WHITESPACE))
         lines += data.count(b"\n", 0, end) + 1
         rest = data[end + 1 :]
         break
