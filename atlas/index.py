@@ -551,6 +551,7 @@ def index_main(argv: list[str]) -> int:
     import duckdb
 
     from atlas.config import settings
+    from atlas.counts import NOVEL_LABELS
     from atlas.lookup import write_lookups
     from atlas.preflight import predictions_key
 
@@ -570,7 +571,7 @@ def index_main(argv: list[str]) -> int:
     parser.add_argument("--novelty", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument(
         "--novelty-queries",
-        choices=["confident", "all"],
+        choices=list(NOVEL_LABELS),
         default=config["novelty"]["queries"],
         help="which predictions the novelty files searched (default: ./config.yaml's, %(default)s)",
     )
