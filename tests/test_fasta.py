@@ -309,6 +309,7 @@ def test_compiled_block_parser_cuts_records_as_the_reader_does(data):
         assert others == len(window.translate(None, b"ACGTUN"))
     nucleotide = [r[0] for r in reference if is_nucleotide(r[2])]
     assert nucleotide == [b"e"]
+    assert [bytes(row).hex() for row in arrays.md5] == [sequence_checksum(r[2]) for r in reference]
 
 
 def test_compiled_block_parser_on_real_proteomes(test_data):
@@ -323,6 +324,7 @@ def test_compiled_block_parser_on_real_proteomes(test_data):
             assert [f"{crc:016X}" for crc in arrays.sequence_crc64.tolist()] == [
                 crc64_hex(record[2]) for record in reference
             ]
+            assert [bytes(row).hex() for row in arrays.md5] == [sequence_checksum(r[2]) for r in reference]
             seen += len(records)
         assert seen == count
 
@@ -421,3 +423,23 @@ def test_over_long_record_is_streamed_not_held(tmp_path):
             (b"short", b"MKV", 1, 0),
             (b"after", b"MKW", text.count(b"\n", 0, text.index(b">after")) + 1, text.index(b">after")),
         ]
+
+
+def test_md5_of_many_messages_matches_hashlib_at_every_padding_boundary():
+    """Lengths around MD5's 64-byte blocks (55/56: the length field spills into a new block), an empty
+    message, and more messages than lanes with mixed block counts, in an order the lanes must undo."""
+    import hashlib
+
+    import numpy as np
+
+    from atlas.blockparse import md5_digests
+
+    rng = np.random.default_rng(7)
+    lengths = [0, 1, 55, 56, 63, 64, 119, 120, 127, 128, 1000, 5000] + rng.integers(0, 400, 45).tolist()
+    messages = [rng.integers(0, 256, length, dtype=np.uint8).tobytes() for length in lengths]
+    data = np.frombuffer(b"".join(messages), np.uint8)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    digests = md5_digests(data, offsets)
+    assert digests.shape == (len(messages), 16)
+    assert [bytes(row) for row in digests] == [hashlib.md5(message).digest() for message in messages]
+    assert md5_digests(data[:0], np.zeros(1, np.int64)).shape == (0, 16)
