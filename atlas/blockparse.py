@@ -12,7 +12,12 @@ to the end of a record) and returns, in one pass over its bytes and with no Pyth
 - `md5`: each normalised sequence's MD5 digest (16 bytes a row, `atlas.fasta.sequence_checksum` as bytes);
 - `unusual`: the records holding anything but the 20 standard residues, which need the per-record checks;
 - `window_others`: per record, how many of its first NUCLEOTIDE_WINDOW residues are not A/C/G/T/U/N (the
-  nucleotide rule of `atlas.fasta.is_nucleotide`).
+  nucleotide rule of `atlas.fasta.is_nucleotide`);
+- `bodies`: where each record's sequence lines start and end in the block ((count, 2) int32), so that
+  `records_text` can cut a record again from the same bytes (the split's write pass rereads its input
+  rather than storing every sequence in between);
+- `verbatim`: the records whose sequence lines hold the 20 standard letters only (most of them), whose
+  sequence is then their lines joined, as they are;
 
 Why compiled: the split must keep up with the disk, and every per-record Python step costs about a second
 per 3.7 M records (a GB of MGnify proteins); numpy over a whole block still needed a dozen passes and a loop
@@ -58,6 +63,8 @@ def _slice_by_8(table: np.ndarray) -> np.ndarray:
 
 
 _CLASSES = _classes()
+_UPPER = np.frombuffer(bytes(range(256)).upper(), np.uint8)  # ASCII a-z to A-Z, the rest as it is
+_KEEP = (_CLASSES & _SPACE == 0).astype(np.int64)  # 0 for whitespace
 _CRC_TABLES = _slice_by_8(crc64_table())
 # MD5 (RFC 1321): per step, its sine constant, its rotation and the message word it adds.
 _MD5_SINES = np.array([int(abs(math.sin(step + 1)) * 2**32) & 0xFFFFFFFF for step in range(64)], np.uint32)
@@ -85,6 +92,8 @@ class BlockArrays:
     id_crc64: np.ndarray
     unusual: np.ndarray
     window_others: np.ndarray
+    bodies: np.ndarray
+    verbatim: np.ndarray
     md5: np.ndarray
 
 
@@ -98,6 +107,18 @@ def parse_block_arrays(data: bytes) -> BlockArrays:
     parsed = _parse(text, np.flatnonzero(text == 10), _CRC_TABLES, _CLASSES, NUCLEOTIDE_WINDOW)
     residues, offsets = parsed[4], parsed[5]
     return BlockArrays(*parsed, md5=md5_digests(residues, offsets))
+
+
+def records_text(
+    data: np.ndarray, bodies: np.ndarray, verbatim: np.ndarray, ids, id_offsets, lengths, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """FASTA text (`>id`, then the normalised sequence on one line) of records `rows` of a block, in that
+    order, cut again from the block's bytes `data` with the `bodies` and `verbatim` of its parse and the
+    records' `ids` (bytes and offsets, one per record of the block). Returns (text, the offsets of
+    each row's text (len(rows) + 1), the first row whose sequence is not `lengths[row]` residues long, or
+    -1): a mismatch means `data` is not the text that was parsed."""
+    rows = np.asarray(rows, np.int64)
+    return _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, _UPPER, _KEEP)
 
 
 def md5_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -158,6 +179,8 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
     id_crc = np.empty(count, np.uint64)
     unusual = np.zeros(count, np.bool_)
     window_others = np.zeros(count, np.int64)
+    bodies = np.empty((count, 2), np.int32)  # where each record's sequence lines start and end
+    verbatim = np.zeros(count, np.bool_)  # its lines hold standard letters only
     residues = np.empty(size, np.uint8)
     ids = np.empty(size, np.uint8)
     descriptions = np.empty(size, np.uint8)
@@ -187,6 +210,7 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
         descriptions[description_out : description_out + last - i] = data[i:last]
         description_out += last - i
         description_offsets[record + 1] = description_out
+        bodies[record, 0] = min(end + 1, size)
         start = out
         while k < line_count:  # the sequence lines, up to the next header
             begin = newlines[k - 1] + 1
@@ -196,11 +220,13 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
             residues[out : out + stop - begin] = data[begin:stop]
             out += stop - begin
             k += 1
+        bodies[record, 1] = newlines[k - 1] + 1 if k < line_count else size  # the next '>', or the end
         clean = True
         for j in range(start, out):
             if not classes[residues[j]] & _STANDARD:
                 clean = False
                 break
+        verbatim[record] = clean
         if not clean:  # lower case, whitespace, a terminal '*' or other letters: normalise in place
             kept = start
             for j in range(start, out):
@@ -237,6 +263,8 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
         id_crc,
         unusual,
         window_others,
+        bodies,
+        verbatim,
     )
 
 
@@ -340,3 +368,43 @@ def _md5_lanes(data, offsets, sines, shifts, words):  # pragma: no cover - compi
             for j in range(4):
                 out[lane_record[lane], j] = state[j, lane]
     return out
+
+
+@_compiled
+def _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, upper, keep):  # pragma: no cover
+    size = 0
+    for row in rows:
+        size += id_offsets[row + 1] - id_offsets[row] + lengths[row] + 3
+    text = np.empty(size + 1, np.uint8)  # + 1: room for the terminal '*' of the last row before it goes
+    offsets = np.empty(len(rows) + 1, np.int64)
+    offsets[0] = 0
+    out = 0
+    wrong = -1
+    for n in range(len(rows)):
+        row = rows[n]
+        text[out] = 62  # '>'
+        out += 1
+        for j in range(id_offsets[row], id_offsets[row + 1]):  # (a loop: slices cost more for short ids)
+            text[out] = ids[j]
+            out += 1
+        text[out] = 10
+        out += 1
+        start = out
+        limit = start + lengths[row] + 1  # room for one '*' more
+        # As _parse normalises (whitespace out, upper case), branch-free: each byte is stored, and the end
+        # moves on past it unless it is whitespace.
+        for j in range(bodies[row, 0], bodies[row, 1]):
+            byte = data[j]
+            text[out] = upper[byte]
+            out += keep[byte]
+            if out > limit:  # longer than what was parsed
+                break
+        if out > start and out <= limit and text[out - 1] == 42:  # one terminal '*'
+            out -= 1
+        if out - start != lengths[row]:
+            wrong = n
+            break
+        text[out] = 10
+        out += 1
+        offsets[n + 1] = out
+    return text[:size], offsets, wrong

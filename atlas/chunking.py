@@ -65,6 +65,7 @@ import re
 import resource
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -217,7 +218,8 @@ def split_drop(
         parts.mkdir()
         summary = SplitSummary()
         show = _show_progress(fasta, progress)
-        summary.records = _read_drop(fasta, parts, min_length, max_length, show, pool, block_size)
+        source, copy, identity = _text_source(fasta, temp)
+        summary.records = _read_drop(fasta, parts, min_length, max_length, show, pool, block_size, copy)
         summary.stages["read"] = time.monotonic() - start
         chunk_dir = temp / "chunks"
         chunk_dir.mkdir()
@@ -231,12 +233,14 @@ def split_drop(
             temp,
             temp / "manifest.parquet",
             chunk_dir,
+            source,
             summary,
             memory_limit,
             pool,
             show,
         )
         pool.close()
+        _check_unchanged(fasta, identity)
         clock = time.monotonic()
         summary.kept = _install(
             temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, slots=(slot_dir, slots)
@@ -344,17 +348,24 @@ def _part_schema():
             MANIFEST.field("description"),
             MANIFEST.field("is_fragment"),
             MANIFEST.field("header_fields"),
-            ("sequence", pa.binary()),  # normalised (null for a record the reader skipped)
+            # Where the record's sequence lines start and end in its block (the part's schema metadata says
+            # where the block is in the text): the write pass cuts the queued sequences again from there.
+            ("body_start", pa.int32()),
+            ("body_end", pa.int32()),
+            ("verbatim", pa.bool_()),  # its sequence is its lines joined (atlas.blockparse)
             ("member", pa.uint64()),  # the record's share of its chunk's name (module docstring)
         ]
     )
 
 
-def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: int, max_length: int) -> int:
+def _parse_part(
+    item: Block | SkippedRecord, fasta: str, part: str, min_length: int, max_length: int, copy_to: str | None
+) -> int:
     """Parse one block (in a worker process) into a part of `_part_schema()` rows; returns the number of
     records. One compiled pass over the block (atlas.blockparse, MD5 included), then whole arrays (numpy,
     Arrow); only the records that need it (letters outside the standard 20, a length out of bounds,
-    DNA-like, no id) take the per-record checks."""
+    DNA-like, no id) take the per-record checks. With `copy_to`, the block's text is also written there, at
+    its offset in the text (_text_source)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -372,14 +383,18 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             "description": [item.description.decode()],
             "is_fragment": [None],
             "header_fields": [[]],
-            "sequence": [None],
-            "member": [0],  # never queued
+            "body_start": [0],
+            "body_end": [0],  # never queued, never cut again
+            "verbatim": [False],
+            "member": [0],
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
         hashes = [int(crc64_hex(item.id), 16)], [int(item.checksum[:16], 16)]
         _write_part(pa.Table.from_pydict(columns, schema=_part_schema()), part, *hashes)
         return 1
     data = item.data
+    if copy_to is not None:
+        _pwrite(copy_to, data, item.offset)
     if b"\r" in data or not data.isascii():
         # CR line ends or UTF-8 headers: the per-record reader checks them and names a record at fault.
         for _ in parse_block(item, fasta):
@@ -388,7 +403,6 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
     count = len(block.lines)
     headers_id = _arrow_array(pa.string(), block.id_offsets, block.ids)
     headers_description = _arrow_array(pa.string(), block.description_offsets, block.descriptions)
-    sequence_array = _arrow_array(pa.binary(), block.offsets, block.residues)
     offsets, residues = block.offsets, block.residues
     lengths = np.diff(offsets).astype(np.int64)
     window = np.minimum(lengths, NUCLEOTIDE_WINDOW)
@@ -422,24 +436,28 @@ def _parse_part(item: Block | SkippedRecord, fasta: str, part: str, min_length: 
             headers_description,
             fragments,
             fields,
-            sequence_array,
+            pa.array(block.bodies[:, 0]),
+            pa.array(block.bodies[:, 1]),
+            pa.array(block.verbatim),
             pa.array(members, pa.uint64()),
         ],
         schema=_part_schema(),
     )
     checksum_hashes = digests.reshape(count, 16)[:, :8].copy().view(">u8").ravel()
-    _write_part(table, part, id_crcs, checksum_hashes)
+    _write_part(table, part, id_crcs, checksum_hashes, block=(item.offset, len(data)))
     return count
 
 
-def _write_part(table, path, id_hashes, checksum_hashes) -> None:
+def _write_part(table, path, id_hashes, checksum_hashes, block: tuple[int, int] = (0, 0)) -> None:
     """A part is an uncompressed Arrow IPC file, written and read back (memory-mapped) at memory speed
     where Parquet's encoding cost as much as the parsing, plus its RECORD_COLUMNS as plain Parquet beside
     it for DuckDB, which reads Parquet within its memory limit (a scan of Arrow files through pyarrow
-    buffered 400 MB more on a 1 GB drop)."""
+    buffered 400 MB more on a 1 GB drop). `block`: (offset, size) of the part's block in the text, kept in
+    the schema's metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    table = table.replace_schema_metadata({"block": f"{block[0]} {block[1]}"})
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     records = table.select(RECORD_COLUMNS)
@@ -460,6 +478,24 @@ def _read_part(path: Path, columns: list[str] | None = None):
 
     table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
     return table.select(columns) if columns else table
+
+
+def _part_block(part) -> tuple[int, int]:
+    """(offset, size) in the text of the block a part was parsed from."""
+    offset, size = part.schema.metadata[b"block"].split()
+    return int(offset), int(size)
+
+
+def _pwrite(path: str, data, offset: int) -> None:
+    """Write all of `data` at `offset` of the file (created if need be), whatever writes elsewhere in it."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        with memoryview(data) as view:
+            written = 0
+            while written < len(view):  # pwrite may write less than asked (signals, some filesystems)
+                written += os.pwrite(handle, view[written:], offset + written)
+    finally:
+        os.close(handle)
 
 
 def _arrow_array(kind, offsets, data):
@@ -513,13 +549,16 @@ def _read_drop(
     show: bool,
     pool: _Workers,
     block_size: int,
+    copy_to: Path | None,
 ) -> int:
     """Pass 1: cut the file into blocks and parse them (in the worker processes when there is more than one
-    block) into parts `part-NNNNNNNNN.arrow` (_write_part), in file order. Returns the number of records."""
+    block) into parts `part-NNNNNNNNN.arrow` (_write_part), in file order; with `copy_to`, the text is
+    copied there as well (_text_source). Returns the number of records."""
     try:
         size = fasta.stat().st_size
     except OSError:
         size = 0
+    copy = None if copy_to is None else str(copy_to)
     with _bar(show, total=size, unit="B", unit_scale=True, desc=f"reading {fasta.name}") as bar:
         items = iter_blocks(fasta, bar.update, block_size, max_residues=max_length)
         first = next(items, None)
@@ -534,11 +573,45 @@ def _read_drop(
             yield from items
 
         tasks = (
-            (item, str(fasta), str(parts / f"part-{index:09d}{PART_SUFFIX}"), min_length, max_length)
+            (item, str(fasta), str(parts / f"part-{index:09d}{PART_SUFFIX}"), min_length, max_length, copy)
             for index, item in enumerate(all_items())
         )
         count = sum(pool.map(_parse_part, tasks, parallel=second is not None))
     return count
+
+
+def _text_source(fasta: Path, temp: Path) -> tuple[Path, Path | None, tuple | None]:
+    """Where the write pass reads the queued sequences again: (the file, the copy to make in pass 1 or None,
+    the input's identity to check at the end or None). A plain regular file is read again where it is, and
+    must not change meanwhile (its size, mtime and inode are checked at the end, and every sequence's length
+    as it is cut again); gzip input and pipes are copied, as text, into `temp` while pass 1 reads them."""
+    from atlas.fasta import open_fasta
+
+    try:
+        identity = fasta.stat()
+    except OSError:
+        identity = None  # the reader says what is wrong with it
+    is_gzip = False
+    if identity is not None and stat.S_ISREG(identity.st_mode):  # a pipe is opened only once, by the reader
+        stream, raw, is_gzip = open_fasta(fasta)
+        stream.close()
+        raw.close()
+    if identity is None or is_gzip or not stat.S_ISREG(identity.st_mode):
+        copy = temp / "text.fasta"
+        copy.touch()
+        return copy, copy, None
+    return fasta, None, (identity.st_ino, identity.st_size, identity.st_mtime_ns)
+
+
+def _check_unchanged(fasta: Path, identity: tuple | None) -> None:
+    if identity is None:
+        return
+    try:
+        now = fasta.stat()
+    except OSError as error:
+        raise SplitError(f"{fasta}: changed while it was being split ({error}); split it again") from None
+    if (now.st_ino, now.st_size, now.st_mtime_ns) != identity:
+        raise SplitError(f"{fasta}: changed while it was being split; split it again")
 
 
 def _show_progress(fasta: Path, progress: bool | None) -> bool:
@@ -589,6 +662,7 @@ def _dedupe_and_chunk(
     temp: Path,
     manifest: Path,
     chunk_dir: Path,
+    source: Path,
     summary: SplitSummary,
     memory_limit: str | None,
     pool: _Workers,
@@ -696,7 +770,9 @@ def _dedupe_and_chunk(
         clock = time.monotonic()
         rows = assigner.rows(part_paths, con.sql(exception_rows))
         with _bar(show, total=summary.records, unit=" records", desc="writing chunks") as bar:
-            summary.chunks = _write_outputs(rows, part_paths, drop, manifest, chunk_dir, pool, bar.update)
+            summary.chunks = _write_outputs(
+                rows, part_paths, drop, manifest, chunk_dir, source, pool, bar.update
+            )
         summary.stages["write"] = time.monotonic() - clock
         for status, kind, count in con.execute(
             r"""SELECT status, kind, sum(count) FROM (
@@ -860,6 +936,7 @@ def _write_outputs(
     drop: str,
     manifest: Path,
     chunk_dir: Path,
+    source: Path,
     pool: _Workers,
     done: Callable[[int], None] | None = None,
 ) -> list[str]:
@@ -867,7 +944,8 @@ def _write_outputs(
     process writes the manifest rows, the workers the chunk FASTAs. Each chunk's records are numbered in
     input order, so where a part's records go in a chunk FASTA is known from the sizes of the parts before
     it: a worker writes them there (pwrite), in parallel with the others, and the files come out as one
-    writer would make them. `done(n)` is told of each part's n records. Returns the chunk names, sorted."""
+    writer would make them, cutting the sequences again from the text in `source` (_text_source). `done(n)` is
+    told of each part's n records. Returns the chunk names, sorted."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -883,7 +961,7 @@ def _write_outputs(
         waiting: list = []  # manifest rows not yet written
         waiting_rows = 0
         for path in parts:
-            part = _read_part(path)
+            part = _read_part(path, [name for name in MANIFEST.names if name in _part_schema().names])
             if not part.num_rows:  # the one part of an empty drop
                 continue
             while pending_rows < part.num_rows:
@@ -928,7 +1006,7 @@ def _write_outputs(
             for name, size in zip(names.dictionary.to_pylist(), per_chunk.tolist(), strict=True):
                 starts.append(chunk_bytes.get(name, 0))
                 chunk_bytes[name] = starts[-1] + size
-            yield str(path), queued, codes, names.dictionary.to_pylist(), starts, str(chunk_dir)
+            yield str(path), str(source), queued, codes, names.dictionary.to_pylist(), starts, str(chunk_dir)
         if waiting_rows:
             writer.write_table(pa.concat_tables(waiting).combine_chunks(), row_group_size=ROW_GROUP)
 
@@ -943,41 +1021,40 @@ def _write_outputs(
 
 
 def _write_chunk_records(
-    path: str, queued, codes, names: list[str], starts: list[int], chunk_dir: str
+    path: str, source: str, queued, codes, names: list[str], starts: list[int], chunk_dir: str
 ) -> None:
-    """Write the queued records of one part into their chunk FASTAs (`>{id}` then the sequence on one line):
-    the records of chunk names[c] (those with code c, in input order) at byte starts[c] of its file."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    """Write the queued records of one part into their chunk FASTAs (`>{id}` then the sequence on one line),
+    cut again from the part's block of `source`: the records of chunk names[c] (those with code c, in input
+    order) at byte starts[c] of its file."""
+    from atlas.blockparse import records_text
 
-    part = _read_part(Path(path), ["id", "sequence"])
+    part = _read_part(Path(path), ["id", "length", "body_start", "body_end", "verbatim"])
+    offset, size = _part_block(part)
+    with open(source, "rb") as handle:
+        data = os.pread(handle.fileno(), size, offset)
+    if len(data) != size:
+        raise SplitError(f"{source}: changed while it was being split (shorter); split it again")
     order = np.argsort(codes, kind="stable")  # by chunk, input order inside each
-    rows = pa.array(np.asarray(queued)[order])
-    texts = pc.binary_join_element_wise(
-        b">",
-        part.column("id").take(rows).cast(pa.binary()),
-        b"\n",
-        part.column("sequence").take(rows),
-        b"\n",
-        b"",
-    ).combine_chunks()
-    if texts.null_count:
-        raise RuntimeError(
-            f"{path}: a queued record has no sequence"
-        )  # cannot happen: queued records have one
-    _, offsets, data = texts.buffers()
-    offsets = np.frombuffer(offsets, np.int32, len(texts) + 1, texts.offset)
+    rows = np.asarray(queued)[order]
+    ids = part.column("id").combine_chunks()
+    _, id_offsets, id_data = ids.buffers()
+    bodies = np.stack([part.column(name).to_numpy() for name in ("body_start", "body_end")], axis=1)
+    text, offsets, wrong = records_text(
+        np.frombuffer(data, np.uint8),
+        bodies,
+        part.column("verbatim").to_numpy(zero_copy_only=False),
+        np.frombuffer(id_data, np.uint8),
+        np.frombuffer(id_offsets, np.int32, len(ids) + 1, ids.offset),
+        part.column("length").to_numpy(),
+        rows,
+    )
+    if wrong >= 0:
+        name = ids[int(rows[wrong])].as_py()
+        raise SplitError(f"{source}: changed while it was being split (record {name}); split it again")
     bounds = np.searchsorted(np.asarray(codes)[order], np.arange(len(names) + 1))
-    text = memoryview(data)
     for code, name in enumerate(names):
         first, last = offsets[bounds[code]], offsets[bounds[code + 1]]
-        handle = os.open(Path(chunk_dir) / f"{name}.fasta", os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            written = os.pwrite(handle, text[first:last], starts[code])
-            while first + written < last:  # pwrite may write less than asked (signals, some filesystems)
-                written += os.pwrite(handle, text[first + written : last], starts[code] + written)
-        finally:
-            os.close(handle)
+        _pwrite(str(Path(chunk_dir) / f"{name}.fasta"), text[first:last], starts[code])
 
 
 def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:

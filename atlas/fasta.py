@@ -339,7 +339,7 @@ class _Reader:
             data = b"".join(pieces)
         else:
             data = self.stream.read(self.block_size)
-        if self.progress is not None:
+        if self.progress is not None and self.raw.seekable():  # a pipe has no position (nor a size to show)
             position = self.raw.tell()
             self.progress(position - self.raw_position)
             self.raw_position = position

@@ -626,3 +626,65 @@ def test_vectorised_blocks_agree_with_the_per_record_definitions(test_data, tmp_
         if row["status"] == "queued"
     }
     assert {pair for members in chunk_files(manifest.parent).values() for pair in members} == queued
+
+
+def test_plain_gzip_and_pipe_input_give_the_same_output(test_data, tmp_path):
+    """The write pass cuts the sequences again from the plain file itself, and from a copy of the text made
+    while reading a gzip file or a pipe: the manifest and chunks are the same byte for byte."""
+    import threading
+
+    from atlas.chunking import split_drop
+
+    source = test_data / "938293.PRJEB85.HG003687.faa"
+    text = source.read_bytes()
+    compressed = tmp_path / "input.faa.gz"
+    compressed.write_bytes(gzip.compress(text))
+    pipe = tmp_path / "input.fifo"
+    os.mkfifo(pipe)
+
+    def feed():
+        with open(pipe, "wb") as handle:
+            handle.write(text)
+
+    outputs = []
+    for name, path in (("plain", source), ("gzip", compressed), ("pipe", pipe)):
+        feeder = threading.Thread(target=feed) if path == pipe else None
+        if feeder is not None:
+            feeder.start()
+        manifest = tmp_path / name / "manifest.parquet"
+        split_drop(path, "prodigal", manifest, chunk_residues=50_000, workers=2, block_size=50_000)
+        if feeder is not None:
+            feeder.join()
+        outputs.append({p.name: p.read_bytes() for p in sorted(manifest.parent.iterdir())})
+        assert not list(manifest.parent.glob(".split-tmp-*"))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert len(outputs[0]) > 5
+
+
+@pytest.mark.parametrize("change", ["same size", "shorter"])
+def test_input_changed_during_the_split_is_refused(test_data, tmp_path, monkeypatch, change):
+    """The write pass rereads a plain input: if the file changed after it was read, the split fails (naming
+    the file) rather than writing chunks that differ from the manifest's checksums, and leaves no manifest."""
+    from atlas import chunking
+
+    fasta = tmp_path / "drop.faa"
+    fasta.write_bytes((test_data / "938293.PRJEB85.HG003687.faa").read_bytes())
+    read_drop = chunking._read_drop
+
+    def read_then_change(*args, **kwargs):
+        count = read_drop(*args, **kwargs)
+        text = fasta.read_bytes()
+        if change == "same size":  # one residue of the last record changed: only the file's mtime tells
+            at = text.rindex(b"M")
+            fasta.write_bytes(text[:at] + b"W" + text[at + 1 :])
+        else:
+            fasta.write_bytes(text[: len(text) // 2])
+        return count
+
+    monkeypatch.setattr(chunking, "_read_drop", read_then_change)
+    manifest = tmp_path / "out" / "manifest.parquet"
+    message = rf"{re.escape(str(fasta))}: changed while it was being split"
+    with pytest.raises(chunking.SplitError, match=message):
+        chunking.split_drop(fasta, "d", manifest, chunk_residues=50_000, workers=2, block_size=50_000)
+    assert not manifest.exists()
+    assert not list(manifest.parent.glob("*.fasta")) and not list(manifest.parent.glob(".split-tmp-*"))
