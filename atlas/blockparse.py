@@ -121,6 +121,11 @@ def records_text(
     return _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, _UPPER, _KEEP)
 
 
+def hex_text(rows: np.ndarray, digits: np.ndarray) -> np.ndarray:
+    """Each row of a 2-D uint8 array as hex text (two of the 16 `digits` per byte), back to back."""
+    return _hex_text(np.ascontiguousarray(rows, np.uint8), digits)
+
+
 def md5_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The MD5 digest of each data[offsets[i]:offsets[i + 1]], a (count, 16) uint8 array."""
     words = _md5_lanes(data, np.asarray(offsets, np.int64), _MD5_SINES, _MD5_SHIFTS, _MD5_WORDS)
@@ -198,8 +203,9 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
         first = i
         while i < end and not classes[data[i]] & _SPACE:
             i += 1
-        ids[id_out : id_out + i - first] = data[first:i]
-        id_out += i - first
+        for j in range(first, i):  # (loops: a slice costs more for a few bytes)
+            ids[id_out] = data[j]
+            id_out += 1
         id_offsets[record + 1] = id_out
         id_crc[record] = _crc64(tables, data, first, i)
         while i < end and classes[data[i]] & _SPACE:
@@ -207,25 +213,26 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
         last = end
         while last > i and classes[data[last - 1]] & _SPACE:
             last -= 1
-        descriptions[description_out : description_out + last - i] = data[i:last]
-        description_out += last - i
+        for j in range(i, last):
+            descriptions[description_out] = data[j]
+            description_out += 1
         description_offsets[record + 1] = description_out
         bodies[record, 0] = min(end + 1, size)
         start = out
+        other = 0  # _STANDARD set: some byte is not a standard residue
         while k < line_count:  # the sequence lines, up to the next header
             begin = newlines[k - 1] + 1
             if begin < size and data[begin] == 62:
                 break
             stop = newlines[k] if k < line_count - 1 else size
-            residues[out : out + stop - begin] = data[begin:stop]
-            out += stop - begin
+            for j in range(begin, stop):  # copied with the letters' classes gathered on the way
+                byte = data[j]
+                residues[out] = byte
+                out += 1
+                other |= classes[byte] ^ _STANDARD
             k += 1
         bodies[record, 1] = newlines[k - 1] + 1 if k < line_count else size  # the next '>', or the end
-        clean = True
-        for j in range(start, out):
-            if not classes[residues[j]] & _STANDARD:
-                clean = False
-                break
+        clean = not other & _STANDARD
         verbatim[record] = clean
         if not clean:  # lower case, whitespace, a terminal '*' or other letters: normalise in place
             kept = start
@@ -408,3 +415,17 @@ def _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, upper,
         out += 1
         offsets[n + 1] = out
     return text[:size], offsets, wrong
+
+
+@_compiled
+def _hex_text(rows, digits):  # pragma: no cover - compiled
+    count, width = rows.shape
+    text = np.empty(count * width * 2, np.uint8)
+    out = 0
+    for row in range(count):
+        for k in range(width):
+            byte = rows[row, k]
+            text[out] = digits[byte >> 4]
+            text[out + 1] = digits[byte & 15]
+            out += 2
+    return text

@@ -105,6 +105,7 @@ RECORD_COLUMNS = ["line", "id", "checksum", "length", "reason"]  # what DuckDB's
 # seen twice (exact strings then decide): CRC64 of the id, and the first 8 bytes of the MD5.
 HASH_COLUMNS = ["id_hash", "checksum_hash"]
 MANIFEST_DICTIONARY = ["drop", "status", "reason", "chunk", "description", "header_fields"]
+MANIFEST_NO_STATISTICS = ["checksum", "crc64"]  # random hex: a row group's min and max would span them all
 ROW_GROUP = 1 << 17  # rows per streamed batch of (status, reason, chunk)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
 DEFAULT_MEMORY_LIMIT = "320MB"  # DuckDB's cap: the whole job then stays under 1 GB
@@ -510,12 +511,12 @@ def _hex(rows, digits):
     Python loop)."""
     import pyarrow as pa
 
+    from atlas.blockparse import hex_text
+
     count, width = rows.shape
-    text = np.empty((count, 2 * width), np.uint8)
-    text[:, 0::2], text[:, 1::2] = digits[rows >> 4], digits[rows & 15]
     offsets = np.arange(0, 2 * width * count + 1, 2 * width, dtype=np.int32)
     return pa.Array.from_buffers(
-        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())]
+        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(hex_text(rows, digits))]
     )
 
 
@@ -1013,7 +1014,12 @@ def _write_outputs(
     # Dictionaries only where values repeat: trying one on the unique ids and checksums cost more than the
     # rest of the encoding.
     with pq.ParquetWriter(
-        manifest, MANIFEST, compression="zstd", compression_level=1, use_dictionary=MANIFEST_DICTIONARY
+        manifest,
+        MANIFEST,
+        compression="zstd",
+        compression_level=1,
+        use_dictionary=MANIFEST_DICTIONARY,
+        write_statistics=[name for name in MANIFEST.names if name not in MANIFEST_NO_STATISTICS],
     ) as writer:
         for _ in pool.map(_write_chunk_records, fasta_tasks(writer), parallel=len(parts) > 1):
             pass
