@@ -379,10 +379,10 @@ def _md5_lanes(data, offsets, sines, shifts, words):  # pragma: no cover - compi
 
 @_compiled
 def _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, upper, keep):  # pragma: no cover
-    size = 0
+    size = 0  # at most: each body's raw text is at least as long as its sequence
     for row in rows:
-        size += id_offsets[row + 1] - id_offsets[row] + lengths[row] + 3
-    text = np.empty(size + 1, np.uint8)  # + 1: room for the terminal '*' of the last row before it goes
+        size += id_offsets[row + 1] - id_offsets[row] + (bodies[row, 1] - bodies[row, 0]) + 3
+    text = np.empty(size, np.uint8)
     offsets = np.empty(len(rows) + 1, np.int64)
     offsets[0] = 0
     out = 0
@@ -397,16 +397,13 @@ def _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, upper,
         text[out] = 10
         out += 1
         start = out
-        limit = start + lengths[row] + 1  # room for one '*' more
         # As _parse normalises (whitespace out, upper case), branch-free: each byte is stored, and the end
         # moves on past it unless it is whitespace.
         for j in range(bodies[row, 0], bodies[row, 1]):
             byte = data[j]
             text[out] = upper[byte]
             out += keep[byte]
-            if out > limit:  # longer than what was parsed
-                break
-        if out > start and out <= limit and text[out - 1] == 42:  # one terminal '*'
+        if out > start and text[out - 1] == 42:  # one terminal '*'
             out -= 1
         if out - start != lengths[row]:
             wrong = n
@@ -414,8 +411,7 @@ def _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, upper,
         text[out] = 10
         out += 1
         offsets[n + 1] = out
-    return text[:size], offsets, wrong
-
+    return text[:out], offsets, wrong
 
 @_compiled
 def _hex_text(rows, digits):  # pragma: no cover - compiled
