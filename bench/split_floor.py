@@ -9,9 +9,11 @@ user + system, from getrusage) the steps any split that keeps today's outputs mu
 - parse: atlas.blockparse's parse over every block (records, normalisation, checks, CRC64);
 - MD5: atlas.blockparse's MD5 of every normalised sequence (16 at once), beside one hashlib call per
   sequence for comparison (not counted in the sum);
+- cut again: atlas.blockparse's records_text over every block, the write pass's cut of the queued records
+  from the input's bytes (here every record);
 - write: as many bytes as the chunk FASTAs hold, to a file in --workdir (the output's file system);
-- the same write again for what the split stores between its passes (its parts: the sequences plus the
-  record columns, about 1.7 x the input).
+- the same write again for what the split stores between its passes (its parts: the record columns, about
+  0.78 x the input; the sequences are cut again from the input).
 
 and prints each per GB and the wall time they would take on all CPUs with perfect parallelism, beside
 issue #13's target of 200 MB/s. Compare with `atlas split`'s own figures from bench/split_throughput.py.
@@ -33,12 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import numpy as np  # noqa: E402
 from split_throughput import generate, parse_size  # noqa: E402
 
-from atlas.blockparse import md5_digests, parse_block_arrays  # noqa: E402
+from atlas.blockparse import md5_digests, parse_block_arrays, records_text  # noqa: E402
 from atlas.fasta import iter_blocks  # noqa: E402
 
-PARTS_SHARE = 1.7  # the split's parts, as a share of the input (atlas.chunking's module docstring)
+PARTS_SHARE = 0.78  # the split's parts, as a share of the input (atlas.chunking's module docstring)
 
 
 def cpu() -> float:
@@ -55,7 +58,7 @@ def main() -> int:
     fasta = workdir / "drop.fasta"
     records, size = generate(fasta, args.size, seed=0, duplicates=0.05, width=60)
     gb = size / 1e9
-    costs = dict.fromkeys(("read", "parse and MD5 (compiled)"), 0.0)
+    costs = dict.fromkeys(("read", "parse and MD5 (compiled)", "cut again (compiled)"), 0.0)
     md5_costs = dict.fromkeys(("(of which MD5, 16 at once)", "(MD5 by a hashlib call each)"), 0.0)
     fasta_bytes = 0
     clock = cpu()
@@ -71,8 +74,14 @@ def main() -> int:
         residues, offsets = arrays.residues.tobytes(), arrays.offsets.tolist()
         for first, last in zip(offsets, offsets[1:], strict=False):
             hashlib.md5(residues[first:last]).digest()
+        done = cpu()
+        md5_costs["(MD5 by a hashlib call each)"] += done - hashed
+        lengths = np.diff(arrays.offsets).astype(np.int64)
+        every = np.arange(len(lengths))
+        text = np.frombuffer(block.data, np.uint8)
+        records_text(text, arrays.bodies, arrays.verbatim, arrays.ids, arrays.id_offsets, lengths, every)
         clock = cpu()
-        md5_costs["(MD5 by a hashlib call each)"] += clock - hashed
+        costs["cut again (compiled)"] += clock - done
         fasta_bytes += len(arrays.residues) + len(arrays.ids) + 3 * len(arrays.lines)
 
     piece = os.urandom(1 << 24)
