@@ -413,6 +413,7 @@ def _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, upper,
         offsets[n + 1] = out
     return text[:out], offsets, wrong
 
+
 @_compiled
 def _hex_text(rows, digits):  # pragma: no cover - compiled
     count, width = rows.shape

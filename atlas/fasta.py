@@ -8,12 +8,12 @@ Reading
     `FastaRecord` at a time. Memory is bounded by the block size, whatever the size of the file: with
     `max_residues`, a record longer than that is not buffered but streamed through its checksums and
     returned as a `SkippedRecord` (so a 1 GiB record in a 1 MB gzip costs no more memory than a short one).
-    gzip is recognised by its magic bytes, not by the file name (multi-member gzip and bgzip included). A
-    file that is not FASTA raises `FastaFormatError` naming the file, the line, the byte offset (of the
-    decompressed text for gzip), the record where there is one, and the reason: first non-blank line not a
-    `>` header, NUL bytes (binary data), invalid UTF-8, bare CR line ends, corrupt or truncated gzip,
-    bzip2/xz/zstd compression (unsupported: recompress with gzip). Headers are UTF-8 (`>prot_ü_α some
-    description` is fine).
+    gzip is recognised by its magic bytes, not by the file name (multi-member gzip and bgzip included); a
+    pipe is read like a file (it has no size, so no progress is reported). A file that is not FASTA raises
+    `FastaFormatError` naming the file, the line, the byte offset (of the decompressed text for gzip), the
+    record where there is one, and the reason: first non-blank line not a `>` header, NUL bytes (binary
+    data), invalid UTF-8, bare CR line ends, corrupt or truncated gzip, bzip2/xz/zstd compression
+    (unsupported: recompress with gzip). Headers are UTF-8 (`>prot_ü_α some description` is fine).
 
 Normalisation (what `read_fasta` returns as `sequence`)
     upper case; whitespace anywhere in sequence lines removed (spaces, tabs, CRLF line ends); one terminal
