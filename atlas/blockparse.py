@@ -15,9 +15,7 @@ to the end of a record) and returns, in one pass over its bytes and with no Pyth
   nucleotide rule of `atlas.fasta.is_nucleotide`);
 - `bodies`: where each record's sequence lines start and end in the block ((count, 2) int32), so that
   `records_text` can cut a record again from the same bytes (the split's write pass rereads its input
-  rather than storing every sequence in between);
-- `verbatim`: the records whose sequence lines hold the 20 standard letters only (most of them), whose
-  sequence is then their lines joined, as they are;
+  rather than storing every sequence in between).
 
 Why compiled: the split must keep up with the disk, and every per-record Python step costs about a second
 per 3.7 M records (a GB of MGnify proteins); numpy over a whole block still needed a dozen passes and a loop
@@ -93,7 +91,6 @@ class BlockArrays:
     unusual: np.ndarray
     window_others: np.ndarray
     bodies: np.ndarray
-    verbatim: np.ndarray
     md5: np.ndarray
 
 
@@ -110,15 +107,15 @@ def parse_block_arrays(data: bytes) -> BlockArrays:
 
 
 def records_text(
-    data: np.ndarray, bodies: np.ndarray, verbatim: np.ndarray, ids, id_offsets, lengths, rows: np.ndarray
+    data: np.ndarray, bodies: np.ndarray, ids, id_offsets, lengths, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """FASTA text (`>id`, then the normalised sequence on one line) of records `rows` of a block, in that
-    order, cut again from the block's bytes `data` with the `bodies` and `verbatim` of its parse and the
-    records' `ids` (bytes and offsets, one per record of the block). Returns (text, the offsets of
-    each row's text (len(rows) + 1), the first row whose sequence is not `lengths[row]` residues long, or
-    -1): a mismatch means `data` is not the text that was parsed."""
+    order, cut again from the block's bytes `data` with the `bodies` of its parse and the records' `ids`
+    (bytes and offsets, one per record of the block). Returns (text, the offsets of each row's text
+    (len(rows) + 1), the first row whose sequence is not `lengths[row]` residues long, or -1): a mismatch
+    means `data` is not the text that was parsed."""
     rows = np.asarray(rows, np.int64)
-    return _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, _UPPER, _KEEP)
+    return _records_text(data, bodies, ids, id_offsets, lengths, rows, _UPPER, _KEEP)
 
 
 def hex_text(rows: np.ndarray, digits: np.ndarray) -> np.ndarray:
@@ -185,7 +182,6 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
     unusual = np.zeros(count, np.bool_)
     window_others = np.zeros(count, np.int64)
     bodies = np.empty((count, 2), np.int32)  # where each record's sequence lines start and end
-    verbatim = np.zeros(count, np.bool_)  # its lines hold standard letters only
     residues = np.empty(size, np.uint8)
     ids = np.empty(size, np.uint8)
     descriptions = np.empty(size, np.uint8)
@@ -232,9 +228,7 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
                 other |= classes[byte] ^ _STANDARD
             k += 1
         bodies[record, 1] = newlines[k - 1] + 1 if k < line_count else size  # the next '>', or the end
-        clean = not other & _STANDARD
-        verbatim[record] = clean
-        if not clean:  # lower case, whitespace, a terminal '*' or other letters: normalise in place
+        if other & _STANDARD:  # lower case, whitespace, a terminal '*' or other letters: normalise in place
             kept = start
             for j in range(start, out):
                 byte = residues[j]
@@ -271,7 +265,6 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
         unusual,
         window_others,
         bodies,
-        verbatim,
     )
 
 
@@ -378,7 +371,7 @@ def _md5_lanes(data, offsets, sines, shifts, words):  # pragma: no cover - compi
 
 
 @_compiled
-def _records_text(data, bodies, verbatim, ids, id_offsets, lengths, rows, upper, keep):  # pragma: no cover
+def _records_text(data, bodies, ids, id_offsets, lengths, rows, upper, keep):  # pragma: no cover - compiled
     size = 0  # at most: each body's raw text is at least as long as its sequence
     for row in rows:
         size += id_offsets[row + 1] - id_offsets[row] + (bodies[row, 1] - bodies[row, 0]) + 3

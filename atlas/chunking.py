@@ -357,7 +357,6 @@ def _part_schema():
             # where the block is in the text): the write pass cuts the queued sequences again from there.
             ("body_start", pa.int32()),
             ("body_end", pa.int32()),
-            ("verbatim", pa.bool_()),  # its sequence is its lines joined (atlas.blockparse)
             ("member", pa.uint64()),  # the record's share of its chunk's name (module docstring)
         ]
     )
@@ -410,7 +409,6 @@ def _parse_part(
             "header_fields": [[]],
             "body_start": [0],
             "body_end": [0],  # never queued, never cut again
-            "verbatim": [False],
             "member": [0],
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
@@ -463,7 +461,6 @@ def _parse_part(
             fields,
             pa.array(block.bodies[:, 0]),
             pa.array(block.bodies[:, 1]),
-            pa.array(block.verbatim),
             pa.array(members, pa.uint64()),
         ],
         schema=_part_schema(),
@@ -1074,7 +1071,7 @@ def _write_chunk_records(
     order) at byte starts[c] of its file."""
     from atlas.blockparse import records_text
 
-    part = _read_part(Path(path), ["id", "length", "body_start", "body_end", "verbatim"])
+    part = _read_part(Path(path), ["id", "length", "body_start", "body_end"])
     offset, size = _part_block(part)
     with open(source, "rb") as handle:
         data = os.pread(handle.fileno(), size, offset)
@@ -1088,7 +1085,6 @@ def _write_chunk_records(
     text, offsets, wrong = records_text(
         np.frombuffer(data, np.uint8),
         bodies,
-        part.column("verbatim").to_numpy(zero_copy_only=False),
         np.frombuffer(id_data, np.uint8),
         np.frombuffer(id_offsets, np.int32, len(ids) + 1, ids.offset),
         part.column("length").to_numpy(),
