@@ -101,7 +101,7 @@ def parse_block_arrays(data: bytes) -> BlockArrays:
     if len(data) >= 1 << 31:
         raise ValueError("a block must be under 2 GiB (Arrow's 32-bit offsets)")
     text = np.frombuffer(data, np.uint8)
-    parsed = _parse(text, np.flatnonzero(text == 10), _CRC_TABLES, _CLASSES, NUCLEOTIDE_WINDOW)
+    parsed = _parse(text, np.flatnonzero(text == 10), _CRC_TABLES, _CLASSES, _UPPER, _KEEP, NUCLEOTIDE_WINDOW)
     residues, offsets = parsed[4], parsed[5]
     return BlockArrays(*parsed, md5=md5_digests(residues, offsets))
 
@@ -165,7 +165,7 @@ def _crc64(tables, data, start, end):  # pragma: no cover - compiled
 
 
 @_compiled
-def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compiled
+def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no cover - compiled
     size = len(data)
     line_count = len(newlines) + 1
     count = 0
@@ -229,18 +229,7 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
             k += 1
         bodies[record, 1] = newlines[k - 1] + 1 if k < line_count else size  # the next '>', or the end
         if other & _STANDARD:  # lower case, whitespace, a terminal '*' or other letters: normalise in place
-            kept = start
-            for j in range(start, out):
-                byte = residues[j]
-                if classes[byte] & _SPACE:
-                    continue
-                if 97 <= byte <= 122:
-                    byte -= 32
-                residues[kept] = byte
-                kept += 1
-            out = kept
-            if out > start and residues[out - 1] == 42:  # '*'
-                out -= 1
+            out = _normalise(residues, start, out, residues, start, upper, keep)
             for j in range(start, out):
                 if not classes[residues[j]] & _STANDARD:
                     unusual[record] = True
@@ -266,6 +255,21 @@ def _parse(data, newlines, tables, classes, window):  # pragma: no cover - compi
         window_others,
         bodies,
     )
+
+
+@_compiled
+def _normalise(source, first, last, target, out, upper, keep):  # pragma: no cover - compiled
+    """atlas.fasta.normalise of source[first:last] into target from `out` on (in place when target is
+    source and out <= first): whitespace out, upper case, one terminal '*' out. Returns the new end.
+    Branch-free: each byte is stored, and the end moves on past it unless it is whitespace."""
+    start = out
+    for j in range(first, last):
+        byte = source[j]
+        target[out] = upper[byte]
+        out += keep[byte]
+    if out > start and target[out - 1] == 42:  # '*'
+        out -= 1
+    return out
 
 
 @_compiled
@@ -390,14 +394,7 @@ def _records_text(data, bodies, ids, id_offsets, lengths, rows, upper, keep):  #
         text[out] = 10
         out += 1
         start = out
-        # As _parse normalises (whitespace out, upper case), branch-free: each byte is stored, and the end
-        # moves on past it unless it is whitespace.
-        for j in range(bodies[row, 0], bodies[row, 1]):
-            byte = data[j]
-            text[out] = upper[byte]
-            out += keep[byte]
-        if out > start and text[out - 1] == 42:  # one terminal '*'
-            out -= 1
+        out = _normalise(data, bodies[row, 0], bodies[row, 1], text, out, upper, keep)
         if out - start != lengths[row]:
             wrong = n
             break
