@@ -390,11 +390,7 @@ def _parse_part(
     from atlas.blockparse import parse_block_arrays  # numba: only the processes that parse load it
 
     if isinstance(item, _BlockAt):
-        with open(fasta, "rb") as handle:
-            data = os.pread(handle.fileno(), item.size, item.offset)
-        if len(data) != item.size:
-            raise SplitError(f"{fasta}: changed while it was being split (shorter); split it again")
-        item = Block(data, item.line, item.offset)
+        item = Block(_read_block(fasta, item.offset, item.size), item.line, item.offset)
     if isinstance(item, SkippedRecord):
         reason = f"too long: {item.length} residues > max_length {max_length}" if item.id else "empty id"
         columns = {
@@ -506,6 +502,15 @@ def _part_block(part) -> tuple[int, int]:
     """(offset, size) in the text of the block a part was parsed from."""
     offset, size = part.schema.metadata[b"block"].split()
     return int(offset), int(size)
+
+
+def _read_block(path: str, offset: int, size: int) -> bytes:
+    """The `size` bytes at `offset` of a file the split reads again (a plain input, or its text copy)."""
+    with open(path, "rb") as handle:
+        data = os.pread(handle.fileno(), size, offset)
+    if len(data) != size:
+        raise SplitError(f"{path}: changed while it was being split (shorter); split it again")
+    return data
 
 
 def _pwrite(path: str, data, offset: int) -> None:
@@ -1072,11 +1077,7 @@ def _write_chunk_records(
     from atlas.blockparse import records_text
 
     part = _read_part(Path(path), ["id", "length", "body_start", "body_end"])
-    offset, size = _part_block(part)
-    with open(source, "rb") as handle:
-        data = os.pread(handle.fileno(), size, offset)
-    if len(data) != size:
-        raise SplitError(f"{source}: changed while it was being split (shorter); split it again")
+    data = _read_block(source, *_part_block(part))
     order = np.argsort(codes, kind="stable")  # by chunk, input order inside each
     rows = np.asarray(queued)[order]
     ids = part.column("id").combine_chunks()
