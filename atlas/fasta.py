@@ -314,6 +314,10 @@ class _Reader:
         self.block_size = block_size
         self.bytes_read = 0
         self.raw_position = 0
+        # A pipe can be read only once: its newlines are counted as they pass, for the error messages that
+        # a file gets by reading itself again (which costs nothing until an error).
+        self.rereadable = self.raw.seekable()
+        self.newlines_read = 0
 
     def read(self) -> bytes:
         from isal import isal_zlib
@@ -331,15 +335,21 @@ class _Reader:
                     wanted -= len(piece)
             except (EOFError, OSError, zlib.error, isal_zlib.error) as error:
                 kind = "truncated" if isinstance(error, EOFError) else "corrupt"
-                good, lines = _readable_gzip_text(self.path)
+                if self.rereadable:
+                    good, lines = _readable_gzip_text(self.path)
+                    near = f"near compressed byte offset {self.raw.tell()}"
+                else:
+                    good = self.bytes_read + sum(map(len, pieces))
+                    lines = self.newlines_read + sum(piece.count(b"\n") for piece in pieces)
+                    near = "in a pipe"
                 raise FastaFormatError(
-                    f"{self.path}: {kind} gzip data near compressed byte offset {self.raw.tell()}, after "
+                    f"{self.path}: {kind} gzip data {near}, after "
                     f"{lines} complete lines ({good} bytes{self.where}): {error}"
                 ) from None
             data = b"".join(pieces)
         else:
             data = self.stream.read(self.block_size)
-        if self.progress is not None and self.raw.seekable():  # a pipe has no position (nor a size to show)
+        if self.progress is not None and self.rereadable:  # a pipe has no position (nor a size to show)
             position = self.raw.tell()
             self.progress(position - self.raw_position)
             self.raw_position = position
@@ -351,11 +361,15 @@ class _Reader:
                 f"byte offset {self.bytes_read + nul}{self.where}"
             )
         self.bytes_read += len(data)
+        if not self.rereadable:
+            self.newlines_read += data.count(b"\n")
         return data
 
     def _lines_before(self, size: int) -> int:
         """Newlines in the first `size` bytes of the text (an error path: read again rather than counted
-        on every read)."""
+        on every read), or as counted for a pipe."""
+        if not self.rereadable:
+            return self.newlines_read
         stream, raw, _ = open_fasta(self.path)
         lines = 0
         try:
