@@ -628,33 +628,19 @@ def test_vectorised_blocks_agree_with_the_per_record_definitions(test_data, tmp_
     assert {pair for members in chunk_files(manifest.parent).values() for pair in members} == queued
 
 
-def test_plain_gzip_and_pipe_input_give_the_same_output(test_data, tmp_path):
+def test_plain_gzip_and_pipe_input_give_the_same_output(test_data, tmp_path, fifo):
     """The write pass cuts the sequences again from the plain file itself, and from a copy of the text made
     while reading a gzip file or a pipe: the manifest and chunks are the same byte for byte."""
-    import threading
-
     from atlas.chunking import split_drop
 
     source = test_data / "938293.PRJEB85.HG003687.faa"
     text = source.read_bytes()
     compressed = tmp_path / "input.faa.gz"
     compressed.write_bytes(gzip.compress(text))
-    pipe = tmp_path / "input.fifo"
-    os.mkfifo(pipe)
-
-    def feed():
-        with open(pipe, "wb") as handle:
-            handle.write(text)
-
     outputs = []
-    for name, path in (("plain", source), ("gzip", compressed), ("pipe", pipe)):
-        feeder = threading.Thread(target=feed) if path == pipe else None
-        if feeder is not None:
-            feeder.start()
+    for name, path in (("plain", source), ("gzip", compressed), ("pipe", fifo(text))):
         manifest = tmp_path / name / "manifest.parquet"
         split_drop(path, "prodigal", manifest, chunk_residues=50_000, workers=2, block_size=50_000)
-        if feeder is not None:
-            feeder.join()
         outputs.append({p.name: p.read_bytes() for p in sorted(manifest.parent.iterdir())})
         assert not list(manifest.parent.glob(".split-tmp-*"))
     assert outputs[0] == outputs[1] == outputs[2]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
-import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -202,38 +200,17 @@ def test_binary_nul_byte_found_in_a_later_block(tmp_path):
     assert_format_error(write(tmp_path / "x.fa", data), "NUL byte", "line 4", f"byte offset {index}")
 
 
-def _fifo(tmp_path: Path, data: bytes) -> tuple[Path, threading.Thread]:
-    """A named pipe that a thread fills with `data` once a reader opens it."""
-    path = tmp_path / "input.fifo"
-    os.mkfifo(path)
-
-    def feed():
-        try:
-            with open(path, "wb") as handle:
-                handle.write(data)
-        except BrokenPipeError:  # the reader stopped at the error
-            pass
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    return path, feeder
-
-
-def test_errors_in_a_pipe_name_the_line_without_reading_it_again(tmp_path):
+def test_errors_in_a_pipe_name_the_line_without_reading_it_again(fifo):
     """A pipe can be read only once: the line of a NUL byte in a later block, and how far a truncated gzip
     went, come from what was read, and reading never hangs on the pipe or fails to seek in it."""
     data = b">a\n" + b"MKVL" * 3_000_000 + b"\n>b\nM\x00\n"
-    path, feeder = _fifo(tmp_path, data)
-    assert_format_error(path, "NUL byte", "line 4", f"byte offset {data.index(0)}")
-    feeder.join(timeout=10)
+    assert_format_error(fifo(data), "NUL byte", "line 4", f"byte offset {data.index(0)}")
     text = b"".join(b">r%d\nMKVLAAGW\n" % number for number in range(200_000))
     compressed = gzip.compress(text)
-    (tmp_path / "input.fifo").unlink()
-    path, feeder = _fifo(tmp_path, compressed[: len(compressed) // 2])
-    message = assert_format_error(path, "truncated gzip data in a pipe", "decompressed")
+    cut = fifo(compressed[: len(compressed) // 2])
+    message = assert_format_error(cut, "truncated gzip data in a pipe", "decompressed")
     lines = int(message.split(" complete lines")[0].split()[-1])
     assert 0 < lines < text.count(b"\n")
-    feeder.join(timeout=10)
 
 
 def test_utf8_header_is_accepted(tmp_path):
