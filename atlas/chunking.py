@@ -30,9 +30,9 @@ when identical), and a chunk whose content changed becomes a new fold job under 
 replacing the predictions of the old content. Chunk FASTAs that the new manifest does not name are removed.
 
 How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is read in ~16 MB blocks of whole
-records (ISA-L for gzip); worker processes (one per CPU this process may run on: sched_getaffinity, so
-SLURM/cgroup aware; started once for both passes that use them) parse the blocks in parallel (a block of a
-plain file is read by its worker itself, from where it lies), each in one compiled pass (atlas.blockparse:
+records (ISA-L for gzip); worker threads (one per CPU this process may run on: sched_getaffinity, so
+SLURM/cgroup aware; the compiled code releases the GIL) parse the blocks in parallel (a block of a plain
+file is read by its worker itself, from where it lies), each in one compiled pass (atlas.blockparse:
 records, normalisation, the alphabet and nucleotide checks, CRC64 of ids and sequences, MD5 of 16 sequences at
 once), then over whole arrays (hex columns, header metadata with each distinct description parsed once), with
 a call per record only for the few records that need a reason. Each block becomes one part: an uncompressed
@@ -49,9 +49,9 @@ the chunks are assigned in order, part by part, with a running total of residues
 chunk only): a first pass XORs each chunk's members into its name, a second one, beside the parts, writes the
 manifest here while the workers write the chunk FASTAs (each part's records of a chunk go to a byte offset
 known from the parts before it, so the files are the same as one writer would make). Memory: a worker holds
-one block and its arrays (~400 MB peak), DuckDB is capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320
-MB, and spills past it; measured on a 1 GB drop: about 500 MiB for the main process, whatever the size of the
-drop or the number of earlier drops. Temporary disk: about 0.8 times the size of the uncompressed drop (1.8
+one block and its arrays, DuckDB is capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills
+past it; measured on a 1 GB drop with 2 workers: about 750 MiB in all, whatever the size of the drop or the
+number of earlier drops. Temporary disk: about 0.8 times the size of the uncompressed drop (1.8
 for gzip input and pipes, with the text copy).
 Everything is written into a temporary directory beside the manifest and moved into place at the end, chunk
 FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being
@@ -62,8 +62,8 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import gc
 import math
-import multiprocessing
 import os
 import re
 import resource
@@ -75,7 +75,8 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,8 +196,8 @@ def split_drop(
 ) -> SplitSummary:
     """Validate, deduplicate and chunk one drop (module docstring). Raises SplitError or FastaFormatError
     for bad input, after removing the manifest of this drop. `progress`: None shows a bar for large inputs;
-    `workers`: worker processes that parse the blocks and write the chunk FASTAs (default: the CPUs this
-    process may use; 1 does all in this process);
+    `workers`: worker threads that parse the blocks and write the chunk FASTAs (default: the CPUs this
+    process may use; 1 does all in the calling thread);
     `slot_dir`: the chunk FASTAs go into `slots` slot files there (atlas.chunkstore), not beside the
     manifest."""
     start = time.monotonic()
@@ -212,54 +213,92 @@ def split_drop(
         if path.absolute() == manifest.absolute():
             raise SplitError(f"{path}: the manifest being written cannot be one of the earlier manifests")
         _check_earlier(path)
-    temp: Path | None = None
-    pool = _Workers(workers or _cpus())
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob(TEMP_PREFIX + "*"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
-        temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out_dir))
-        parts = temp / "parts"
-        parts.mkdir()
-        summary = SplitSummary()
-        show = _show_progress(fasta, progress)
-        source, copy, identity = _text_source(fasta, temp)
-        summary.records = _read_drop(fasta, parts, min_length, max_length, show, pool, block_size, copy)
-        summary.stages["read"] = time.monotonic() - start
-        chunk_dir = temp / "chunks"
-        chunk_dir.mkdir()
-        _dedupe_and_chunk(
-            parts,
-            drop,
-            earlier,
-            length_buckets,
-            chunk_residues,
-            max_chunks,
-            temp,
-            temp / "manifest.parquet",
-            chunk_dir,
-            source,
-            summary,
-            memory_limit,
-            pool,
-            show,
-        )
-        pool.close()
-        _check_unchanged(fasta, identity)
-        clock = time.monotonic()
-        summary.kept = _install(
-            temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, slots=(slot_dir, slots)
-        )
-        summary.stages["install"] = time.monotonic() - clock
-    except BaseException:
-        pool.close()
-        if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
-        manifest.unlink(missing_ok=True)
-        raise
-    shutil.rmtree(temp, ignore_errors=True)
+    with _split_settings():
+        temp: Path | None = None
+        pool = _Workers(workers or _cpus())
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in out_dir.glob(TEMP_PREFIX + "*"):  # left by a killed run
+                shutil.rmtree(stale, ignore_errors=True)
+            temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out_dir))
+            parts = temp / "parts"
+            parts.mkdir()
+            summary = SplitSummary()
+            show = _show_progress(fasta, progress)
+            source, copy, identity = _text_source(fasta, temp)
+            summary.records = _read_drop(fasta, parts, min_length, max_length, show, pool, block_size, copy)
+            summary.stages["read"] = time.monotonic() - start
+            chunk_dir = temp / "chunks"
+            chunk_dir.mkdir()
+            _dedupe_and_chunk(
+                parts,
+                drop,
+                earlier,
+                length_buckets,
+                chunk_residues,
+                max_chunks,
+                temp,
+                temp / "manifest.parquet",
+                chunk_dir,
+                source,
+                summary,
+                memory_limit,
+                pool,
+                show,
+            )
+            pool.close()
+            _check_unchanged(fasta, identity)
+            clock = time.monotonic()
+            summary.kept = _install(
+                temp / "manifest.parquet", chunk_dir, manifest, keep=fasta, slots=(slot_dir, slots)
+            )
+            summary.stages["install"] = time.monotonic() - clock
+        except BaseException:
+            pool.close()
+            if temp is not None:
+                shutil.rmtree(temp, ignore_errors=True)
+            manifest.unlink(missing_ok=True)
+            raise
+        shutil.rmtree(temp, ignore_errors=True)
     summary.seconds = time.monotonic() - start
     return summary
+
+
+@contextmanager
+def _split_settings():
+    """Process-wide settings for the split's duration, put back after it. glibc's malloc keeps the memory
+    that is freed for the next allocations (blocks of the same sizes come and go: handing them back to the
+    kernel and faulting them in again cost about 1 CPU-s per GB of input), and the cyclic garbage collector
+    stays off (the split makes few Python objects, and no cycles)."""
+    mallopt = _glibc_mallopt()
+    collecting = gc.isenabled()
+    gc.disable()
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's maximum: allocations of up to a block's size
+        mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    try:
+        yield
+    finally:
+        if mallopt is not None:
+            mallopt(_M_MMAP_THRESHOLD, _MALLOC_DEFAULT_THRESHOLD)
+            mallopt(_M_TRIM_THRESHOLD, _MALLOC_DEFAULT_THRESHOLD)
+        if collecting:
+            gc.enable()
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+_MALLOC_DEFAULT_THRESHOLD = 128 << 10
+
+
+def _glibc_mallopt():
+    """glibc's mallopt, or None on another C library."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
+    except (OSError, AttributeError):
+        return None
 
 
 def _cpus() -> int:
@@ -267,24 +306,26 @@ def _cpus() -> int:
 
 
 class _Workers:
-    """The split's worker processes, started on first use and kept for both passes that use them (parsing
-    the blocks, writing the chunk FASTAs), so that their start (imports, the compiled parser) is paid once."""
+    """The split's worker threads, started on first use and kept for both passes that use them (parsing the
+    blocks, writing the chunk FASTAs). Threads, not processes: the compiled code (atlas.blockparse) and
+    most of numpy's, Arrow's and the file system's work release the GIL, and threads share the blocks,
+    the parts and the imports, where a worker process paid about a second of CPU to start and copied every
+    block it was sent."""
 
     def __init__(self, count: int):
         self.count = count
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def map(self, function, tasks: Iterable[tuple], parallel: bool = True) -> Iterator:
         """function(*task) for each task, results in order: in the workers when `parallel` and there is more
-        than one, else in this process. At most 2 tasks per worker in flight, so memory stays a few blocks
+        than one, else in this thread. At most 2 tasks per worker in flight, so memory stays a few blocks
         per worker whatever the size of the drop."""
         if not parallel or self.count <= 1:
             for task in tasks:
                 yield function(*task)
             return
         if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.count, mp_context=context)
+            self._pool = ThreadPoolExecutor(max_workers=self.count, thread_name_prefix="atlas-split")
         pending: deque = deque()
         try:
             for task in tasks:
@@ -379,7 +420,7 @@ def _parse_part(
     max_length: int,
     copy_to: str | None,
 ) -> int:
-    """Parse one block (in a worker process) into a part of `_part_schema()` rows; returns the number of
+    """Parse one block (in a worker thread) into a part of `_part_schema()` rows; returns the number of
     records. One compiled pass over the block (atlas.blockparse, MD5 included), then whole arrays (numpy,
     Arrow); only the records that need it (letters outside the standard 20, a length out of bounds,
     DNA-like, no id) take the per-record checks. With `copy_to`, the block's text is also written there, at
@@ -387,7 +428,7 @@ def _parse_part(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from atlas.blockparse import parse_block_arrays  # numba: only the processes that parse load it
+    from atlas.blockparse import parse_block_arrays  # numba: loaded only when there is something to parse
 
     if isinstance(item, _BlockAt):
         item = Block(_read_block(fasta, item.offset, item.size), item.line, item.offset)
@@ -578,7 +619,7 @@ def _read_drop(
     block_size: int,
     copy_to: Path | None,
 ) -> int:
-    """Pass 1: cut the file into blocks and parse them (in the worker processes when there is more than one
+    """Pass 1: cut the file into blocks and parse them (in the worker threads when there is more than one
     block) into parts `part-NNNNNNNNN.arrow` (_write_part), in file order; with `copy_to`, the text is
     copied there as well (_text_source). Returns the number of records."""
     try:
@@ -1117,10 +1158,7 @@ def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
     )
     if summary.stages:
         lines.append("  seconds: " + ", ".join(f"{stage} {sec:.1f}" for stage, sec in summary.stages.items()))
-    own, workers = (
-        resource.getrusage(who).ru_maxrss >> 10 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    lines.append(f"  peak RSS: {own} MiB in this process, {workers} MiB in the largest worker")
+    lines.append(f"  peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10} MiB")
     if not summary.records:
         lines.append(f"  warning: {fasta} holds no FASTA record")
     elif not summary.queued:
