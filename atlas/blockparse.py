@@ -39,8 +39,8 @@ from numba import njit
 
 from atlas.fasta import NUCLEOTIDE_RESIDUES, NUCLEOTIDE_WINDOW, STANDARD_RESIDUES, WHITESPACE, crc64_table
 
-# Byte classes, one bit each.
-_STANDARD, _SPACE, _NUCLEOTIDE = 1, 2, 4
+# Byte classes, one bit each. _STRANGE: NUL, CR and non-ASCII, which need atlas.fasta.check_block_text.
+_STANDARD, _SPACE, _NUCLEOTIDE, _STRANGE = 1, 2, 4, 8
 
 
 def _classes() -> np.ndarray:
@@ -48,6 +48,7 @@ def _classes() -> np.ndarray:
     table[list(STANDARD_RESIDUES.encode())] |= _STANDARD
     table[list(WHITESPACE)] |= _SPACE
     table[list(NUCLEOTIDE_RESIDUES.encode())] |= _NUCLEOTIDE
+    table[[0, 13, *range(128, 256)]] |= _STRANGE
     return table
 
 
@@ -91,6 +92,7 @@ class BlockArrays:
     unusual: np.ndarray
     window_others: np.ndarray
     bodies: np.ndarray
+    strange: bool  # a NUL byte, a CR or a non-ASCII byte somewhere: atlas.fasta.check_block_text tells more
     md5: np.ndarray
 
 
@@ -187,6 +189,7 @@ def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no 
     descriptions = np.empty(size, np.uint8)
     offsets[0] = id_offsets[0] = description_offsets[0] = 0
     out = id_out = description_out = 0
+    seen = 0  # the classes of every byte, or-ed: for _STRANGE
     k = 0  # the line being read
     for record in range(count):
         lines[record] = k
@@ -212,6 +215,8 @@ def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no 
         for j in range(i, last):
             descriptions[description_out] = data[j]
             description_out += 1
+        for j in range(header, end):
+            seen |= classes[data[j]]
         description_offsets[record + 1] = description_out
         bodies[record, 0] = min(end + 1, size)
         start = out
@@ -228,6 +233,7 @@ def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no 
                 other |= classes[byte] ^ _STANDARD
             k += 1
         bodies[record, 1] = newlines[k - 1] + 1 if k < line_count else size  # the next '>', or the end
+        seen |= other
         if other & _STANDARD:  # lower case, whitespace, a terminal '*' or other letters: normalise in place
             out = _normalise(residues, start, out, residues, start, upper, keep)
             for j in range(start, out):
@@ -254,6 +260,7 @@ def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no 
         unusual,
         window_others,
         bodies,
+        (seen & _STRANGE) != 0,
     )
 
 

@@ -92,11 +92,12 @@ from atlas.fasta import (
     Block,
     FastaFormatError,
     SkippedRecord,
+    check_block_text,
     check_sequence,
     crc64_hex,
     header_metadata,
     iter_blocks,
-    parse_block,
+    iter_plain_blocks,
 )
 from atlas.sql import sql_string
 
@@ -406,17 +407,8 @@ def _part_schema():
     )
 
 
-@dataclass(frozen=True)
-class _BlockAt:
-    """Where a block lies in a plain input file: all a worker needs to read it itself."""
-
-    offset: int
-    size: int
-    line: int
-
-
 def _parse_part(
-    item: Block | _BlockAt | SkippedRecord,
+    item: Block | SkippedRecord,
     fasta: str,
     part: str,
     min_length: int,
@@ -433,8 +425,6 @@ def _parse_part(
 
     from atlas.blockparse import parse_block_arrays  # numba: loaded only when there is something to parse
 
-    if isinstance(item, _BlockAt):
-        item = Block(_read_block(fasta, item.offset, item.size), item.line, item.offset)
     if isinstance(item, SkippedRecord):
         reason = f"too long: {item.length} residues > max_length {max_length}" if item.id else "empty id"
         columns = {
@@ -458,11 +448,9 @@ def _parse_part(
     data = item.data
     if copy_to is not None:
         _pwrite(copy_to, data, item.offset)
-    if b"\r" in data or not data.isascii():
-        # CR line ends or UTF-8 headers: the per-record reader checks them and names a record at fault.
-        for _ in parse_block(item, fasta):
-            pass
     block = parse_block_arrays(data)
+    if block.strange:  # NUL bytes, CR line ends, UTF-8 headers: checked again, by record, for what is wrong
+        check_block_text(item, fasta)
     count = len(block.lines)
     headers_id = _arrow_array(pa.string(), block.id_offsets, block.ids)
     headers_description = _arrow_array(pa.string(), block.description_offsets, block.descriptions)
@@ -631,7 +619,10 @@ def _read_drop(
         size = 0
     copy = None if copy_to is None else str(copy_to)
     with _bar(show, total=size, unit="B", unit_scale=True, desc=f"reading {fasta.name}") as bar:
-        items = iter_blocks(fasta, bar.update, block_size, max_residues=max_length)
+        # A plain file is read a block at a time where it is; gzip and pipes as a stream, their text copied
+        # to `copy_to` (_text_source).
+        cut = iter_blocks if copy is not None else iter_plain_blocks
+        items = cut(fasta, bar.update, block_size, max_residues=max_length)
         first = next(items, None)
         second = next(items, None) if first is not None else None
         if first is None:
@@ -644,17 +635,9 @@ def _read_drop(
             yield from items
 
         parallel = second is not None and pool.count > 1
-
-        def shipped(item):
-            # A block of a plain file goes to its worker as where it lies, and the worker reads it again
-            # there (from the page cache): cheaper than sending 16 MB through a pipe (four copies).
-            if parallel and copy is None and isinstance(item, Block):
-                return _BlockAt(item.offset, len(item.data), item.line)
-            return item
-
         tasks = (
             (
-                shipped(item),
+                item,
                 str(fasta),
                 str(parts / f"part-{index:09d}{PART_SUFFIX}"),
                 min_length,

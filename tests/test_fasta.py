@@ -438,6 +438,37 @@ def test_over_long_record_is_streamed_not_held(tmp_path):
         ]
 
 
+@pytest.mark.parametrize("block_size", [1 << 10, 1 << 16, 1 << 24])
+def test_plain_blocks_hold_the_records_that_the_reader_cuts(test_data, tmp_path, block_size):
+    """iter_plain_blocks (the split's reader of plain files: positioned reads, no copy) gives the records
+    that iter_blocks gives, at the same lines and offsets: blank lines first, records longer than a block
+    and its slack (kept whole, or streamed through their checksums past max_residues), and real ones."""
+    from atlas.fasta import SkippedRecord, iter_blocks, iter_plain_blocks
+
+    body = b"MKVLAAGL" * 20_000  # 160,000 residues, 163 kB of text with its newlines
+    lines = b"\n".join(body[i : i + 60] for i in range(0, len(body), 60))
+    real = (test_data / "mgnifam_all_seqs_concat.fa").read_bytes()
+    text = b"\n \n>long one\n" + lines + b"\n" + real + b">long two\n" + lines + b"*\n>last\nMKW"
+    path = write(tmp_path / "x.fa", text)
+
+    def records(cut, **settings):
+        found, read = [], []
+        for item in cut(path, read.append, block_size=block_size, **settings):
+            found += [item] if isinstance(item, SkippedRecord) else list(parse_block(item, path))
+        assert sum(read) == len(text)
+        return found
+
+    for settings in ({}, {"max_residues": 1000}):
+        plain = records(iter_plain_blocks, **settings)
+        assert plain == records(iter_blocks, **settings)
+        skipped = [item.id for item in plain if isinstance(item, SkippedRecord)]
+        streamed = settings and block_size < len(lines)  # else the records fit in a block, whole
+        assert skipped == ([b"long", b"long"] if streamed else [])
+        assert len(plain) == REAL_FILES["mgnifam_all_seqs_concat.fa"] + 3
+        first = plain[0]
+        assert ((first.line, first.offset) if streamed else first[3:]) == (3, 3)
+
+
 def test_md5_of_many_messages_matches_hashlib_at_every_padding_boundary():
     """Lengths around MD5's 64-byte blocks (55/56: the length field spills into a new block), an empty
     message, and more messages than lanes with mixed block counts, in an order the lanes must undo."""
