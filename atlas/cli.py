@@ -8,7 +8,9 @@ never pays for importing torch.
 
 from __future__ import annotations
 
+import gc
 import importlib
+import os
 import sys
 
 # subcommand -> (module, function taking argv, one-line help)
@@ -43,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Commands that do no linear algebra (see main).
+SINGLE_THREADED_BLAS = {"split", "lookup"}
+
+
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: atlas [--version] COMMAND [options]   (atlas COMMAND --help for its options)", ""]
@@ -66,5 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"atlas: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module_name, function_name, _ = COMMANDS[command]
-    function = getattr(importlib.import_module(module_name), function_name)
-    return int(function(rest) or 0)
+    if command in SINGLE_THREADED_BLAS:
+        # OpenBLAS (numpy's, scipy's through numba) starts a thread per CPU on import, and they spin
+        # before they sleep: about 0.2 CPU-s for a command that never multiplies a matrix.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    gc.disable()  # imports make many objects and no garbage: collecting during them is wasted work
+    try:
+        module = importlib.import_module(module_name)
+    finally:
+        gc.enable()
+    return int(getattr(module, function_name)(rest) or 0)
