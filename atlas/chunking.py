@@ -903,50 +903,56 @@ class _ChunkAssigner:
         self.bounds = np.array(length_buckets, np.int64)
         self.size = size
         self.totals = np.zeros(len(length_buckets), np.int64)
-        self.hashes: dict[tuple[int, int], int] = {}  # (bucket index, chunk number) -> XOR of its members
+        self.bucket_of = np.searchsorted(self.bounds, np.arange(self.bounds[-1] + 1)).astype(np.uint8)
+        self.hashes: dict[int, int] = {}  # chunk key (_assign) -> XOR of its members
 
     def _assign(self, part, exceptions, totals):
-        """Per record of a part: queued or not, and for the queued its bucket index and chunk number (by
-        bucket: index lists and numbers); `totals` moves on by the part's queued residues per bucket."""
+        """The queued records of a part, and their chunks: (queued mask, their rows by bucket then input
+        order, each one's chunk key bucket index << 40 | chunk number (so non-decreasing), where each run
+        of one chunk starts); `totals` moves on by the part's queued residues per bucket."""
         lengths = part.column("length").to_numpy()
         queued = part.column("reason").is_null().to_numpy(zero_copy_only=False)
         if exceptions is not None and exceptions.num_rows:
             lines = part.column("line").to_numpy()
             queued[np.searchsorted(lines, exceptions.column("line").to_numpy())] = False
-        bucket = np.searchsorted(self.bounds, lengths)  # the first bound >= length
-        chunks = []
-        for index in np.unique(bucket[queued]).tolist():
-            mine = np.flatnonzero(queued & (bucket == index))
-            residues = lengths[mine]
-            numbers = (totals[index] + np.cumsum(residues) - residues) // self.size
-            totals[index] += int(residues.sum())
-            chunks.append((index, mine, numbers))
-        return queued, chunks
+        rows = np.flatnonzero(queued)
+        buckets = self.bucket_of[lengths[rows]]  # a queued length is at most the last bound
+        order = np.argsort(buckets, kind="stable")  # (a radix sort on uint8)
+        rows, buckets = rows[order], buckets[order]
+        residues = lengths[rows]
+        before = np.cumsum(residues) - residues  # residues of the queued before, in this order...
+        firsts = np.searchsorted(buckets, buckets)  # (the first row of each one's bucket)
+        before -= before[firsts]  # ... in the same bucket only
+        numbers = (totals[buckets] + before) // self.size
+        totals += np.bincount(buckets, weights=residues, minlength=len(totals)).astype(np.int64)
+        keys = (buckets.astype(np.int64) << 40) | numbers
+        return queued, rows, keys, np.flatnonzero(np.diff(keys, prepend=-1))
 
     def add(self, path: Path, exceptions) -> None:
         part = _read_part(path, ["line", "length", "reason", "member"])
         if not part.num_rows:
             return
-        members = part.column("member").to_numpy()
-        for index, mine, numbers in self._assign(part, exceptions, self.totals)[1]:
-            starts = np.flatnonzero(np.diff(numbers, prepend=-1))  # numbers only grow inside a bucket
-            xors = np.bitwise_xor.reduceat(members[mine], starts)
-            for number, xor in zip(numbers[starts].tolist(), xors.tolist(), strict=True):
-                self.hashes[index, number] = self.hashes.get((index, number), 0) ^ xor
+        _, rows, keys, starts = self._assign(part, exceptions, self.totals)
+        if not len(rows):
+            return
+        xors = np.bitwise_xor.reduceat(part.column("member").to_numpy()[rows], starts)
+        for key, xor in zip(keys[starts].tolist(), xors.tolist(), strict=True):
+            self.hashes[key] = self.hashes.get(key, 0) ^ xor
 
     def rows(self, part_paths: list[Path], relation):
         """Pass 2: a RecordBatchReader of (checksum, status, reason, chunk), one batch per part, in order."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        most = max((number for _, number in self.hashes), default=0)
+        low = (1 << 40) - 1
+        most = max((key & low for key in self.hashes), default=0)
         bound_width, number_width = max(4, len(str(self.bounds[-1]))), max(5, len(str(most)))
         codes = {key: code for code, key in enumerate(self.hashes)}
         names = pa.array(
             [
-                f"L{self.bounds[index]:0{bound_width}d}-{number:0{number_width}d}-"
+                f"L{self.bounds[key >> 40]:0{bound_width}d}-{key & low:0{number_width}d}-"
                 + f"{xor:016x}"[:CHUNK_HASH_DIGITS]
-                for (index, number), xor in self.hashes.items()
+                for key, xor in self.hashes.items()
             ],
             pa.string(),
         )
@@ -959,7 +965,7 @@ class _ChunkAssigner:
                 part = _read_part(path, ["line", "checksum", "length", "reason"])
                 if not part.num_rows:
                     continue
-                queued, chunks = self._assign(part, exceptions, totals)
+                queued, rows, keys, starts = self._assign(part, exceptions, totals)
                 status = np.where(queued, 0, 1)
                 reason = part.column("reason").combine_chunks()
                 if exceptions is not None and exceptions.num_rows:
@@ -974,9 +980,8 @@ class _ChunkAssigner:
                         reason, pa.array(replaced), exceptions.column("reason").combine_chunks()
                     )
                 chunk = np.zeros(part.num_rows, np.int64)
-                for index, mine, numbers in chunks:
-                    for number in np.unique(numbers).tolist():
-                        chunk[mine[numbers == number]] = codes[index, number]
+                runs = np.diff(np.append(starts, len(rows)))
+                chunk[rows] = np.repeat([codes[key] for key in keys[starts].tolist()], runs)
                 yield pa.record_batch(
                     [
                         part.column("checksum").combine_chunks(),
