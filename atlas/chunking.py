@@ -231,6 +231,7 @@ def split_drop(
             show = _show_progress(fasta, progress)
             source, copy, identity = _text_source(fasta, temp)
             summary.records = _read_drop(fasta, parts, min_length, max_length, show, pool, block_size, copy)
+            _free_memory()
             summary.stages["read"] = time.monotonic() - start
             chunk_dir = temp / "chunks"
             chunk_dir.mkdir()
@@ -272,37 +273,49 @@ def split_drop(
 def _split_settings():
     """Process-wide settings for the split's duration, put back after it. glibc's malloc keeps the memory
     that is freed for the next allocations (blocks of the same sizes come and go: handing them back to the
-    kernel and faulting them in again cost about 1 CPU-s per GB of input), and the cyclic garbage collector
-    stays off (the split makes few Python objects, and no cycles)."""
-    mallopt = _glibc_mallopt()
+    kernel and faulting them in again cost about 1 CPU-s per GB of input; `_free_memory` hands it back
+    between the passes), and the cyclic garbage collector stays off (the split makes few Python objects,
+    and no cycles)."""
+    libc = _glibc()
     collecting = gc.isenabled()
     gc.disable()
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's maximum: allocations of up to a block's size
-        mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's maximum: allocations of up to a block's size
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
     try:
         yield
     finally:
-        if mallopt is not None:
-            mallopt(_M_MMAP_THRESHOLD, _MALLOC_DEFAULT_THRESHOLD)
-            mallopt(_M_TRIM_THRESHOLD, _MALLOC_DEFAULT_THRESHOLD)
+        if libc is not None:
+            libc.mallopt(_M_MMAP_THRESHOLD, _MALLOC_DEFAULT_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, _MALLOC_DEFAULT_THRESHOLD)
+            libc.malloc_trim(0)
         if collecting:
             gc.enable()
+
+
+def _free_memory() -> None:
+    """Hand the memory that malloc keeps (_split_settings) back to the kernel: between the passes, so that
+    DuckDB's memory comes on top of what the split uses, not of what it used."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 _MALLOC_DEFAULT_THRESHOLD = 128 << 10
 
 
-def _glibc_mallopt():
-    """glibc's mallopt, or None on another C library."""
+def _glibc():
+    """The C library when it is glibc (it has mallopt and malloc_trim), else None."""
     import ctypes
     import ctypes.util
 
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc's, absent elsewhere
     except (OSError, AttributeError):
         return None
+    return libc
 
 
 def _cpus() -> int:
