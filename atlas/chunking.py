@@ -29,30 +29,32 @@ every chunk FASTA untouched (same bytes, same mtime: the new file is written asi
 when identical), and a chunk whose content changed becomes a new fold job under a new name, never
 replacing the predictions of the old content. Chunk FASTAs that the new manifest does not name are removed.
 
-How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is read in ~16 MB blocks of whole
-records (ISA-L for gzip); worker threads (one per CPU this process may run on: sched_getaffinity, so
-SLURM/cgroup aware; the compiled code releases the GIL) parse the blocks in parallel (a block of a plain
-file is read by its worker itself, from where it lies), each in one compiled pass (atlas.blockparse:
-records, normalisation, the alphabet and nucleotide checks, CRC64 of ids and sequences, MD5 of 16 sequences at
-once), then over whole arrays (hex columns, header metadata with each distinct description parsed once), with
-a call per record only for the few records that need a reason. Each block becomes one part: an uncompressed
-Arrow IPC file (memory-mapped when read back) with each record's length, MD5, CRC64, header metadata and where
-its sequence lines lie in the block, and a plain Parquet copy of its record columns for DuckDB; no sequences
-(the write pass cuts the queued ones again from the text: a plain file is read again where it is, and must not
-change meanwhile (its inode, size and mtime are checked at the end, and each sequence's length as it is cut);
-gzip input and pipes are copied, as text, into the temporary directory during the first pass). A record longer
-than max_length is streamed through its checksums by the reader and never held whole. DuckDB, which spills to
-disk, then finds the exceptions from those narrow rows: repeated ids, later copies of a sequence and
-duplicates of earlier drops (64-bit hash aggregates find the candidates, exact strings decide; earlier drops
-joined out of core, never loaded into Python). Every other record is queued or rejected by its own checks, so
-the chunks are assigned in order, part by part, with a running total of residues per bucket (numpy; state per
-chunk only): a first pass XORs each chunk's members into its name, a second one, beside the parts, writes the
-manifest here while the workers write the chunk FASTAs (each part's records of a chunk go to a byte offset
-known from the parts before it, so the files are the same as one writer would make). Memory: a worker holds
-one block and its arrays, DuckDB is capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills
-past it; measured on a 1 GB drop with 2 workers: about 750 MiB in all, whatever the size of the drop or the
-number of earlier drops. Temporary disk: about 0.8 times the size of the uncompressed drop (1.8
-for gzip input and pipes, with the text copy).
+How it scales (MGnify drops reach 10^8 records, 10^5 files): the file is cut into ~16 MB blocks of whole
+records (a plain file by one positioned read per block, cut without a copy, atlas.fasta.iter_plain_blocks;
+gzip through ISA-L); worker threads (one per CPU this process may run on: sched_getaffinity, so SLURM/cgroup
+aware; the compiled code releases the GIL) parse the blocks in parallel, each in one compiled pass
+(atlas.blockparse: records, normalisation, the alphabet and nucleotide checks, CRC64 of ids and sequences, MD5
+of 16 sequences at once, and a flag for the NUL, CR and non-ASCII bytes that atlas.fasta.check_block_text then
+names), then over whole arrays (hex columns, header metadata with each distinct description parsed once),
+with a call per record only for the few records that need a reason. Each block becomes one part: an
+uncompressed Arrow IPC file (memory-mapped when read back) with each record's length, MD5, CRC64, header
+metadata and where its sequence lines lie in the block, and a plain Parquet copy of its record columns for
+DuckDB; no sequences (the write pass cuts the queued ones again from the text: a plain file is read again
+where it is, and must not change meanwhile (its inode, size and mtime are checked at the end, and each
+sequence's length as it is cut); gzip input and pipes are copied, as text, into the temporary directory during
+the first pass). A record longer than max_length is streamed through its checksums by the reader and never
+held whole. DuckDB, which spills to disk, then finds the exceptions from those narrow rows: repeated ids,
+later copies of a sequence and duplicates of earlier drops (64-bit hash aggregates find the candidates, exact
+strings decide; earlier drops joined out of core, never loaded into Python). Every other record is queued or
+rejected by its own checks, so the chunks are assigned in order, part by part, with a running total of
+residues per bucket (numpy; state per chunk only): a first pass XORs each chunk's members into its name, a
+second one, beside the parts, writes the manifest in this thread while the workers write the chunk FASTAs
+(each part's records of a chunk go to a byte offset known from the parts before it, so the files are the same
+as one writer would make). Memory: a worker holds one block and its arrays, DuckDB is capped by
+$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop with 2
+workers: 650-750 MiB for the whole process (about 900 MiB when an earlier drop holds every sequence), whatever
+the size of the drop or the number of earlier drops. Temporary disk: about 0.8 times the size of the
+uncompressed drop (1.8 for gzip input and pipes, with the text copy).
 Everything is written into a temporary directory beside the manifest and moved into place at the end, chunk
 FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being
 named by content, are left for a later run to reuse or remove). Output is deterministic, byte for byte, for
