@@ -4,8 +4,10 @@ the header metadata.
 Reading
     `iter_blocks(path)` reads the file in large blocks (gzip through ISA-L, several times zlib's speed) and
     cuts them at record boundaries (`\\n>`), so that whole blocks can be parsed elsewhere (the split parses
-    them in worker processes); `parse_block` cuts one block into records; `read_fasta(path)` yields one
-    `FastaRecord` at a time. Memory is bounded by the block size, whatever the size of the file: with
+    them in worker threads; for a plain file it uses `iter_plain_blocks`: positioned reads, no copies, and
+    NUL bytes, invalid UTF-8 and bare CRs left for its parser to flag and `check_block_text` to name);
+    `parse_block` cuts one block into records; `read_fasta(path)` yields one `FastaRecord` at a time.
+    Memory is bounded by the block size, whatever the size of the file: with
     `max_residues`, a record longer than that is not buffered but streamed through its checksums and
     returned as a `SkippedRecord` (so a 1 GiB record in a 1 MB gzip costs no more memory than a short one).
     gzip is recognised by its magic bytes, not by the file name (multi-member gzip and bgzip included); a

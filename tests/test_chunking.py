@@ -563,7 +563,7 @@ def test_max_chunks_bounds_the_number_of_chunks_whatever_the_drop(test_data, tmp
 def test_vectorised_blocks_agree_with_the_per_record_definitions(test_data, tmp_path):
     """Real Prodigal and UniProt records, rewritten the ways drops arrive (lower case, a terminal '*', two
     of them, a '*' alone, spaces and tabs, no line breaks, repeated ids and sequences), split in small blocks
-    by worker processes: every manifest row is what read_fasta and check_sequence say of its record."""
+    by worker threads: every manifest row is what read_fasta and check_sequence say of its record."""
     from atlas.chunking import split_drop
     from atlas.fasta import check_sequence
 
