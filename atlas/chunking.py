@@ -115,7 +115,7 @@ HASH_COLUMNS = ["id_hash", "checksum_hash"]
 MANIFEST_DICTIONARY = ["drop", "status", "reason", "chunk", "description", "header_fields"]
 # The random hex columns: no statistics (a row group's min and max would span them all), and their lengths
 # apart from their text (DELTA_LENGTH_BYTE_ARRAY), which zstd then packs faster and smaller than
-# length-prefixed values (1 GB drop: 0.44 + 0.30 CPU-s -> 0.27 + 0.19 to write, 98 MB -> 90 MB).
+# length-prefixed values (the two on a 1 GB drop: 0.74 -> 0.46 CPU-s to write, 98 -> 90 MB).
 MANIFEST_HEX = ["checksum", "crc64"]
 ROW_GROUP = 1 << 17  # rows per streamed batch of (status, reason, chunk)
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar for inputs at least this large
@@ -304,7 +304,7 @@ def _free_memory() -> None:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
-_MALLOC_DEFAULT_THRESHOLD = 128 << 10
+_MALLOC_DEFAULT_THRESHOLD = 128 << 10  # glibc's default for both (once set, they no longer adapt to use)
 
 
 def _glibc():
