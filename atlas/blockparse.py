@@ -109,6 +109,16 @@ def parse_block_arrays(data: bytes) -> BlockArrays:
     return BlockArrays(*parsed, md5=md5_digests(residues, offsets))
 
 
+def load() -> None:
+    """Load the compiled functions (from numba's cache; LLVM's start-up, ~0.4 s, comes with the first), so
+    that a caller can have it done in a thread of its own while it does something else."""
+    text = np.frombuffer(b">a\nMK\n", np.uint8)
+    block = parse_block_arrays(text.tobytes())
+    lengths, rows = np.diff(block.offsets).astype(np.int64), np.zeros(1, np.int64)
+    records_text(text, block.bodies, block.ids, block.id_offsets, lengths, rows)
+    hex_text(block.md5, np.frombuffer(b"0123456789abcdef", np.uint8))
+
+
 def records_text(
     data: np.ndarray, bodies: np.ndarray, ids, id_offsets, lengths, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, int]:

@@ -74,6 +74,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -220,6 +221,9 @@ def split_drop(
             raise SplitError(f"{path}: the manifest being written cannot be one of the earlier manifests")
         _check_earlier(path)
     with _split_settings():
+        # The compiled parser loads (numba, LLVM: ~0.5 s) in a thread of its own while this one sets up.
+        loading = threading.Thread(target=_load_compiled, daemon=True)
+        loading.start()
         temp: Path | None = None
         pool = _Workers(workers or _cpus())
         try:
@@ -269,6 +273,14 @@ def split_drop(
         shutil.rmtree(temp, ignore_errors=True)
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def _load_compiled() -> None:
+    import pyarrow.compute  # noqa: F401 - imported here too, so that the imports overlap with LLVM's start
+
+    from atlas.blockparse import load
+
+    load()
 
 
 @contextmanager
