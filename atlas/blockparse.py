@@ -15,18 +15,21 @@ to the end of a record) and returns, in one pass over its bytes and with no Pyth
   nucleotide rule of `atlas.fasta.is_nucleotide`);
 - `bodies`: where each record's sequence lines start and end in the block ((count, 2) int32), so that
   `records_text` can cut a record again from the same bytes (the split's write pass rereads its input
-  rather than storing every sequence in between).
+  rather than storing every sequence in between);
+- `strange`: whether the block holds a NUL byte, a CR or a non-ASCII byte, for which the caller has
+  `atlas.fasta.check_block_text` name what is wrong (or find CRLF line ends and UTF-8 headers fine).
 
 Why compiled: the split must keep up with the disk, and every per-record Python step costs about a second
 per 3.7 M records (a GB of MGnify proteins); numpy over a whole block still needed a dozen passes and a loop
 per residue position for the CRC. Whitespace is atlas.fasta.WHITESPACE (what `bytes.split`, `normalise` use);
-the caller checks UTF-8 and line ends first (atlas.fasta.parse_block's errors).
+UTF-8 and line ends are left to atlas.fasta.check_block_text (`strange`).
 
 MD5 runs on 16 sequences at once (`_md5_lanes`: the multi-buffer scheme of ISA-L's md5_mb): MD5 is one long
 chain of dependent steps per message, so one message at a time leaves the CPU's vector units idle, while 16
 chains side by side compile to vector instructions. Sequences are taken in order of their number of 64-byte
-MD5 blocks, so the 16 of a group mostly end together. Measured on 200 MB of MGnify-like sequences: 1.2 CPU-s
-per GB, against 3.2 for one hashlib call per sequence and 1.7 for OpenSSL over one long buffer.
+MD5 blocks (within windows of 4096 sequences, whose bytes stay in the cache), so the 16 of a group mostly end
+together. Measured on 1 GB of MGnify-like sequences: 1.0 CPU-s per GB, against 3.5 for one hashlib call per
+sequence and 1.7 for OpenSSL over one long buffer.
 """
 
 from __future__ import annotations

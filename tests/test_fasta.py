@@ -304,6 +304,7 @@ EDGE_CASES = (
 
 @pytest.mark.parametrize("data", [EDGE_CASES, EDGE_CASES.replace(b"\n", b"\r\n")], ids=["lf", "crlf"])
 def test_compiled_block_parser_cuts_records_as_the_reader_does(data):
+    from atlas.blockparse import parse_block_arrays
     from atlas.fasta import Block
 
     block = Block(data, 7, 0)
@@ -323,6 +324,10 @@ def test_compiled_block_parser_cuts_records_as_the_reader_does(data):
     nucleotide = [r[0] for r in reference if is_nucleotide(r[2])]
     assert nucleotide == [b"e"]
     assert [bytes(row).hex() for row in arrays.md5] == [sequence_checksum(r[2]) for r in reference]
+    assert arrays.strange == (b"\r" in data)  # CRLF: checked again by record (atlas.fasta.check_block_text)
+    for odd in (b"\x00", "é".encode()):  # a NUL byte, a non-ASCII letter: in a sequence, in a header
+        assert parse_block_arrays(data.replace(b"MKV", b"M" + odd + b"KV", 1)).strange
+        assert parse_block_arrays(data.replace(b">g", b">g" + odd, 1)).strange
 
 
 def test_compiled_block_parser_on_real_proteomes(test_data):
@@ -338,6 +343,7 @@ def test_compiled_block_parser_on_real_proteomes(test_data):
                 crc64_hex(record[2]) for record in reference
             ]
             assert [bytes(row).hex() for row in arrays.md5] == [sequence_checksum(r[2]) for r in reference]
+            assert not arrays.strange  # ASCII with LF line ends
             seen += len(records)
         assert seen == count
 
