@@ -466,7 +466,7 @@ def _cut_blocks(reader: _Reader, max_residues: int | None) -> Iterator[Block | S
             with memoryview(buf) as view:
                 block = bytes(view[:end])  # one copy (a slice of the bytearray would be a second)
             yield Block(block, line, offset)
-            line += block.count(b"\n") + 1
+            line += _newlines(block) + 1
             offset += end + 1
         del buf[: end + 1]
         unsearched = len(buf)
@@ -499,7 +499,6 @@ def iter_plain_blocks(
     read), and only its newlines are counted here (for the next block's line number). NUL bytes, invalid
     UTF-8 and bare CRs are left to whoever parses the block: `check_block_text` names them. A record longer
     than max_residues is streamed through its checksums, as iter_blocks does."""
-    import numpy as np
 
     path = Path(path)
     with open(path, "rb") as handle:
@@ -547,10 +546,17 @@ def iter_plain_blocks(
             if end < 0:  # a record was skipped
                 continue
             yield Block(memoryview(data)[:end], line, pos)
-            line += int(np.count_nonzero(np.frombuffer(data, np.uint8, end) == 10)) + 1
+            line += _newlines(memoryview(data)[:end]) + 1
             if progress is not None:
                 progress(min(end + 1, len(data)))
             pos += end + 1
+
+
+def _newlines(data) -> int:
+    """The newlines in a block of text (numpy's vectorised compare: 0.2 CPU-s per GB, bytes.count 0.45)."""
+    import numpy as np
+
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
 
 
 class _PositionalReader:
