@@ -369,24 +369,28 @@ class _Reader:
         return data
 
     def _lines_before(self, size: int) -> int:
-        """Newlines in the first `size` bytes of the text (an error path: read again rather than counted
-        on every read), or as counted for a pipe."""
-        if not self.rereadable:
-            return self.newlines_read
-        stream, raw, _ = open_fasta(self.path)
-        lines = 0
-        try:
-            while size > 0 and (piece := stream.read(min(size, GZIP_PIECE))):
-                lines += piece.count(b"\n")
-                size -= len(piece)
-        finally:
-            stream.close()
-            raw.close()
-        return lines
+        """Newlines in the first `size` bytes of the text: read again (_lines_in_text), or as counted for a
+        pipe."""
+        return _lines_in_text(self.path, size) if self.rereadable else self.newlines_read
 
     def close(self) -> None:
         self.stream.close()
         self.raw.close()
+
+
+def _lines_in_text(path: Path, size: int) -> int:
+    """Newlines in the first `size` bytes of a file's text, decompressed for gzip (an error path: the file is
+    read again rather than counted on every read)."""
+    stream, raw, _ = open_fasta(path)
+    lines = 0
+    try:
+        while size > 0 and (piece := stream.read(min(size, GZIP_PIECE))):
+            lines += piece.count(b"\n")
+            size -= len(piece)
+    finally:
+        stream.close()
+        raw.close()
+    return lines
 
 
 def _readable_gzip_text(path: Path) -> tuple[int, int]:
@@ -499,7 +503,6 @@ def iter_plain_blocks(
     read), and only its newlines are counted here (for the next block's line number). NUL bytes, invalid
     UTF-8 and bare CRs are left to whoever parses the block: `check_block_text` names them. A record longer
     than max_residues is streamed through its checksums, as iter_blocks does."""
-
     path = Path(path)
     with open(path, "rb") as handle:
         fd = handle.fileno()
@@ -545,8 +548,9 @@ def iter_plain_blocks(
                 data += os.pread(fd, block_size, pos + len(data))  # a long record: read on
             if end < 0:  # a record was skipped
                 continue
-            yield Block(memoryview(data)[:end], line, pos)
-            line += _newlines(memoryview(data)[:end]) + 1
+            block = memoryview(data)[:end]
+            yield Block(block, line, pos)
+            line += _newlines(block) + 1
             if progress is not None:
                 progress(min(end + 1, len(data)))
             pos += end + 1
@@ -569,18 +573,15 @@ class _PositionalReader:
     def read(self) -> bytes:
         data = os.pread(self.fd, self.block_size, self.bytes_read)
         if (nul := data.find(b"\x00")) >= 0:
-            before = sum(
-                os.pread(self.fd, min(BLOCK_SIZE, self.bytes_read - at), at).count(b"\n")
-                for at in range(0, self.bytes_read, BLOCK_SIZE)
-            )
-            raise _nul_error(self.path, before + data.count(b"\n", 0, nul) + 1, self.bytes_read + nul, "")
+            line = _lines_in_text(self.path, self.bytes_read) + data.count(b"\n", 0, nul) + 1
+            raise _nul_error(self.path, line, self.bytes_read + nul, "")
         self.bytes_read += len(data)
         return data
 
 
 def check_block_text(block: Block, path: str | Path) -> None:
     """Raise the FastaFormatError that a block's text deserves, if any: a NUL byte, invalid UTF-8, a bare CR
-    in a header (for the blocks of iter_mapped_blocks, which leaves these to the parser to find)."""
+    in a header (for the blocks of iter_plain_blocks, which leaves these to the parser to find)."""
     block = Block(bytes(block.data), block.line, block.offset)
     data = block.data
     if (nul := data.find(b"\x00")) >= 0:

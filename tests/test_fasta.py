@@ -475,6 +475,24 @@ def test_plain_blocks_hold_the_records_that_the_reader_cuts(test_data, tmp_path,
         assert ((first.line, first.offset) if streamed else first[3:]) == (3, 3)
 
 
+def test_nul_byte_in_a_streamed_record_names_the_same_line_in_both_readers(tmp_path):
+    """A NUL byte past the first block of a record that is streamed through its checksums (too long): both
+    readers name its line and byte offset, counted over the text before it."""
+    from atlas.fasta import iter_blocks, iter_plain_blocks
+
+    body = b"\n".join([b"MKVLAAGL" * 8] * 5_000)
+    data = b">a\nMKV\n>long\n" + body + b"\nMK\x00W\n>b\nMKV\n"
+    path = write(tmp_path / "x.fa", data)
+    messages = []
+    for cut in (iter_blocks, iter_plain_blocks):
+        with pytest.raises(FastaFormatError) as caught:
+            list(cut(path, block_size=4096, max_residues=1000))
+        messages.append(str(caught.value))
+    line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+    assert messages[0] == messages[1]
+    assert f"NUL byte (binary data) at line {line}, byte offset {data.index(0)}" in messages[0]
+
+
 def test_md5_of_many_messages_matches_hashlib_at_every_padding_boundary():
     """Lengths around MD5's 64-byte blocks (55/56: the length field spills into a new block), an empty
     message, and more messages than lanes with mixed block counts, in an order the lanes must undo."""
