@@ -222,8 +222,7 @@ def split_drop(
         _check_earlier(path)
     with _split_settings():
         # The compiled parser loads (numba, LLVM: ~0.5 s) in a thread of its own while this one sets up.
-        loading = threading.Thread(target=_load_compiled, daemon=True)
-        loading.start()
+        threading.Thread(target=_load_compiled, daemon=True).start()
         temp: Path | None = None
         pool = _Workers(workers or _cpus())
         try:
@@ -930,7 +929,8 @@ class _ChunkAssigner:
         self.bounds = np.array(length_buckets, np.int64)
         self.size = size
         self.totals = np.zeros(len(length_buckets), np.int64)
-        self.bucket_of = np.searchsorted(self.bounds, np.arange(self.bounds[-1] + 1)).astype(np.uint8)
+        bucket_of = np.searchsorted(self.bounds, np.arange(self.bounds[-1] + 1))  # length -> bucket index
+        self.bucket_of = bucket_of.astype(np.min_scalar_type(len(length_buckets)))  # uint8: a radix sort
         self.hashes: dict[int, int] = {}  # chunk key (_assign) -> XOR of its members
 
     def _assign(self, part, exceptions, totals):
@@ -944,7 +944,7 @@ class _ChunkAssigner:
             queued[np.searchsorted(lines, exceptions.column("line").to_numpy())] = False
         rows = np.flatnonzero(queued)
         buckets = self.bucket_of[lengths[rows]]  # a queued length is at most the last bound
-        order = np.argsort(buckets, kind="stable")  # (a radix sort on uint8)
+        order = np.argsort(buckets, kind="stable")
         rows, buckets = rows[order], buckets[order]
         residues = lengths[rows]
         before = np.cumsum(residues) - residues  # residues of the queued before, in this order...
