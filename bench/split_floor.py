@@ -63,41 +63,38 @@ def main() -> int:
     costs = dict.fromkeys(("read", "parse and MD5 (compiled)", "cut again (compiled)"), 0.0)
     md5_costs = dict.fromkeys(("(of which MD5, 16 at once)", "(MD5 by a hashlib call each)"), 0.0)
     fasta_bytes = 0
-    settings = _split_settings()  # the split's malloc settings (memory kept for the next blocks)
-    settings.__enter__()
-    clock = cpu()
-    for block in iter_plain_blocks(fasta, block_size=1 << 24):  # one block at a time, as the split's workers
-        start = cpu()
-        costs["read"] += start - clock
-        arrays = parse_block_arrays(block.data)
-        parsed = cpu()
-        costs["parse and MD5 (compiled)"] += parsed - start
-        md5_digests(arrays.residues, arrays.offsets)
-        hashed = cpu()
-        md5_costs["(of which MD5, 16 at once)"] += hashed - parsed
-        residues, offsets = arrays.residues.tobytes(), arrays.offsets.tolist()
-        for first, last in zip(offsets, offsets[1:], strict=False):
-            hashlib.md5(residues[first:last]).digest()
-        done = cpu()
-        md5_costs["(MD5 by a hashlib call each)"] += done - hashed
-        lengths = np.diff(arrays.offsets).astype(np.int64)
-        every = np.arange(len(lengths))
-        text = np.frombuffer(block.data, np.uint8)
-        records_text(text, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, every)
+    with _split_settings():  # the split's malloc settings (memory kept for the next blocks)
         clock = cpu()
-        costs["cut again (compiled)"] += clock - done
-        fasta_bytes += len(arrays.residues) + len(arrays.ids) + 3 * len(arrays.lines)
-
-    piece = os.urandom(1 << 24)
-    for name, total in (("write the chunk FASTAs", fasta_bytes), ("write the parts", PARTS_SHARE * size)):
-        target = workdir / "written"
-        clock = cpu()
-        with open(target, "wb") as handle:
-            for _ in range(round(total / len(piece))):
-                handle.write(piece)
-        costs[name] = cpu() - clock
-        target.unlink()
-    settings.__exit__(None, None, None)
+        for block in iter_plain_blocks(fasta, block_size=1 << 24):  # a block at a time, as the split reads
+            start = cpu()
+            costs["read"] += start - clock
+            arrays = parse_block_arrays(block.data)
+            parsed = cpu()
+            costs["parse and MD5 (compiled)"] += parsed - start
+            md5_digests(arrays.residues, arrays.offsets)
+            hashed = cpu()
+            md5_costs["(of which MD5, 16 at once)"] += hashed - parsed
+            residues, offsets = arrays.residues.tobytes(), arrays.offsets.tolist()
+            for first, last in zip(offsets, offsets[1:], strict=False):
+                hashlib.md5(residues[first:last]).digest()
+            done = cpu()
+            md5_costs["(MD5 by a hashlib call each)"] += done - hashed
+            lengths = np.diff(arrays.offsets).astype(np.int64)
+            every = np.arange(len(lengths))
+            text = np.frombuffer(block.data, np.uint8)
+            records_text(text, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, every)
+            clock = cpu()
+            costs["cut again (compiled)"] += clock - done
+            fasta_bytes += len(arrays.residues) + len(arrays.ids) + 3 * len(arrays.lines)
+        piece = os.urandom(1 << 24)
+        for name, total in (("write the chunk FASTAs", fasta_bytes), ("write the parts", PARTS_SHARE * size)):
+            target = workdir / "written"
+            clock = cpu()
+            with open(target, "wb") as handle:
+                for _ in range(round(total / len(piece))):
+                    handle.write(piece)
+            costs[name] = cpu() - clock
+            target.unlink()
     fasta.unlink()
     workdir.rmdir()
 
