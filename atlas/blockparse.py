@@ -13,9 +13,11 @@ to the end of a record) and returns, in one pass over its bytes and with no Pyth
 - `unusual`: the records holding anything but the 20 standard residues, which need the per-record checks;
 - `window_others`: per record, how many of its first NUCLEOTIDE_WINDOW residues are not A/C/G/T/U/N (the
   nucleotide rule of `atlas.fasta.is_nucleotide`);
-- `bodies`: where each record's sequence lines start and end in the block ((count, 2) int32), so that
-  `records_text` can cut a record again from the same bytes (the split's write pass rereads its input
-  rather than storing every sequence in between);
+- `bodies`: where each record's sequence lines start and end in the block, and their width when the
+  sequence is there as it is, cut into lines of one width (a last shorter one, blank lines after it) with
+  no byte to normalise, else 0 ((count, 3) int32), so that `records_text` can cut a record again from the
+  same bytes (the split's write pass rereads its input rather than storing every sequence in between):
+  by copying its lines when it has a width, which is most records of real drops, else by normalising;
 - `strange`: whether the block holds a NUL byte, a CR or a non-ASCII byte, for which the caller has
   `atlas.fasta.check_block_text` name what is wrong (or find CRLF line ends and UTF-8 headers fine).
 
@@ -197,7 +199,7 @@ def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no 
     id_crc = np.empty(count, np.uint64)
     unusual = np.zeros(count, np.bool_)
     window_others = np.zeros(count, np.int64)
-    bodies = np.empty((count, 2), np.int32)  # where each record's sequence lines start and end
+    bodies = np.empty((count, 3), np.int32)  # where each record's sequence lines start and end, width
     residues = np.empty(size, np.uint8)
     ids = np.empty(size, np.uint8)
     descriptions = np.empty(size, np.uint8)
@@ -235,11 +237,19 @@ def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no 
         bodies[record, 0] = min(end + 1, size)
         start = out
         other = 0  # _STANDARD set: some byte is not a standard residue
+        width = -1  # the first line's; 0 once the lines are not all of it (then a shorter one, blanks)
+        shorter = False  # a line shorter than the first was seen: only blank lines may follow
         while k < line_count:  # the sequence lines, up to the next header
             begin = newlines[k - 1] + 1
             if begin < size and data[begin] == 62:
                 break
             stop = newlines[k] if k < line_count - 1 else size
+            if width < 0:
+                width = stop - begin
+            elif shorter and stop > begin or stop - begin > width:
+                width = 0
+            elif stop - begin < width:
+                shorter = True
             for j in range(begin, stop):  # copied with the letters' classes gathered on the way
                 byte = data[j]
                 residues[out] = byte
@@ -247,6 +257,7 @@ def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no 
                 other |= classes[byte] ^ _STANDARD
             k += 1
         bodies[record, 1] = newlines[k - 1] + 1 if k < line_count else size  # the next '>', or the end
+        bodies[record, 2] = 0 if other & _STANDARD else max(width, 0)
         seen |= other
         if other & _STANDARD:  # lower case, whitespace, a terminal '*' or other letters: normalise in place
             out = _normalise(residues, start, out, residues, start, upper, keep)
@@ -420,7 +431,11 @@ def _records_text(data, bodies, ids, id_offsets, lengths, rows, upper, keep):  #
         text[out] = 10
         out += 1
         start = out
-        out = _normalise(data, bodies[row, 0], bodies[row, 1], text, out, upper, keep)
+        width, length = bodies[row, 2], lengths[row]
+        if width > 0 and length > 0 and bodies[row, 0] + length + (length - 1) // width <= len(data):
+            out += _copy_lines(data, bodies[row, 0], length, width, text, out)
+        else:
+            out = _normalise(data, bodies[row, 0], bodies[row, 1], text, out, upper, keep)
         if out - start != lengths[row]:
             wrong = n
             break
@@ -428,6 +443,26 @@ def _records_text(data, bodies, ids, id_offsets, lengths, rows, upper, keep):  #
         out += 1
         offsets[n + 1] = out
     return text[:out], offsets, wrong
+
+
+@_compiled
+def _copy_lines(data, at, length, width, text, out):  # pragma: no cover - compiled
+    """Copy `length` residues from data[at:], lines of `width` each followed by a newline, to text[out:];
+    returns how many were copied: fewer where a newline is missing (the text is not the one parsed).
+    Unsigned indices: numba then skips its check for negative ones, and the inner loop compiles to vector
+    moves (0.2 CPU-s per GB, against 0.9 for normalising byte by byte)."""
+    at, left, width, out = np.uint64(at), np.uint64(length), np.uint64(width), np.uint64(out)
+    copied = np.uint64(0)
+    while True:
+        piece = min(width, left - copied)
+        for j in range(piece):
+            text[out + j] = data[at + j]
+        out += piece
+        at += piece
+        copied += piece
+        if copied == left or data[at] != 10:
+            return np.int64(copied)
+        at += np.uint64(1)
 
 
 @_compiled

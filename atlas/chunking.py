@@ -428,6 +428,7 @@ def _part_schema():
             # where the block is in the text): the write pass cuts the queued sequences again from there.
             ("body_start", pa.int32()),
             ("body_end", pa.int32()),
+            ("line_width", pa.int32()),  # of the sequence lines, when they can be copied as they are; else 0
             ("member", pa.uint64()),  # the record's share of its chunk's name (module docstring)
         ]
     )
@@ -465,6 +466,7 @@ def _parse_part(
             "header_fields": [[]],
             "body_start": [0],
             "body_end": [0],  # never queued, never cut again
+            "line_width": [0],
             "member": [0],
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
@@ -515,6 +517,7 @@ def _parse_part(
             fields,
             pa.array(block.bodies[:, 0]),
             pa.array(block.bodies[:, 1]),
+            pa.array(block.bodies[:, 2]),
             pa.array(members, pa.uint64()),
         ],
         schema=_part_schema(),
@@ -1128,6 +1131,9 @@ def _write_outputs(
     return sorted(chunk_bytes)
 
 
+_BODY_COLUMNS = ("body_start", "body_end", "line_width")  # a record's `bodies` row (atlas.blockparse)
+
+
 def _write_chunk_records(
     path: str, source: str, queued, codes, names: list[str], starts: list[int], chunk_dir: str
 ) -> None:
@@ -1136,13 +1142,13 @@ def _write_chunk_records(
     order) at byte starts[c] of its file."""
     from atlas.blockparse import records_text
 
-    part = _read_part(Path(path), ["id", "length", "body_start", "body_end"])
+    part = _read_part(Path(path), ["id", "length", *_BODY_COLUMNS])
     data = _read_block(source, *_part_block(part))
     order = np.argsort(codes, kind="stable")  # by chunk, input order inside each
     rows = np.asarray(queued)[order]
     ids = part.column("id").combine_chunks()
     _, id_offsets, id_data = ids.buffers()
-    bodies = np.stack([part.column(name).to_numpy() for name in ("body_start", "body_end")], axis=1)
+    bodies = np.stack([part.column(name).to_numpy() for name in _BODY_COLUMNS], axis=1)
     text, offsets, wrong = records_text(
         np.frombuffer(data, np.uint8),
         bodies,

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from atlas.fasta import (
@@ -346,6 +347,43 @@ def test_compiled_block_parser_on_real_proteomes(test_data):
             assert not arrays.strange  # ASCII with LF line ends
             seen += len(records)
         assert seen == count
+
+
+LINE_LAYOUTS = (
+    b">full lines of one width\n" + (b"MKVL" * 15 + b"\n") * 2 + b"ACDE" * 5 + b"\n"  # a shorter last
+    + b">one line\nMKVLACDEFG\n"
+    + b">blank lines after\n" + b"W" * 8 + b"\n" + b"Y" * 3 + b"\n\n\n"
+    + b">a longer line\nMKVL\nACDEF\n"  # wider than the first: normalised
+    + b">blank line inside\nMKVL\n\nACDE\n"
+    + b">content after a shorter line\nMKVL\nAC\nDE\n"
+    + b">lower case\nmkvl\nACDE\n"
+    + b">a terminal stop\nMKVL\nACD*\n"
+    + b">spaces\nMK VL\nACDE\n"
+    + b">no final newline\nMKVL\nACDEFGHIKL\nMK"
+)
+
+
+@pytest.mark.parametrize("data", [LINE_LAYOUTS, LINE_LAYOUTS.replace(b"\n", b"\r\n")], ids=["lf", "crlf"])
+def test_records_are_cut_again_by_their_lines_or_normalised(data):
+    """records_text gives each record's `>id` and normalised sequence, whether it copies the lines (a
+    record with a line width) or normalises; a newline missing where the width puts one is a change."""
+    from atlas.blockparse import parse_block_arrays, records_text
+    from atlas.fasta import Block
+
+    arrays = parse_block_arrays(data)
+    expected = [60, 10, 8, 0, 0, 0, 0, 0, 0, 0] if b"\r" not in data else [0] * 10  # CR: normalised
+    assert arrays.bodies[:, 2].tolist() == expected
+    reference = [(name, sequence) for name, _, sequence, _, _ in parse_block(Block(data, 1, 0), "x")]
+    lengths = np.diff(arrays.offsets).astype(np.int64)
+    text = np.frombuffer(data, np.uint8)
+    rows = np.arange(len(lengths))[::-1]  # in any order
+    cut, offsets, wrong = records_text(text, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, rows)
+    assert wrong == -1
+    assert cut.tobytes() == b"".join(b">%s\n%s\n" % reference[row] for row in rows.tolist())
+    assert offsets[-1] == len(cut)
+    if b"\r" not in data:  # the text changed after the parse: a line of the first record one residue longer
+        changed = np.frombuffer(data.replace(b"MKVL\nACDE", b"MKVLAACDE", 1), np.uint8)
+        assert records_text(changed, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, rows)[2] == 9
 
 
 def test_header_fields_and_fragment_on_real_prodigal_headers(test_data):
