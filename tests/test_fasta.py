@@ -349,17 +349,19 @@ def test_compiled_block_parser_on_real_proteomes(test_data):
         assert seen == count
 
 
-LINE_LAYOUTS = (
-    b">full lines of one width\n" + (b"MKVL" * 15 + b"\n") * 2 + b"ACDE" * 5 + b"\n"  # a shorter last
-    + b">one line\nMKVLACDEFG\n"
-    + b">blank lines after\n" + b"W" * 8 + b"\n" + b"Y" * 3 + b"\n\n\n"
-    + b">a longer line\nMKVL\nACDEF\n"  # wider than the first: normalised
-    + b">blank line inside\nMKVL\n\nACDE\n"
-    + b">content after a shorter line\nMKVL\nAC\nDE\n"
-    + b">lower case\nmkvl\nACDE\n"
-    + b">a terminal stop\nMKVL\nACD*\n"
-    + b">spaces\nMK VL\nACDE\n"
-    + b">no final newline\nMKVL\nACDEFGHIKL\nMK"
+LINE_LAYOUTS = b"".join(
+    [
+        b">full lines of one width\n" + (b"MKVL" * 15 + b"\n") * 2 + b"ACDE" * 5 + b"\n",  # a shorter last
+        b">one line\nMKVLACDEFG\n",
+        b">blank lines after\n" + b"W" * 8 + b"\n" + b"Y" * 3 + b"\n\n\n",
+        b">a longer line\nMKVL\nACDEF\n",  # wider than the first: normalised
+        b">blank line inside\nMKVL\n\nACDE\n",
+        b">content after a shorter line\nMKVL\nAC\nDE\n",
+        b">lower case\nmkvl\nACDE\n",
+        b">a terminal stop\nMKVL\nACD*\n",
+        b">spaces\nMK VL\nACDE\n",
+        b">no final newline\nMKVL\nACDEFGHIKL\nMK",
+    ]
 )
 
 
