@@ -40,8 +40,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from atlas.compiled import compiled
 from atlas.fasta import NUCLEOTIDE_RESIDUES, NUCLEOTIDE_WINDOW, STANDARD_RESIDUES, WHITESPACE, crc64_table
 
 # Byte classes, one bit each. _STRANGE: NUL, CR and non-ASCII, which need atlas.fasta.check_block_text.
@@ -147,16 +147,7 @@ def md5_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return words.astype("<u4", copy=False).view(np.uint8).reshape(len(offsets) - 1, 16)  # little-endian words
 
 
-def _compiled(function):
-    """numba-compiled, cached beside the module (or in the user's cache) so that only the first run of an
-    install compiles (a few seconds); where no cache folder is writable, compiled in each process."""
-    try:
-        return njit(cache=True, nogil=True, boundscheck=False)(function)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return njit(nogil=True, boundscheck=False)(function)
-
-
-@_compiled
+@compiled
 def _crc64(tables, data, start, end):  # pragma: no cover - compiled
     t0, t1, t2, t3 = tables[0], tables[1], tables[2], tables[3]
     t4, t5, t6, t7 = tables[4], tables[5], tables[6], tables[7]
@@ -182,7 +173,7 @@ def _crc64(tables, data, start, end):  # pragma: no cover - compiled
     return crc
 
 
-@_compiled
+@compiled
 def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no cover - compiled
     size = len(data)
     line_count = len(newlines) + 1
@@ -289,7 +280,7 @@ def _parse(data, newlines, tables, classes, upper, keep, window):  # pragma: no 
     )
 
 
-@_compiled
+@compiled
 def _normalise(source, first, last, target, out, upper, keep):  # pragma: no cover - compiled
     """atlas.fasta.normalise of source[first:last] into target from `out` on (in place when target is
     source and out <= first): whitespace out, upper case, one terminal '*' out. Returns the new end.
@@ -304,7 +295,7 @@ def _normalise(source, first, last, target, out, upper, keep):  # pragma: no cov
     return out
 
 
-@_compiled
+@compiled
 def _md5_lanes(data, offsets, sines, shifts, words):  # pragma: no cover - compiled
     """MD5 state words (count, 4) of each data[offsets[r]:offsets[r + 1]], _LANES messages at a time."""
     count = len(offsets) - 1
@@ -411,7 +402,7 @@ def _md5_lanes(data, offsets, sines, shifts, words):  # pragma: no cover - compi
     return out
 
 
-@_compiled
+@compiled
 def _records_text(data, bodies, ids, id_offsets, lengths, rows, upper, keep):  # pragma: no cover - compiled
     size = 0  # at most: each body's raw text is at least as long as its sequence
     for row in rows:
@@ -445,7 +436,7 @@ def _records_text(data, bodies, ids, id_offsets, lengths, rows, upper, keep):  #
     return text[:out], offsets, wrong
 
 
-@_compiled
+@compiled
 def _copy_lines(data, at, length, width, text, out):  # pragma: no cover - compiled
     """Copy `length` residues from data[at:], lines of `width` each followed by a newline, to text[out:];
     returns how many were copied: fewer where a newline is missing (the text is not the one parsed).
@@ -465,7 +456,7 @@ def _copy_lines(data, at, length, width, text, out):  # pragma: no cover - compi
         at += np.uint64(1)
 
 
-@_compiled
+@compiled
 def _hex_text(rows, digits):  # pragma: no cover - compiled
     count, width = rows.shape
     text = np.empty(count * width * 2, np.uint8)

@@ -38,19 +38,22 @@ of 16 sequences at once, and a flag for the NUL, CR and non-ASCII bytes that atl
 names), then over whole arrays (hex columns, header metadata with each distinct description parsed once),
 with a call per record only for the few records that need a reason. Each block becomes one part: an
 uncompressed Arrow IPC file (memory-mapped when read back) with each record's length, MD5, CRC64, header
-metadata and where its sequence lines lie in the block, and a plain Parquet copy of its record columns for
-DuckDB; no sequences (the write pass cuts the queued ones again from the text: a plain file is read again
+metadata, 64-bit hashes of its id and sequence, and where its sequence lines lie in the block (and their
+width, when they can be copied as they are); no sequences (the write pass cuts the queued ones again from
+the text: a plain file is read again
 where it is, and must not change meanwhile (its inode, size and mtime are checked at the end, and each
 sequence's length as it is cut); gzip input and pipes are copied, as text, into the temporary directory during
 the first pass). A record longer than max_length is streamed through its checksums by the reader and never
-held whole. DuckDB, which spills to disk, then finds the exceptions from those narrow rows: repeated ids,
-later copies of a sequence and duplicates of earlier drops (64-bit hash aggregates find the candidates, exact
-strings decide; earlier drops joined out of core, never loaded into Python). Every other record is queued or
-rejected by its own checks, so the chunks are assigned in order, part by part, with a running total of
-residues per bucket (numpy; state per chunk only): a first pass XORs each chunk's members into its name, a
-second one, beside the parts, writes the manifest in this thread while the workers write the chunk FASTAs
-(each part's records of a chunk go to a byte offset known from the parts before it, so the files are the same
-as one writer would make). Memory: a worker holds one block and its arrays, DuckDB is capped by
+held whole. As the parts come in, this thread adds their hashes to bitmaps of a fixed size (atlas.seen: 64 MB
+for 1 GB of text, at most 128 MB) that flag the ids and sequences that may be seen twice; only those records
+(a few percent of a drop) go to DuckDB, which spills to disk and finds the exceptions among them: repeated
+ids, later copies of a sequence and duplicates of earlier drops (exact strings decide; earlier drops are
+joined out of core on the hashes of the records that passed, never loaded into Python). Every other record
+is queued or rejected by its own checks, so the chunks are assigned in order, part by part, with a running
+total of residues per bucket (numpy; state per chunk only): a first pass XORs each chunk's members into its
+name, a second one, beside the parts, writes the manifest in this thread while the workers write the chunk
+FASTAs (each part's records of a chunk go to a byte offset known from the parts before it, so the files are
+the same as one writer would make). Memory: a worker holds one block and its arrays, DuckDB is capped by
 $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop with 2
 workers: 650-750 MiB for the whole process (about 900 MiB when an earlier drop holds every sequence), whatever
 the size of the drop or the number of earlier drops. Temporary disk: about 0.8 times the size of the
@@ -76,7 +79,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -102,6 +105,7 @@ from atlas.fasta import (
     iter_blocks,
     iter_plain_blocks,
 )
+from atlas.seen import SeenTwice, bits_for
 from atlas.sql import sql_string
 
 # What a chunk FASTA of ours looks like (stale-file cleanup); the hash-less form is the older naming.
@@ -109,10 +113,11 @@ CHUNK_NAME = re.compile(r"^L\d+-\d+(-[0-9a-f]+)?\.fasta$")
 CHUNK_HASH_DIGITS = 10
 TEMP_PREFIX = ".split-tmp-"
 PART_SUFFIX = ".arrow"
-RECORD_COLUMNS = ["line", "id", "checksum", "length", "reason"]  # what DuckDB's dedupe reads of a part
-# ... with two 64-bit hashes beside them, made in the workers, on which DuckDB finds the few ids and sequences
-# seen twice (exact strings then decide): CRC64 of the id, and the first 8 bytes of the MD5.
+# Two 64-bit hashes of each record, made in the workers: CRC64 of the id, and the first 8 bytes of the MD5.
+# Bitmaps of them (atlas.seen) flag the few records whose id or sequence may be seen twice, and only those
+# go to DuckDB's dedupe (RECORD_COLUMNS and the hashes), where exact strings decide.
 HASH_COLUMNS = ["id_hash", "checksum_hash"]
+RECORD_COLUMNS = ["line", "id", "checksum", "length", "reason"]
 MANIFEST_DICTIONARY = ["drop", "status", "reason", "chunk", "description", "header_fields"]
 # The random hex columns: no statistics (a row group's min and max would span them all), and their lengths
 # apart from their text (DELTA_LENGTH_BYTE_ARRAY), which zstd then packs faster and smaller than
@@ -235,13 +240,18 @@ def split_drop(
             summary = SplitSummary()
             show = _show_progress(fasta, progress)
             source, copy, identity = _text_source(fasta, temp)
-            summary.records = _read_drop(fasta, parts, min_length, max_length, show, pool, block_size, copy)
+            hashes = temp / "hashes.parquet" if earlier else None
+            first_pass = _read_drop(
+                fasta, parts, min_length, max_length, show, pool, block_size, copy, hashes_to=hashes
+            )
+            summary.records = first_pass.records
             _free_memory()
             summary.stages["read"] = time.monotonic() - start
             chunk_dir = temp / "chunks"
             chunk_dir.mkdir()
             _dedupe_and_chunk(
                 parts,
+                first_pass,
                 drop,
                 earlier,
                 length_buckets,
@@ -430,8 +440,29 @@ def _part_schema():
             ("body_end", pa.int32()),
             ("line_width", pa.int32()),  # of the sequence lines, when they can be copied as they are; else 0
             ("member", pa.uint64()),  # the record's share of its chunk's name (module docstring)
+            *((name, pa.uint64()) for name in HASH_COLUMNS),
         ]
     )
+
+
+@dataclass
+class _PartCounts:
+    """What the first pass adds up from a part as it is parsed (_parse_part): its records, the hashes of
+    their ids and of the sequences that passed their checks (for atlas.seen), the residues of those, and
+    the rejections by kind (_reason_kind)."""
+
+    records: int
+    id_hashes: np.ndarray
+    passed_checksum_hashes: np.ndarray
+    passed_residues: int
+    rejected: Counter
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason's fixed phrase (its words before the first ':', digit or quote: module docstring), for the
+    summary; 'characters' as 'character'."""
+    match = re.match(r"[a-z ]*[a-z]", reason)
+    return re.sub(r"characters$", "character", match.group(0) if match else "")
 
 
 def _parse_part(
@@ -470,9 +501,18 @@ def _parse_part(
             "member": [0],
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
-        hashes = [int(crc64_hex(item.id), 16)], [int(item.checksum[:16], 16)]
-        _write_part(pa.Table.from_pydict(columns, schema=_part_schema()), part, *hashes)
-        return 1
+        columns["id_hash"], columns["checksum_hash"] = (
+            [int(crc64_hex(item.id), 16)],
+            [int(item.checksum[:16], 16)],
+        )
+        _write_part(pa.Table.from_pydict(columns, schema=_part_schema()), part)
+        return _PartCounts(
+            1,
+            np.array(columns["id_hash"], np.uint64),
+            np.empty(0, np.uint64),
+            0,
+            Counter([_reason_kind(reason)]),
+        )
     data = item.data
     if copy_to is not None:
         _pwrite(copy_to, data, item.offset)
@@ -504,6 +544,7 @@ def _parse_part(
     members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
 
     fields, fragments = _header_metadata_column(headers_description)
+    checksum_hashes = digests.reshape(count, 16)[:, :8].copy().view(">u8").ravel().astype(np.uint64)
     table = pa.Table.from_arrays(
         [
             pa.array(line_numbers, pa.int64()),
@@ -519,36 +560,34 @@ def _parse_part(
             pa.array(block.bodies[:, 1]),
             pa.array(block.bodies[:, 2]),
             pa.array(members, pa.uint64()),
+            pa.array(id_crcs, pa.uint64()),
+            pa.array(checksum_hashes, pa.uint64()),
         ],
         schema=_part_schema(),
     )
-    checksum_hashes = digests.reshape(count, 16)[:, :8].copy().view(">u8").ravel()
-    _write_part(table, part, id_crcs, checksum_hashes, block=(item.offset, len(data)))
-    return count
+    _write_part(table, part, block=(item.offset, len(data)))
+    passed = ~needs_check
+    rejected: Counter = Counter()
+    for index in checked.tolist():
+        if reasons[index] is None:
+            passed[index] = True
+        else:
+            rejected[reasons[index]] += 1
+    kinds: Counter = Counter()
+    for reason, number in rejected.items():
+        kinds[_reason_kind(reason)] += number
+    return _PartCounts(count, id_crcs, checksum_hashes[passed], int(lengths[passed].sum()), kinds)
 
 
-def _write_part(table, path, id_hashes, checksum_hashes, block: tuple[int, int] = (0, 0)) -> None:
+def _write_part(table, path, block: tuple[int, int] = (0, 0)) -> None:
     """A part is an uncompressed Arrow IPC file, written and read back (memory-mapped) at memory speed
-    where Parquet's encoding cost as much as the parsing, plus its RECORD_COLUMNS as plain Parquet beside
-    it for DuckDB, which reads Parquet within its memory limit (a scan of Arrow files through pyarrow
-    buffered 400 MB more on a 1 GB drop). `block`: (offset, size) of the part's block in the text, kept in
-    the schema's metadata."""
+    where Parquet's encoding cost as much as the parsing. `block`: (offset, size) of the part's block in
+    the text, kept in the schema's metadata."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     table = table.replace_schema_metadata({"block": f"{block[0]} {block[1]}"})
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    records = table.select(RECORD_COLUMNS)
-    for name, values in zip(HASH_COLUMNS, (id_hashes, checksum_hashes), strict=True):
-        records = records.append_column(name, pa.array(np.asarray(values, np.uint64), pa.uint64()))
-    pq.write_table(
-        records,
-        Path(path).with_suffix(".parquet"),
-        compression="none",
-        use_dictionary=False,
-        write_statistics=False,
-    )
 
 
 def _read_part(path: Path, columns: list[str] | None = None):
@@ -629,6 +668,25 @@ def _header_metadata_column(descriptions):
     return fields.take(encoded.indices), fragments.take(encoded.indices)
 
 
+@dataclass
+class _FirstPass:
+    """What pass 1 adds up over the parts (_PartCounts): records, the ids and the passed sequences by their
+    hashes (atlas.seen: which may be seen twice), the residues of the passed records, rejections by kind."""
+
+    records: int
+    ids: SeenTwice | None  # None once the candidates are written (_write_candidates)
+    checksums: SeenTwice | None
+    passed_residues: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    def add(self, counts: _PartCounts) -> None:
+        self.records += counts.records
+        self.ids.add(counts.id_hashes)
+        self.checksums.add(counts.passed_checksum_hashes)
+        self.passed_residues += counts.passed_residues
+        self.rejected.update(counts.rejected)
+
+
 def _read_drop(
     fasta: Path,
     parts: Path,
@@ -638,45 +696,64 @@ def _read_drop(
     pool: _Workers,
     block_size: int,
     copy_to: Path | None,
-) -> int:
+    hashes_to: Path | None = None,
+) -> _FirstPass:
     """Pass 1: cut the file into blocks and parse them (in the worker threads when there is more than one
     block) into parts `part-NNNNNNNNN.arrow` (_write_part), in file order; with `copy_to`, the text is
-    copied there as well (_text_source). Returns the number of records."""
+    copied there as well (_text_source); with `hashes_to`, the checksum hashes of the records that passed
+    their checks are written there (Parquet, for the join with earlier drops)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         size = fasta.stat().st_size
+        regular = stat.S_ISREG(fasta.stat().st_mode)
     except OSError:
-        size = 0
+        size, regular = 0, False
     copy = None if copy_to is None else str(copy_to)
-    with _bar(show, total=size, unit="B", unit_scale=True, desc=f"reading {fasta.name}") as bar:
-        # A plain file is read a block at a time where it is; gzip and pipes as a stream, their text copied
-        # to `copy_to` (_text_source).
-        cut = iter_blocks if copy is not None else iter_plain_blocks
-        items = cut(fasta, bar.update, block_size, max_residues=max_length)
-        first = next(items, None)
-        second = next(items, None) if first is not None else None
-        if first is None:
-            _write_part(_part_schema().empty_table(), parts / f"part-{0:09d}{PART_SUFFIX}", [], [])
-            return 0
-        queue = [item for item in (first, second) if item is not None]
+    # Slots for the records' hashes: a record per 128 bytes of text at most (gzip: 3 bytes of text a byte);
+    # the most there are for a pipe, whose size is not known.
+    expected = (size if copy is None else 3 * size) // 128 if regular else 1 << 62
+    seen = _FirstPass(0, SeenTwice(bits_for(expected)), SeenTwice(bits_for(expected)))
+    hash_schema = pa.schema([("checksum_hash", pa.uint64())])
+    hashes = None if hashes_to is None else pq.ParquetWriter(hashes_to, hash_schema, compression="none")
+    try:
+        with _bar(show, total=size, unit="B", unit_scale=True, desc=f"reading {fasta.name}") as bar:
+            # A plain file is read a block at a time where it is; gzip and pipes as a stream, their text
+            # copied to `copy_to` (_text_source).
+            cut = iter_blocks if copy is not None else iter_plain_blocks
+            items = cut(fasta, bar.update, block_size, max_residues=max_length)
+            first = next(items, None)
+            second = next(items, None) if first is not None else None
+            if first is None:
+                _write_part(_part_schema().empty_table(), parts / f"part-{0:09d}{PART_SUFFIX}")
+                return seen
+            queue = [item for item in (first, second) if item is not None]
 
-        def all_items():
-            yield from queue
-            yield from items
+            def all_items():
+                yield from queue
+                yield from items
 
-        parallel = second is not None and pool.count > 1
-        tasks = (
-            (
-                item,
-                str(fasta),
-                str(parts / f"part-{index:09d}{PART_SUFFIX}"),
-                min_length,
-                max_length,
-                copy,
+            parallel = second is not None and pool.count > 1
+            tasks = (
+                (
+                    item,
+                    str(fasta),
+                    str(parts / f"part-{index:09d}{PART_SUFFIX}"),
+                    min_length,
+                    max_length,
+                    copy,
+                )
+                for index, item in enumerate(all_items())
             )
-            for index, item in enumerate(all_items())
-        )
-        count = sum(pool.map(_parse_part, tasks, parallel=parallel))
-    return count
+            for counts in pool.map(_parse_part, tasks, parallel=parallel):
+                seen.add(counts)
+                if hashes is not None:
+                    hashes.write_table(pa.table([counts.passed_checksum_hashes], schema=hash_schema))
+    finally:
+        if hashes is not None:
+            hashes.close()
+    return seen
 
 
 def _text_source(fasta: Path, temp: Path) -> tuple[Path, Path | None, tuple | None]:
@@ -753,6 +830,7 @@ def _default_memory_limit() -> str:
 
 def _dedupe_and_chunk(
     parts: Path,
+    first_pass: _FirstPass,
     drop: str,
     earlier: list[Path],
     length_buckets: list[int],
@@ -768,8 +846,10 @@ def _dedupe_and_chunk(
     show: bool = False,
 ) -> None:
     """DuckDB finds the exceptions: the records that passed their checks but are not queued (repeated ids,
-    duplicates), few and narrow; every other record is queued or was rejected by its part. The chunks are
-    then assigned in two ordered passes over the parts' narrow columns (numpy, state per chunk only)."""
+    duplicates), few and narrow, among the few records whose id or sequence the first pass flagged as
+    maybe seen twice (_write_candidates); every other record is queued or was rejected by its part. The
+    chunks are then assigned in two ordered passes over the parts' narrow columns (numpy, state per chunk
+    only)."""
     import duckdb
 
     clock = time.monotonic()
@@ -781,10 +861,6 @@ def _dedupe_and_chunk(
         con.execute(f"SET threads = {_cpus()}")
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
-        con.execute(
-            f"""CREATE VIEW records AS SELECT {", ".join(RECORD_COLUMNS + HASH_COLUMNS)}
-            FROM read_parquet({sql_string(parts / "part-*.parquet")})"""
-        )
 
         # Sequences of this drop queued by earlier drops: the first queued row of each checksum, in drop then
         # row order (a checksum is queued once over all drops; the order only matters for hand-made input).
@@ -795,20 +871,34 @@ def _dedupe_and_chunk(
                 for index, path in enumerate(earlier)
             )
             # The earlier rows are matched on the checksum's hash first (its first 16 hex digits, as the
-            # workers made checksum_hash): a semi-join on integers, then exact strings.
+            # workers made checksum_hash) against those of this drop's records that passed their checks
+            # (written by the first pass): a semi-join on integers, then exact strings.
+            passed = sql_string(temp / "hashes.parquet")
             con.execute(
                 f"""CREATE TABLE earlier AS
                 SELECT checksum, arg_min(id, rank) AS id, arg_min(drop, rank) AS drop,
                     any_value(checksum_hash) AS checksum_hash
                 FROM (SELECT *, TRY_CAST('0x' || substr(checksum, 1, 16) AS UBIGINT) AS checksum_hash
                       FROM ({sources}))
-                WHERE checksum_hash IN (SELECT checksum_hash FROM records WHERE reason IS NULL)
+                WHERE checksum_hash IN (SELECT checksum_hash FROM read_parquet({passed}))
                 GROUP BY checksum"""
+            )
+            # The records with those sequences are candidates too.
+            first_pass.checksums.mark(
+                con.execute("SELECT checksum_hash FROM earlier").fetchnumpy()["checksum_hash"]
             )
         else:
             con.execute(
                 "CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR, checksum_hash UBIGINT)"
             )
+        candidates = temp / "candidates.parquet"
+        _write_candidates(part_paths, first_pass, candidates)
+        first_pass.ids = first_pass.checksums = None  # their memory back before DuckDB's
+        _free_memory()
+        con.execute(
+            f"""CREATE VIEW records AS SELECT {", ".join(RECORD_COLUMNS + HASH_COLUMNS)}
+            FROM read_parquet({sql_string(candidates)})"""
+        )
 
         # Repeated ids (the second and later records of an id, unless already rejected by their checks), then
         # duplicates (of earlier drops, then within this drop) among the rest. Ids and sequences seen more
@@ -855,10 +945,9 @@ def _dedupe_and_chunk(
             UNION ALL SELECT * FROM repeats""",
             {"drop": drop},
         )
-        queued_residues = con.execute(
-            """SELECT (SELECT coalesce(sum(length), 0) FROM records WHERE reason IS NULL)
-                - (SELECT coalesce(sum(length), 0) FROM exceptions)"""
-        ).fetchall()[0][0]
+        queued_residues = first_pass.passed_residues - int(
+            con.execute("SELECT coalesce(sum(length), 0) FROM exceptions").fetchall()[0][0]
+        )
         residues_per_chunk = chunk_size(chunk_residues, queued_residues, len(length_buckets), max_chunks)
         summary.chunk_residues = residues_per_chunk
         assigner = _ChunkAssigner(length_buckets, residues_per_chunk)
@@ -873,19 +962,45 @@ def _dedupe_and_chunk(
                 rows, part_paths, drop, manifest, chunk_dir, source, pool, bar.update
             )
         summary.stages["write"] = time.monotonic() - clock
+        kinds = Counter({("rejected", kind): count for kind, count in first_pass.rejected.items()})
         for status, kind, count in con.execute(
-            r"""SELECT status, kind, sum(count) FROM (
-                SELECT 'rejected' AS status, regexp_replace(regexp_extract(reason, '^[a-z ]*[a-z]'),
-                    'characters$', 'character') AS kind, count(*) AS count
-                FROM records WHERE reason IS NOT NULL GROUP BY ALL
-                UNION ALL SELECT status, kind, count(*) FROM exceptions GROUP BY ALL
-            ) GROUP BY ALL ORDER BY ALL"""
+            "SELECT status, kind, count(*) FROM exceptions GROUP BY ALL"
         ).fetchall():
+            kinds[status, kind] += count
+        for (status, kind), count in sorted(kinds.items()):
             setattr(summary, status, getattr(summary, status) + count)
             summary.reasons[f"{status}: {kind}"] = count
         summary.queued = summary.records - summary.duplicate - summary.rejected
     finally:
         con.close()
+
+
+def _write_candidates(part_paths: list[Path], first_pass: _FirstPass, path: Path) -> None:
+    """The records whose id, or whose sequence if they passed their checks, the first pass flagged as maybe
+    seen twice (or queued by an earlier drop), as plain Parquet for DuckDB: RECORD_COLUMNS and the hashes.
+    All others are seen once, so neither repeat an id nor duplicate a sequence."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = RECORD_COLUMNS + HASH_COLUMNS
+    schema = _part_schema()
+    with pq.ParquetWriter(
+        path,
+        pa.schema([schema.field(name) for name in columns]),
+        compression="none",
+        use_dictionary=False,
+        write_statistics=False,
+    ) as writer:
+        for part_path in part_paths:
+            part = _read_part(part_path, columns)
+            if not part.num_rows:
+                continue
+            flagged = first_pass.ids.flagged(part.column("id_hash").to_numpy()) | (
+                part.column("reason").is_null().to_numpy(zero_copy_only=False)
+                & first_pass.checksums.flagged(part.column("checksum_hash").to_numpy())
+            )
+            if flagged.any():
+                writer.write_table(part.filter(pa.array(flagged)))
 
 
 def _parts_with_exceptions(part_paths: list[Path], relation):
@@ -951,8 +1066,12 @@ class _ChunkAssigner:
         rows, buckets = rows[order], buckets[order]
         residues = lengths[rows]
         before = np.cumsum(residues) - residues  # residues of the queued before, in this order...
-        firsts = np.searchsorted(buckets, buckets)  # (the first row of each one's bucket)
-        before -= before[firsts]  # ... in the same bucket only
+        sizes = np.bincount(buckets, minlength=len(totals))
+        firsts = np.cumsum(sizes) - sizes  # (the first row of each bucket)
+        if len(
+            rows
+        ):  # ... in its bucket only (an empty bucket's first row is the next one's, or past the end)
+            before -= np.repeat(before[np.minimum(firsts, len(rows) - 1)], sizes)
         numbers = (totals[buckets] + before) // self.size
         totals += np.bincount(buckets, weights=residues, minlength=len(totals)).astype(np.int64)
         keys = (buckets.astype(np.int64) << 40) | numbers
