@@ -109,7 +109,7 @@ def parse_block_arrays(data: bytes) -> BlockArrays:
     if len(data) >= 1 << 31:
         raise ValueError("a block must be under 2 GiB (Arrow's 32-bit offsets)")
     text = np.frombuffer(data, np.uint8)
-    parsed = _parse(text, np.flatnonzero(text == 10), _CRC_TABLES, _CLASSES, _UPPER, _KEEP, NUCLEOTIDE_WINDOW)
+    parsed = _parse(text, _newlines(text), _CRC_TABLES, _CLASSES, _UPPER, _KEEP, NUCLEOTIDE_WINDOW)
     residues, offsets = parsed[4], parsed[5]
     return BlockArrays(*parsed, md5=md5_digests(residues, offsets))
 
@@ -171,6 +171,44 @@ def _crc64(tables, data, start, end):  # pragma: no cover - compiled
         crc = t0[np.intp((crc ^ np.uint64(data[i])) & low)] ^ (crc >> np.uint64(8))
         i += 1
     return crc
+
+
+def _newlines(text: np.ndarray) -> np.ndarray:
+    """Where the newlines are, as np.flatnonzero(text == 10) (0.4 CPU-s per GB) in 0.2 (_find_newlines)."""
+    positions = np.empty(len(text) // 32 + 8, np.int64)  # lines of 32 bytes or more on average
+    count = _find_newlines(text, positions)
+    if count < 0:  # short lines, blank lines: room for one in every byte
+        positions = np.empty(len(text), np.int64)
+        count = _find_newlines(text, positions)
+    return positions[:count]
+
+
+@compiled
+def _find_newlines(text, positions):  # pragma: no cover - compiled
+    """Writes where the newlines of `text` are into `positions`; returns how many, or -1 if they do not fit.
+    Eight bytes at a time: a word with no newline byte (most of them) is passed over in one test."""
+    size = len(text)
+    count = 0
+    words = size // 8
+    packed = text[: words * 8].view(np.uint64)
+    ones, highs = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080)
+    newline = np.uint64(0x0A0A0A0A0A0A0A0A)
+    for word in range(words):
+        x = packed[word] ^ newline  # a zero byte where there is a newline
+        if (x - ones) & ~x & highs:
+            if count + 8 > len(positions):
+                return -1
+            for at in range(word * 8, word * 8 + 8):
+                if text[at] == 10:
+                    positions[count] = at
+                    count += 1
+    for at in range(words * 8, size):
+        if text[at] == 10:
+            if count == len(positions):
+                return -1
+            positions[count] = at
+            count += 1
+    return count
 
 
 @compiled
