@@ -290,6 +290,7 @@ def _load_compiled() -> None:
     from atlas.blockparse import load
 
     load()
+    import duckdb  # noqa: F401 - for the dedupe, while the first pass runs
 
 
 @contextmanager
@@ -703,11 +704,10 @@ def _read_drop(
     copied there as well (_text_source); with `hashes_to`, the checksum hashes of the records that passed
     their checks are written there (Parquet, for the join with earlier drops)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
-        size = fasta.stat().st_size
-        regular = stat.S_ISREG(fasta.stat().st_mode)
+        identity = fasta.stat()
+        size, regular = identity.st_size, stat.S_ISREG(identity.st_mode)
     except OSError:
         size, regular = 0, False
     copy = None if copy_to is None else str(copy_to)
@@ -716,7 +716,11 @@ def _read_drop(
     expected = (size if copy is None else 3 * size) // 128 if regular else 1 << 62
     seen = _FirstPass(0, SeenTwice(bits_for(expected)), SeenTwice(bits_for(expected)))
     hash_schema = pa.schema([("checksum_hash", pa.uint64())])
-    hashes = None if hashes_to is None else pq.ParquetWriter(hashes_to, hash_schema, compression="none")
+    hashes = None
+    if hashes_to is not None:
+        import pyarrow.parquet as pq
+
+        hashes = pq.ParquetWriter(hashes_to, hash_schema, compression="none")
     try:
         with _bar(show, total=size, unit="B", unit_scale=True, desc=f"reading {fasta.name}") as bar:
             # A plain file is read a block at a time where it is; gzip and pipes as a stream, their text
@@ -891,8 +895,7 @@ def _dedupe_and_chunk(
             con.execute(
                 "CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR, checksum_hash UBIGINT)"
             )
-        candidates = temp / "candidates.parquet"
-        _write_candidates(part_paths, first_pass, candidates)
+        candidates = _write_candidates(part_paths, first_pass, temp / "candidates", pool)
         first_pass.ids = first_pass.checksums = None  # their memory back before DuckDB's
         _free_memory()
         con.execute(
@@ -975,32 +978,41 @@ def _dedupe_and_chunk(
         con.close()
 
 
-def _write_candidates(part_paths: list[Path], first_pass: _FirstPass, path: Path) -> None:
+def _write_candidates(part_paths: list[Path], first_pass: _FirstPass, folder: Path, pool: _Workers) -> str:
     """The records whose id, or whose sequence if they passed their checks, the first pass flagged as maybe
-    seen twice (or queued by an earlier drop), as plain Parquet for DuckDB: RECORD_COLUMNS and the hashes.
-    All others are seen once, so neither repeat an id nor duplicate a sequence."""
+    seen twice (or queued by an earlier drop), as plain Parquet files in `folder` for DuckDB (a file per
+    part that has some, written by the workers, and an empty one): RECORD_COLUMNS and the hashes. All
+    others are seen once, so neither repeat an id nor duplicate a sequence. Returns the files' glob."""
+    import pyarrow.parquet as pq
+
+    folder.mkdir()
+    columns = RECORD_COLUMNS + HASH_COLUMNS
+    pq.write_table(_part_schema().empty_table().select(columns), folder / "empty.parquet")
+    tasks = ((path, folder / f"{path.stem}.parquet", first_pass, columns) for path in part_paths)
+    for _ in pool.map(_write_part_candidates, tasks, parallel=len(part_paths) > 1):
+        pass
+    return str(folder / "*.parquet")
+
+
+def _write_part_candidates(part_path: Path, path: Path, first_pass: _FirstPass, columns: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = RECORD_COLUMNS + HASH_COLUMNS
-    schema = _part_schema()
-    with pq.ParquetWriter(
-        path,
-        pa.schema([schema.field(name) for name in columns]),
-        compression="none",
-        use_dictionary=False,
-        write_statistics=False,
-    ) as writer:
-        for part_path in part_paths:
-            part = _read_part(part_path, columns)
-            if not part.num_rows:
-                continue
-            flagged = first_pass.ids.flagged(part.column("id_hash").to_numpy()) | (
-                part.column("reason").is_null().to_numpy(zero_copy_only=False)
-                & first_pass.checksums.flagged(part.column("checksum_hash").to_numpy())
-            )
-            if flagged.any():
-                writer.write_table(part.filter(pa.array(flagged)))
+    part = _read_part(part_path, columns)
+    if not part.num_rows:
+        return
+    flagged = first_pass.ids.flagged(part.column("id_hash").to_numpy()) | (
+        part.column("reason").is_null().to_numpy(zero_copy_only=False)
+        & first_pass.checksums.flagged(part.column("checksum_hash").to_numpy())
+    )
+    if flagged.any():
+        pq.write_table(
+            part.filter(pa.array(flagged)),
+            path,
+            compression="none",
+            use_dictionary=False,
+            write_statistics=False,
+        )
 
 
 def _parts_with_exceptions(part_paths: list[Path], relation):
