@@ -1224,7 +1224,7 @@ def _write_outputs(
             if waiting_rows >= ROW_GROUP:  # row groups of ROW_GROUP rows whatever the block size
                 ready = pa.concat_tables(waiting).combine_chunks()
                 whole = ready.num_rows // ROW_GROUP * ROW_GROUP
-                writer.write_table(ready.slice(0, whole), row_group_size=ROW_GROUP)
+                writer.write(ready.slice(0, whole))
                 waiting, waiting_rows = [ready.slice(whole)], ready.num_rows - whole
 
             queued = np.flatnonzero(chunk.is_valid().to_numpy(zero_copy_only=False))
@@ -1244,22 +1244,57 @@ def _write_outputs(
                 chunk_bytes[name] = starts[-1] + size
             yield str(path), str(source), queued, codes, names.dictionary.to_pylist(), starts, str(chunk_dir)
         if waiting_rows:
-            writer.write_table(pa.concat_tables(waiting).combine_chunks(), row_group_size=ROW_GROUP)
+            writer.write(pa.concat_tables(waiting).combine_chunks())
 
     # Dictionaries only where values repeat: trying one on the unique ids and checksums cost more than the
     # rest of the encoding.
-    with pq.ParquetWriter(
-        manifest,
-        MANIFEST,
-        compression="zstd",
-        compression_level=1,
-        use_dictionary=MANIFEST_DICTIONARY,
-        write_statistics=[name for name in MANIFEST.names if name not in MANIFEST_HEX],
-        column_encoding=dict.fromkeys(MANIFEST_HEX, "DELTA_LENGTH_BYTE_ARRAY"),
-    ) as writer:
+    with (
+        pq.ParquetWriter(
+            manifest,
+            MANIFEST,
+            compression="zstd",
+            compression_level=1,
+            use_dictionary=MANIFEST_DICTIONARY,
+            write_statistics=[name for name in MANIFEST.names if name not in MANIFEST_HEX],
+            column_encoding=dict.fromkeys(MANIFEST_HEX, "DELTA_LENGTH_BYTE_ARRAY"),
+        ) as parquet,
+        _RowGroupWriter(parquet) as writer,
+    ):
         for _ in pool.map(_write_chunk_records, fasta_tasks(writer), parallel=len(parts) > 1):
             pass
     return sorted(chunk_bytes)
+
+
+class _RowGroupWriter:
+    """Row groups of ROW_GROUP rows encoded into a ParquetWriter by a thread of its own (Arrow releases the
+    GIL), one at a time, while the calling thread makes the next: the write pass's own thread, which also
+    hands the chunk FASTAs to the workers, was otherwise busy for 90% of the pass."""
+
+    def __init__(self, parquet):
+        self._parquet = parquet
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atlas-manifest")
+        self._pending = None
+
+    def write(self, table) -> None:
+        self._wait()
+        self._pending = self._thread.submit(self._parquet.write_table, table, row_group_size=ROW_GROUP)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            self._wait()
+        except Exception:
+            if error is None:
+                raise  # else the error that stopped the pass is the one to report
+        finally:
+            self._thread.shutdown()
 
 
 _BODY_COLUMNS = ("body_start", "body_end", "line_width")  # a record's `bodies` row (atlas.blockparse)

@@ -342,6 +342,16 @@ def test_compiled_newline_search_finds_every_newline(share):
             assert _newlines(text[start:]).tolist() == np.flatnonzero(text[start:] == 10).tolist()
 
 
+def test_compiled_crc64_by_words_matches_the_table_at_every_length():
+    from atlas.blockparse import _CRC_TABLE, _crc64
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 256, 300, dtype=np.uint8)
+    for start in range(3):
+        for end in range(start, start + 70):  # every tail length, one to four 16-byte steps
+            assert f"{_crc64(_CRC_TABLE, data, start, end):016X}" == crc64_hex(data[start:end].tobytes())
+
+
 def test_compiled_block_parser_on_real_proteomes(test_data):
     from atlas.fasta import iter_blocks
 
