@@ -280,19 +280,12 @@ def _parse(data, newlines, table, classes, upper, keep, window):  # pragma: no c
         bodies[record, 0] = min(end + 1, size)
         start = out
         other = 0  # _STANDARD set: some byte is not a standard residue
-        width = -1  # the first line's; 0 once the lines are not all of it (then a shorter one, blanks)
-        shorter = False  # a line shorter than the first was seen: only blank lines may follow
+        first_line = k
         while k < line_count:  # the sequence lines, up to the next header
             begin = newlines[k - 1] + 1
             if begin < size and data[begin] == 62:
                 break
             stop = newlines[k] if k < line_count - 1 else size
-            if width < 0:
-                width = stop - begin
-            elif shorter and stop > begin or stop - begin > width:
-                width = 0
-            elif stop - begin < width:
-                shorter = True
             for j in range(begin, stop):  # copied with the letters' classes gathered on the way
                 byte = data[j]
                 residues[out] = byte
@@ -300,7 +293,7 @@ def _parse(data, newlines, table, classes, upper, keep, window):  # pragma: no c
                 other |= classes[byte] ^ _STANDARD
             k += 1
         bodies[record, 1] = newlines[k - 1] + 1 if k < line_count else size  # the next '>', or the end
-        bodies[record, 2] = 0 if other & _STANDARD else max(width, 0)
+        bodies[record, 2] = 0 if other & _STANDARD else _line_width(newlines, first_line, k, size)
         seen |= other
         if other & _STANDARD:  # lower case, whitespace, a terminal '*' or other letters: normalise in place
             out = _normalise(residues, start, out, residues, start, upper, keep)
@@ -330,6 +323,25 @@ def _parse(data, newlines, table, classes, upper, keep, window):  # pragma: no c
         bodies,
         (seen & _STRANGE) != 0,
     )
+
+
+@compiled
+def _line_width(newlines, first, last, size):  # pragma: no cover - compiled
+    """The width of lines first..last - 1 when they are all of the first one's width but a last shorter one
+    and blank ones after it, else 0. (Apart from _parse's loop over the lines, whose copy loop ran 10%
+    slower with this state beside it.)"""
+    width = -1
+    shorter = False  # a line shorter than the first was seen: only blank lines may follow
+    for k in range(first, last):
+        begin = newlines[k - 1] + 1
+        stop = newlines[k] if k < len(newlines) else size
+        if width < 0:
+            width = stop - begin
+        elif shorter and stop > begin or stop - begin > width:
+            return 0
+        elif stop - begin < width:
+            shorter = True
+    return max(width, 0)
 
 
 @compiled
