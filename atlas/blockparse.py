@@ -30,13 +30,14 @@ MD5 runs on 16 sequences at once (`_md5_lanes`: the multi-buffer scheme of ISA-L
 chain of dependent steps per message, so one message at a time leaves the CPU's vector units idle, while 16
 chains side by side compile to vector instructions. Sequences are taken in order of their number of 64-byte
 MD5 blocks (within windows of 4096 sequences, whose bytes stay in the cache), so the 16 of a group mostly end
-together. Measured on 1 GB of MGnify-like sequences: 1.0 CPU-s per GB, against 3.5 for one hashlib call per
-sequence and 1.7 for OpenSSL over one long buffer.
+together. The blocks that lie whole in a sequence are read where they are (only the last one or two are
+padded in a buffer), and the 64 steps are written out so that each lane's state stays in registers.
+Measured on 1 GB of MGnify-like sequences: 0.7 CPU-s per GB, against 3.5 for one hashlib call per sequence
+and 1.7 for OpenSSL over one long buffer.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,16 +62,6 @@ _CLASSES = _classes()
 _UPPER = np.frombuffer(bytes(range(256)).upper(), np.uint8)  # ASCII a-z to A-Z, the rest as it is
 _KEEP = (_CLASSES & _SPACE == 0).astype(np.int64)  # 0 for whitespace
 _CRC_TABLE = crc64_table()
-# MD5 (RFC 1321): per step, its sine constant, its rotation and the message word it adds.
-_MD5_SINES = np.array([int(abs(math.sin(step + 1)) * 2**32) & 0xFFFFFFFF for step in range(64)], np.uint32)
-_MD5_SHIFTS = np.array(
-    [7, 12, 17, 22] * 4 + [5, 9, 14, 20] * 4 + [4, 11, 16, 23] * 4 + [6, 10, 15, 21] * 4, np.uint32
-)
-_MD5_WORDS = np.array(
-    [i for i in range(16)] + [(5 * i + 1) % 16 for i in range(16)]
-    + [(3 * i + 5) % 16 for i in range(16)] + [(7 * i) % 16 for i in range(16)],
-    np.int64,
-)  # fmt: skip
 _LANES = 16  # messages hashed side by side: one 512-bit vector of 32-bit words
 _MD5_WINDOW = 4096  # messages ordered by length together: about 1 MB of MGnify sequences
 
@@ -134,7 +125,7 @@ def hex_text(rows: np.ndarray, digits: np.ndarray) -> np.ndarray:
 
 def md5_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The MD5 digest of each data[offsets[i]:offsets[i + 1]], a (count, 16) uint8 array."""
-    words = _md5_lanes(data, np.asarray(offsets, np.int64), _MD5_SINES, _MD5_SHIFTS, _MD5_WORDS)
+    words = _md5_lanes(data, np.asarray(offsets, np.int64))
     return words.astype("<u4", copy=False).view(np.uint8).reshape(len(offsets) - 1, 16)  # little-endian words
 
 
@@ -360,8 +351,10 @@ def _normalise(source, first, last, target, out, upper, keep):  # pragma: no cov
 
 
 @compiled
-def _md5_lanes(data, offsets, sines, shifts, words):  # pragma: no cover - compiled
-    """MD5 state words (count, 4) of each data[offsets[r]:offsets[r + 1]], _LANES messages at a time."""
+def _md5_lanes(data, offsets):  # pragma: no cover - compiled
+    """MD5 state words (count, 4) of each data[offsets[r]:offsets[r + 1]], _LANES messages at a time: the
+    64-byte blocks that lie whole in a message are read where they are; its last one or two, padded (the
+    message's last bytes, 0x80, zeros, its length in bits), are made in `tails`."""
     count = len(offsets) - 1
     out = np.empty((count, 4), np.uint32)
     blocks = np.empty(count, np.int64)  # 64-byte MD5 blocks of each padded message
@@ -384,86 +377,166 @@ def _md5_lanes(data, offsets, sines, shifts, words):  # pragma: no cover - compi
         for r in range(window, stop):
             order[starts[blocks[r]]] = r
             starts[blocks[r]] += 1
-    padded = np.zeros(_LANES * 16 * most, np.uint32)  # each lane's padded message, back to back
-    padded_bytes = padded.view(np.uint8)
+    tails = np.zeros(_LANES * 32, np.uint32)  # each lane's last two blocks, 32 words
+    tail_bytes = tails.view(np.uint8)
     x = np.zeros((16, _LANES), np.uint32)  # the block being hashed: word g of lane l at x[g, l]
-    a, b = np.empty(_LANES, np.uint32), np.empty(_LANES, np.uint32)
-    c, d = np.empty(_LANES, np.uint32), np.empty(_LANES, np.uint32)
     state = np.empty((4, _LANES), np.uint32)
     live = np.zeros(_LANES, np.uint32)  # all ones while the lane's message has blocks left
     lane_record = np.zeros(_LANES, np.int64)
+    lane_start = np.zeros(_LANES, np.uint64)  # where the lane's message starts in `data`
+    lane_whole = np.zeros(_LANES, np.int64)  # its blocks read from `data`; the others from `tails`
     for first in range(0, count, _LANES):
         group = min(_LANES, count - first)
         width = 0  # blocks of the longest message of the group
         for lane in range(_LANES):  # lanes past the end repeat the last message; never read back
             record = order[first + min(lane, group - 1)]
-            lane_record[lane] = record
+            length = offsets[record + 1] - offsets[record]
+            whole = length // 64
+            lane_record[lane], lane_start[lane], lane_whole[lane] = record, offsets[record], whole
             width = max(width, blocks[record])
             state[0, lane], state[1, lane] = np.uint32(0x67452301), np.uint32(0xEFCDAB89)
             state[2, lane], state[3, lane] = np.uint32(0x98BADCFE), np.uint32(0x10325476)
-        for lane in range(_LANES):  # message, 0x80, zeros, its length in bits (little-endian)
-            record = lane_record[lane]
-            base, length = lane * width * 64, offsets[record + 1] - offsets[record]
-            end = base + blocks[record] * 64
-            padded_bytes[base : base + length] = data[offsets[record] : offsets[record + 1]]
-            padded_bytes[base + length] = 0x80
-            padded_bytes[base + length + 1 : end - 8] = 0
+            base, rest, at = np.uint64(lane * 128), np.uint64(length - whole * 64), np.uint64(offsets[record])
+            at += np.uint64(whole * 64)
+            end = base + np.uint64((blocks[record] - whole) * 64)  # one block, or two past 55 bytes
+            for j in range(rest):  # (unsigned indices: numba then checks for no negative ones)
+                tail_bytes[base + j] = data[at + j]
+            tail_bytes[base + rest] = 0x80
+            for j in range(base + rest + np.uint64(1), end - np.uint64(8)):
+                tail_bytes[j] = 0
             bits = np.uint64(length) * np.uint64(8)
-            padded[end // 4 - 2] = np.uint32(bits & np.uint64(0xFFFFFFFF))
-            padded[end // 4 - 1] = np.uint32(bits >> np.uint64(32))
+            tails[end // np.uint64(4) - np.uint64(2)] = np.uint32(bits & np.uint64(0xFFFFFFFF))
+            tails[end // np.uint64(4) - np.uint64(1)] = np.uint32(bits >> np.uint64(32))
         for k in range(width):
             for lane in range(_LANES):
                 live[lane] = np.uint32(0xFFFFFFFF) if k < blocks[lane_record[lane]] else np.uint32(0)
-                at = (lane * width + k) * 16
-                for g in range(16):
-                    x[g, lane] = padded[at + g]
-                a[lane], b[lane] = state[0, lane], state[1, lane]
-                c[lane], d[lane] = state[2, lane], state[3, lane]
-            # The four rounds as four loops, each with its own function, so that each inner loop over the
-            # lanes is branch-free and vectorises (written out: a helper function per step stopped that).
-            # Each step: the new b from a, then (a, b, c, d) move to (d, new b, b, c).
-            for i in range(16):
-                g, shift, sine = words[i], shifts[i], sines[i]
-                for lane in range(_LANES):
-                    f = (b[lane] & c[lane]) | (~b[lane] & d[lane])
-                    t = np.uint32(a[lane] + f + sine + x[g, lane])
-                    t = np.uint32((t << shift) | (t >> (np.uint32(32) - shift)))
-                    a[lane], d[lane], c[lane] = d[lane], c[lane], b[lane]
-                    b[lane] = np.uint32(c[lane] + t)
-            for i in range(16, 32):
-                g, shift, sine = words[i], shifts[i], sines[i]
-                for lane in range(_LANES):
-                    f = (d[lane] & b[lane]) | (~d[lane] & c[lane])
-                    t = np.uint32(a[lane] + f + sine + x[g, lane])
-                    t = np.uint32((t << shift) | (t >> (np.uint32(32) - shift)))
-                    a[lane], d[lane], c[lane] = d[lane], c[lane], b[lane]
-                    b[lane] = np.uint32(c[lane] + t)
-            for i in range(32, 48):
-                g, shift, sine = words[i], shifts[i], sines[i]
-                for lane in range(_LANES):
-                    f = b[lane] ^ c[lane] ^ d[lane]
-                    t = np.uint32(a[lane] + f + sine + x[g, lane])
-                    t = np.uint32((t << shift) | (t >> (np.uint32(32) - shift)))
-                    a[lane], d[lane], c[lane] = d[lane], c[lane], b[lane]
-                    b[lane] = np.uint32(c[lane] + t)
-            for i in range(48, 64):
-                g, shift, sine = words[i], shifts[i], sines[i]
-                for lane in range(_LANES):
-                    f = c[lane] ^ (b[lane] | ~d[lane])
-                    t = np.uint32(a[lane] + f + sine + x[g, lane])
-                    t = np.uint32((t << shift) | (t >> (np.uint32(32) - shift)))
-                    a[lane], d[lane], c[lane] = d[lane], c[lane], b[lane]
-                    b[lane] = np.uint32(c[lane] + t)
-            for lane in range(_LANES):  # lanes whose message has ended keep their state
-                keep = live[lane]
-                state[0, lane] = (np.uint32(state[0, lane] + a[lane]) & keep) | (state[0, lane] & ~keep)
-                state[1, lane] = (np.uint32(state[1, lane] + b[lane]) & keep) | (state[1, lane] & ~keep)
-                state[2, lane] = (np.uint32(state[2, lane] + c[lane]) & keep) | (state[2, lane] & ~keep)
-                state[3, lane] = (np.uint32(state[3, lane] + d[lane]) & keep) | (state[3, lane] & ~keep)
+                if k < lane_whole[lane]:
+                    at = lane_start[lane] + np.uint64(k * 64)
+                    for g in range(16):
+                        x[g, lane] = _word32(data, at + np.uint64(4 * g))
+                else:  # (past the message's end, any block of the lane's: its state is kept as it is)
+                    at = np.uint64(lane * 32 + min(k - lane_whole[lane], 1) * 16)
+                    for g in range(16):
+                        x[g, lane] = tails[at + np.uint64(g)]
+            _md5_block(x, state, live)
         for lane in range(group):
             for j in range(4):
                 out[lane_record[lane], j] = state[j, lane]
     return out
+
+
+@compiled
+def _word32(data, at):  # pragma: no cover - compiled
+    """The 4 bytes at `at` as a little-endian word (one load once compiled)."""
+    word = np.uint32(0)
+    for k in range(4):
+        word |= np.uint32(data[at + np.uint64(k)]) << np.uint32(8 * k)
+    return word
+
+
+@compiled
+def _md5_block(x, state, live):  # pragma: no cover - compiled
+    """One 64-byte block of each lane's message (word g of lane l at x[g, l]) into its MD5 state, where
+    `live` is all ones (RFC 1321's 64 steps, written out: the loop over the lanes then compiles to vector
+    instructions, with each lane's four state words in registers throughout)."""
+    for lane in range(_LANES):
+        a0, b0, c0, d0 = state[0, lane], state[1, lane], state[2, lane], state[3, lane]
+        a, b, c, d = a0, b0, c0, d0
+        a = _md5_f(a, b, c, d, x[0, lane], 7, 0xD76AA478)
+        d = _md5_f(d, a, b, c, x[1, lane], 12, 0xE8C7B756)
+        c = _md5_f(c, d, a, b, x[2, lane], 17, 0x242070DB)
+        b = _md5_f(b, c, d, a, x[3, lane], 22, 0xC1BDCEEE)
+        a = _md5_f(a, b, c, d, x[4, lane], 7, 0xF57C0FAF)
+        d = _md5_f(d, a, b, c, x[5, lane], 12, 0x4787C62A)
+        c = _md5_f(c, d, a, b, x[6, lane], 17, 0xA8304613)
+        b = _md5_f(b, c, d, a, x[7, lane], 22, 0xFD469501)
+        a = _md5_f(a, b, c, d, x[8, lane], 7, 0x698098D8)
+        d = _md5_f(d, a, b, c, x[9, lane], 12, 0x8B44F7AF)
+        c = _md5_f(c, d, a, b, x[10, lane], 17, 0xFFFF5BB1)
+        b = _md5_f(b, c, d, a, x[11, lane], 22, 0x895CD7BE)
+        a = _md5_f(a, b, c, d, x[12, lane], 7, 0x6B901122)
+        d = _md5_f(d, a, b, c, x[13, lane], 12, 0xFD987193)
+        c = _md5_f(c, d, a, b, x[14, lane], 17, 0xA679438E)
+        b = _md5_f(b, c, d, a, x[15, lane], 22, 0x49B40821)
+        a = _md5_g(a, b, c, d, x[1, lane], 5, 0xF61E2562)
+        d = _md5_g(d, a, b, c, x[6, lane], 9, 0xC040B340)
+        c = _md5_g(c, d, a, b, x[11, lane], 14, 0x265E5A51)
+        b = _md5_g(b, c, d, a, x[0, lane], 20, 0xE9B6C7AA)
+        a = _md5_g(a, b, c, d, x[5, lane], 5, 0xD62F105D)
+        d = _md5_g(d, a, b, c, x[10, lane], 9, 0x02441453)
+        c = _md5_g(c, d, a, b, x[15, lane], 14, 0xD8A1E681)
+        b = _md5_g(b, c, d, a, x[4, lane], 20, 0xE7D3FBC8)
+        a = _md5_g(a, b, c, d, x[9, lane], 5, 0x21E1CDE6)
+        d = _md5_g(d, a, b, c, x[14, lane], 9, 0xC33707D6)
+        c = _md5_g(c, d, a, b, x[3, lane], 14, 0xF4D50D87)
+        b = _md5_g(b, c, d, a, x[8, lane], 20, 0x455A14ED)
+        a = _md5_g(a, b, c, d, x[13, lane], 5, 0xA9E3E905)
+        d = _md5_g(d, a, b, c, x[2, lane], 9, 0xFCEFA3F8)
+        c = _md5_g(c, d, a, b, x[7, lane], 14, 0x676F02D9)
+        b = _md5_g(b, c, d, a, x[12, lane], 20, 0x8D2A4C8A)
+        a = _md5_h(a, b, c, d, x[5, lane], 4, 0xFFFA3942)
+        d = _md5_h(d, a, b, c, x[8, lane], 11, 0x8771F681)
+        c = _md5_h(c, d, a, b, x[11, lane], 16, 0x6D9D6122)
+        b = _md5_h(b, c, d, a, x[14, lane], 23, 0xFDE5380C)
+        a = _md5_h(a, b, c, d, x[1, lane], 4, 0xA4BEEA44)
+        d = _md5_h(d, a, b, c, x[4, lane], 11, 0x4BDECFA9)
+        c = _md5_h(c, d, a, b, x[7, lane], 16, 0xF6BB4B60)
+        b = _md5_h(b, c, d, a, x[10, lane], 23, 0xBEBFBC70)
+        a = _md5_h(a, b, c, d, x[13, lane], 4, 0x289B7EC6)
+        d = _md5_h(d, a, b, c, x[0, lane], 11, 0xEAA127FA)
+        c = _md5_h(c, d, a, b, x[3, lane], 16, 0xD4EF3085)
+        b = _md5_h(b, c, d, a, x[6, lane], 23, 0x04881D05)
+        a = _md5_h(a, b, c, d, x[9, lane], 4, 0xD9D4D039)
+        d = _md5_h(d, a, b, c, x[12, lane], 11, 0xE6DB99E5)
+        c = _md5_h(c, d, a, b, x[15, lane], 16, 0x1FA27CF8)
+        b = _md5_h(b, c, d, a, x[2, lane], 23, 0xC4AC5665)
+        a = _md5_i(a, b, c, d, x[0, lane], 6, 0xF4292244)
+        d = _md5_i(d, a, b, c, x[7, lane], 10, 0x432AFF97)
+        c = _md5_i(c, d, a, b, x[14, lane], 15, 0xAB9423A7)
+        b = _md5_i(b, c, d, a, x[5, lane], 21, 0xFC93A039)
+        a = _md5_i(a, b, c, d, x[12, lane], 6, 0x655B59C3)
+        d = _md5_i(d, a, b, c, x[3, lane], 10, 0x8F0CCC92)
+        c = _md5_i(c, d, a, b, x[10, lane], 15, 0xFFEFF47D)
+        b = _md5_i(b, c, d, a, x[1, lane], 21, 0x85845DD1)
+        a = _md5_i(a, b, c, d, x[8, lane], 6, 0x6FA87E4F)
+        d = _md5_i(d, a, b, c, x[15, lane], 10, 0xFE2CE6E0)
+        c = _md5_i(c, d, a, b, x[6, lane], 15, 0xA3014314)
+        b = _md5_i(b, c, d, a, x[13, lane], 21, 0x4E0811A1)
+        a = _md5_i(a, b, c, d, x[4, lane], 6, 0xF7537E82)
+        d = _md5_i(d, a, b, c, x[11, lane], 10, 0xBD3AF235)
+        c = _md5_i(c, d, a, b, x[2, lane], 15, 0x2AD7D2BB)
+        b = _md5_i(b, c, d, a, x[9, lane], 21, 0xEB86D391)
+        keep = live[lane]  # a lane whose message has ended keeps its state
+        state[0, lane] = (np.uint32(a0 + a) & keep) | (a0 & ~keep)
+        state[1, lane] = (np.uint32(b0 + b) & keep) | (b0 & ~keep)
+        state[2, lane] = (np.uint32(c0 + c) & keep) | (c0 & ~keep)
+        state[3, lane] = (np.uint32(d0 + d) & keep) | (d0 & ~keep)
+
+
+# RFC 1321's four step functions: a, b, c, d, the message word, the rotation and the sine constant.
+@compiled
+def _md5_f(a, b, c, d, word, shift, sine):  # pragma: no cover - compiled
+    return np.uint32(b + _rotate(np.uint32(a + ((b & c) | (~b & d)) + word + np.uint32(sine)), shift))
+
+
+@compiled
+def _md5_g(a, b, c, d, word, shift, sine):  # pragma: no cover - compiled
+    return np.uint32(b + _rotate(np.uint32(a + ((b & d) | (c & ~d)) + word + np.uint32(sine)), shift))
+
+
+@compiled
+def _md5_h(a, b, c, d, word, shift, sine):  # pragma: no cover - compiled
+    return np.uint32(b + _rotate(np.uint32(a + (b ^ c ^ d) + word + np.uint32(sine)), shift))
+
+
+@compiled
+def _md5_i(a, b, c, d, word, shift, sine):  # pragma: no cover - compiled
+    return np.uint32(b + _rotate(np.uint32(a + (c ^ (b | ~d)) + word + np.uint32(sine)), shift))
+
+
+@compiled
+def _rotate(value, shift):  # pragma: no cover - compiled
+    return np.uint32((value << np.uint32(shift)) | (value >> np.uint32(32 - shift)))
 
 
 @compiled

@@ -352,6 +352,18 @@ def test_compiled_crc64_by_words_matches_the_table_at_every_length():
             assert f"{_crc64(_CRC_TABLE, data, start, end):016X}" == crc64_hex(data[start:end].tobytes())
 
 
+def test_compiled_md5_matches_hashlib_at_every_length():
+    from atlas.blockparse import md5_digests
+
+    rng = np.random.default_rng(5)
+    lengths = [*range(0, 200), 1000, 1279, 1280, 5000]  # every tail: 55 and 56 bytes past a whole block...
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    data = rng.integers(65, 90, offsets[-1], dtype=np.uint8)
+    digests = md5_digests(data, offsets)
+    for row, (start, end) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        assert bytes(digests[row]).hex() == hashlib.md5(data[start:end].tobytes()).hexdigest(), end - start
+
+
 def test_compiled_block_parser_on_real_proteomes(test_data):
     from atlas.fasta import iter_blocks
 
