@@ -391,7 +391,9 @@ LINE_LAYOUTS = b"".join(
         b">blank line inside\nMKVL\n\nACDE\n",
         b">content after a shorter line\nMKVL\nAC\nDE\n",
         b">lower case\nmkvl\nACDE\n",
-        b">a terminal stop\nMKVL\nACD*\n",
+        b">a terminal stop\nMKVL\nACD*\n",  # copied: the '*' is past the residues
+        b">a stop on a line of its own\nMKVL\nACDE\n*\n",
+        b">an inner stop\nMK*L\nACDE\n",  # normalised (and rejected by the checks)
         b">spaces\nMK VL\nACDE\n",
         b">no final newline\nMKVL\nACDEFGHIKL\nMK",
     ]
@@ -406,7 +408,7 @@ def test_records_are_cut_again_by_their_lines_or_normalised(data):
     from atlas.fasta import Block
 
     arrays = parse_block_arrays(data)
-    expected = [60, 10, 8, 0, 0, 0, 0, 0, 0, 0] if b"\r" not in data else [0] * 10  # CR: normalised
+    expected = [60, 10, 8, 0, 0, 0, 0, 4, 4, 0, 0, 0] if b"\r" not in data else [0] * 12  # CR: normalised
     assert arrays.bodies[:, 2].tolist() == expected
     reference = [(name, sequence) for name, _, sequence, _, _ in parse_block(Block(data, 1, 0), "x")]
     lengths = np.diff(arrays.offsets).astype(np.int64)
@@ -418,7 +420,7 @@ def test_records_are_cut_again_by_their_lines_or_normalised(data):
     assert offsets[-1] == len(cut)
     if b"\r" not in data:  # the text changed after the parse: a line of the first record one residue longer
         changed = np.frombuffer(data.replace(b"MKVL\nACDE", b"MKVLAACDE", 1), np.uint8)
-        assert records_text(changed, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, rows)[2] == 9
+        assert records_text(changed, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, rows)[2] == 11
 
 
 def test_header_fields_and_fragment_on_real_prodigal_headers(test_data):
