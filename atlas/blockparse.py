@@ -60,7 +60,7 @@ def _classes() -> np.ndarray:
 
 _CLASSES = _classes()
 _UPPER = np.frombuffer(bytes(range(256)).upper(), np.uint8)  # ASCII a-z to A-Z, the rest as it is
-_KEEP = (_CLASSES & _SPACE == 0).astype(np.int64)  # 0 for whitespace
+_KEEP = (_CLASSES & _SPACE == 0).astype(np.uint64)  # 0 for whitespace
 _CRC_TABLE = crc64_table()
 _LANES = 16  # messages hashed side by side: one 512-bit vector of 32-bit words
 _MD5_WINDOW = 4096  # messages ordered by length together: about 1 MB of MGnify sequences
@@ -363,14 +363,14 @@ def _normalise(source, first, last, target, out, upper, keep):  # pragma: no cov
     """atlas.fasta.normalise of source[first:last] into target from `out` on (in place when target is
     source and out <= first): whitespace out, upper case, one terminal '*' out. Returns the new end.
     Branch-free: each byte is stored, and the end moves on past it unless it is whitespace."""
-    start = out
-    for j in range(first, last):
-        byte = source[j]
-        target[out] = upper[byte]
-        out += keep[byte]
-    if out > start and target[out - 1] == 42:  # '*'
-        out -= 1
-    return out
+    start, at, base = np.uint64(out), np.uint64(out), np.uint64(first)
+    for j in range(np.uint64(last - first)):
+        byte = source[base + j]
+        target[at] = upper[byte]
+        at += keep[byte]
+    if at > start and target[at - np.uint64(1)] == 42:  # '*'
+        at -= np.uint64(1)
+    return np.int64(at)
 
 
 @compiled
@@ -576,9 +576,10 @@ def _records_text(data, bodies, ids, id_offsets, lengths, rows, upper, keep):  #
         row = rows[n]
         text[out] = 62  # '>'
         out += 1
-        for j in range(id_offsets[row], id_offsets[row + 1]):  # (a loop: slices cost more for short ids)
-            text[out] = ids[j]
-            out += 1
+        base, target, size = np.uint64(id_offsets[row]), np.uint64(out), id_offsets[row + 1] - id_offsets[row]
+        for j in range(np.uint64(size)):  # (a loop: slices cost more for short ids)
+            text[target + j] = ids[base + j]
+        out += size
         text[out] = 10
         out += 1
         start = out
@@ -620,11 +621,11 @@ def _copy_lines(data, at, length, width, text, out):  # pragma: no cover - compi
 def _hex_text(rows, digits):  # pragma: no cover - compiled
     count, width = rows.shape
     text = np.empty(count * width * 2, np.uint8)
-    out = 0
+    out = np.uint64(0)
     for row in range(count):
         for k in range(width):
             byte = rows[row, k]
             text[out] = digits[byte >> 4]
-            text[out + 1] = digits[byte & 15]
-            out += 2
+            text[out + np.uint64(1)] = digits[byte & 15]
+            out += np.uint64(2)
     return text
