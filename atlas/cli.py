@@ -47,6 +47,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 # Commands that do no linear algebra (see main).
 SINGLE_THREADED_BLAS = {"split", "lookup"}
+# Commands whose process ends as soon as they return, their outputs closed and the output streams flushed
+# (run): tearing down their imports (numba, pyarrow, DuckDB) at the interpreter's exit took 0.25 s.
+QUICK_EXIT = {"split"}
 
 
 def usage() -> str:
@@ -82,3 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         gc.enable()
     return int(getattr(module, function_name)(rest) or 0)
+
+
+def run() -> None:
+    """The `atlas` program (its console script, `python -m atlas`): main(), then the exit."""
+    code = main()
+    if sys.argv[1:2] and sys.argv[1] in QUICK_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
