@@ -102,20 +102,22 @@ def load() -> None:
     text = np.frombuffer(b">a\nMK\n", np.uint8)
     block = parse_block_arrays(text.tobytes())
     lengths, rows = np.diff(block.offsets).astype(np.int64), np.zeros(1, np.int64)
-    records_text(text, block.bodies, block.ids, block.id_offsets, lengths, rows)
+    records_text(text, block.bodies, block.ids, block.id_offsets, lengths, rows, rows, 1)
     hex_text(block.md5, np.frombuffer(b"0123456789abcdef", np.uint8))
 
 
 def records_text(
-    data: np.ndarray, bodies: np.ndarray, ids, id_offsets, lengths, rows: np.ndarray
+    data: np.ndarray, bodies: np.ndarray, ids, id_offsets, lengths, rows: np.ndarray, groups, group_count: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """FASTA text (`>id`, then the normalised sequence on one line) of records `rows` of a block, in that
-    order, cut again from the block's bytes `data` with the `bodies` of its parse and the records' `ids`
-    (bytes and offsets, one per record of the block). Returns (text, the offsets of each row's text
-    (len(rows) + 1), the first row whose sequence is not `lengths[row]` residues long, or -1): a mismatch
-    means `data` is not the text that was parsed."""
-    rows = np.asarray(rows, np.int64)
-    return _records_text(data, bodies, ids, id_offsets, lengths, rows, _UPPER, _KEEP)
+    """FASTA text (`>id`, then the normalised sequence on one line) of records `rows` of a block, cut again
+    from the block's bytes `data` with the `bodies` of its parse and the records' `ids` (bytes and offsets,
+    one per record of the block), laid out by group: the records of group 0 (`groups[i]` is the group of
+    rows[i]) in the order of `rows`, then those of group 1, and so on. Rows in the order of the block are
+    read, and each group's text written, front to back. Returns (text, where each group's text starts
+    (group_count + 1 offsets), the index in `rows` of the first record whose sequence is not `lengths[row]`
+    residues long, or -1): a mismatch means `data` is not the text that was parsed."""
+    rows, groups = np.asarray(rows, np.int64), np.asarray(groups, np.int64)
+    return _records_text(data, bodies, ids, id_offsets, lengths, rows, groups, group_count, _UPPER, _KEEP)
 
 
 def hex_text(rows: np.ndarray, digits: np.ndarray) -> np.ndarray:
@@ -563,38 +565,46 @@ def _rotate(value, shift):  # pragma: no cover - compiled
 
 
 @compiled
-def _records_text(data, bodies, ids, id_offsets, lengths, rows, upper, keep):  # pragma: no cover - compiled
-    size = 0  # at most: each body's raw text is at least as long as its sequence
-    for row in rows:
-        size += id_offsets[row + 1] - id_offsets[row] + (bodies[row, 1] - bodies[row, 0]) + 3
-    text = np.empty(size, np.uint8)
-    offsets = np.empty(len(rows) + 1, np.int64)
-    offsets[0] = 0
-    out = 0
-    wrong = -1
+def _records_text(
+    data, bodies, ids, id_offsets, lengths, rows, groups, group_count, upper, keep
+):  # pragma: no cover
+    starts = np.zeros(group_count + 1, np.int64)
+    most = 0  # the longest body that is normalised (in `scratch`, then copied: its text may be longer)
     for n in range(len(rows)):
         row = rows[n]
+        starts[groups[n] + 1] += id_offsets[row + 1] - id_offsets[row] + lengths[row] + 3  # >id, line ends
+        if bodies[row, 2] == 0:
+            most = max(most, bodies[row, 1] - bodies[row, 0])
+    for group in range(group_count):
+        starts[group + 1] += starts[group]
+    text = np.empty(starts[group_count], np.uint8)
+    scratch = np.empty(most, np.uint8)
+    ends = starts[:-1].copy()  # where each group's next record goes
+    for n in range(len(rows)):
+        row, out = rows[n], ends[groups[n]]
         text[out] = 62  # '>'
-        out += 1
-        base, target, size = np.uint64(id_offsets[row]), np.uint64(out), id_offsets[row + 1] - id_offsets[row]
+        base, target, size = (
+            np.uint64(id_offsets[row]),
+            np.uint64(out + 1),
+            id_offsets[row + 1] - id_offsets[row],
+        )
         for j in range(np.uint64(size)):  # (a loop: slices cost more for short ids)
             text[target + j] = ids[base + j]
-        out += size
+        out += size + 1
         text[out] = 10
         out += 1
-        start = out
         width, length = bodies[row, 2], lengths[row]
         if width > 0 and length > 0 and bodies[row, 0] + length + (length - 1) // width <= len(data):
-            out += _copy_lines(data, bodies[row, 0], length, width, text, out)
+            copied = _copy_lines(data, bodies[row, 0], length, width, text, out)
         else:
-            out = _normalise(data, bodies[row, 0], bodies[row, 1], text, out, upper, keep)
-        if out - start != lengths[row]:
-            wrong = n
-            break
-        text[out] = 10
-        out += 1
-        offsets[n + 1] = out
-    return text[:out], offsets, wrong
+            copied = _normalise(data, bodies[row, 0], bodies[row, 1], scratch, 0, upper, keep)
+            if copied == length:
+                text[out : out + length] = scratch[:length]
+        if copied != length:
+            return text, starts, n
+        text[out + length] = 10
+        ends[groups[n]] = out + length + 1
+    return text, starts, -1
 
 
 @compiled

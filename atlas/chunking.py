@@ -1310,25 +1310,24 @@ def _write_chunk_records(
 
     part = _read_part(Path(path), ["id", "length", *_BODY_COLUMNS])
     data = _read_block(source, *_part_block(part))
-    order = np.argsort(codes, kind="stable")  # by chunk, input order inside each
-    rows = np.asarray(queued)[order]
     ids = part.column("id").combine_chunks()
     _, id_offsets, id_data = ids.buffers()
     bodies = np.stack([part.column(name).to_numpy() for name in _BODY_COLUMNS], axis=1)
-    text, offsets, wrong = records_text(
+    text, starts_in_text, wrong = records_text(
         np.frombuffer(data, np.uint8),
         bodies,
         np.frombuffer(id_data, np.uint8),
         np.frombuffer(id_offsets, np.int32, len(ids) + 1, ids.offset),
         part.column("length").to_numpy(),
-        rows,
+        queued,
+        codes,
+        len(names),
     )
     if wrong >= 0:
-        name = ids[int(rows[wrong])].as_py()
+        name = ids[int(queued[wrong])].as_py()
         raise SplitError(f"{source}: changed while it was being split (record {name}); split it again")
-    bounds = np.searchsorted(np.asarray(codes)[order], np.arange(len(names) + 1))
     for code, name in enumerate(names):
-        first, last = offsets[bounds[code]], offsets[bounds[code + 1]]
+        first, last = starts_in_text[code], starts_in_text[code + 1]
         _pwrite(str(Path(chunk_dir) / f"{name}.fasta"), text[first:last], starts[code])
 
 

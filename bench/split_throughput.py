@@ -86,7 +86,10 @@ def timed(
     command: list[str], cwd: Path, log: Path, stdin: Path | None = None
 ) -> tuple[float, float, float, int]:
     """Run a command: (wall seconds, CPU seconds (user + system), peak RSS in MiB, exit code), from the
-    rusage of that one child (os.wait4), so nothing else this script ran is counted."""
+    rusage of that one child (os.wait4), so nothing else this script ran is counted. Dirty pages are written
+    back first (os.sync), so that neither command runs beside the write-back of the input just generated or
+    of the other one's outputs."""
+    os.sync()
     start = time.perf_counter()
     with open(log, "wb") as out, open(stdin or os.devnull, "rb") as source:
         process = subprocess.Popen(command, cwd=cwd, stdin=source, stdout=out, stderr=subprocess.STDOUT)

@@ -413,14 +413,24 @@ def test_records_are_cut_again_by_their_lines_or_normalised(data):
     reference = [(name, sequence) for name, _, sequence, _, _ in parse_block(Block(data, 1, 0), "x")]
     lengths = np.diff(arrays.offsets).astype(np.int64)
     text = np.frombuffer(data, np.uint8)
-    rows = np.arange(len(lengths))[::-1]  # in any order
-    cut, offsets, wrong = records_text(text, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, rows)
+    rows = np.arange(len(lengths))[::-1]  # in any order, in three groups
+    groups = rows % 3
+    cut, starts, wrong = records_text(
+        text, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, rows, groups, 3
+    )
     assert wrong == -1
-    assert cut.tobytes() == b"".join(b">%s\n%s\n" % reference[row] for row in rows.tolist())
-    assert offsets[-1] == len(cut)
+    texts = [
+        b"".join(b">%s\n%s\n" % reference[row] for row in rows.tolist() if row % 3 == group)
+        for group in range(3)
+    ]
+    assert cut.tobytes() == b"".join(texts)
+    assert starts.tolist() == [0, *np.cumsum([len(piece) for piece in texts]).tolist()]
     if b"\r" not in data:  # the text changed after the parse: a line of the first record one residue longer
         changed = np.frombuffer(data.replace(b"MKVL\nACDE", b"MKVLAACDE", 1), np.uint8)
-        assert records_text(changed, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, rows)[2] == 11
+        cut_again = records_text(
+            changed, arrays.bodies, arrays.ids, arrays.id_offsets, lengths, rows, groups, 3
+        )
+        assert cut_again[2] == 11
 
 
 def test_header_fields_and_fragment_on_real_prodigal_headers(test_data):
