@@ -1118,7 +1118,10 @@ class _ChunkAssigner:
             pa.string(),
         )
         statuses = pa.array(self.STATUSES, pa.string())
-        schema = pa.schema([(name, pa.string()) for name in ("checksum", "status", "reason", "chunk")])
+        schema = pa.schema(
+            [(name, pa.string()) for name in ("checksum", "status", "reason", "chunk")]
+            + [("chunk_code", pa.int64())]  # a number per chunk (any order): for _write_outputs
+        )
 
         def batches():
             totals = np.zeros(len(self.bounds), np.int64)
@@ -1149,6 +1152,7 @@ class _ChunkAssigner:
                         statuses.take(pa.array(status)),
                         reason,
                         names.take(pa.array(chunk, mask=~queued)),
+                        pa.array(chunk),
                     ],
                     schema=schema,
                 )
@@ -1222,7 +1226,7 @@ def _write_outputs(
             if done is not None:
                 done(part.num_rows)
             if waiting_rows >= ROW_GROUP:  # row groups of ROW_GROUP rows whatever the block size
-                ready = pa.concat_tables(waiting).combine_chunks()
+                ready = pa.concat_tables(waiting)  # (no copy: the writer takes the pieces as they are)
                 whole = ready.num_rows // ROW_GROUP * ROW_GROUP
                 writer.write(ready.slice(0, whole))
                 waiting, waiting_rows = [ready.slice(whole)], ready.num_rows - whole
@@ -1230,21 +1234,27 @@ def _write_outputs(
             queued = np.flatnonzero(chunk.is_valid().to_numpy(zero_copy_only=False))
             if not len(queued):
                 continue
-            names = chunk.take(pa.array(queued)).dictionary_encode()
-            codes = names.indices.to_numpy(zero_copy_only=False)
+            numbers = mine.column("chunk_code").to_numpy()[queued]
+            present = np.flatnonzero(np.bincount(numbers))  # this part's chunks (no sort: few numbers)
+            local = np.zeros(present[-1] + 1, np.int64)
+            local[present] = np.arange(len(present))
+            codes = local[numbers]
+            firsts = np.zeros(len(present), np.int64)
+            firsts[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # each chunk's first row: last write wins
+            names = chunk.take(pa.array(queued[firsts])).to_pylist()
             sizes = (  # '>' id '\n' sequence '\n'
                 pc.binary_length(part.column("id")).to_numpy()[queued]
                 + part.column("length").to_numpy()[queued]
                 + 3
             )
-            per_chunk = np.bincount(codes, weights=sizes, minlength=len(names.dictionary)).astype(np.int64)
+            per_chunk = np.bincount(codes, weights=sizes, minlength=len(names)).astype(np.int64)
             starts = []
-            for name, size in zip(names.dictionary.to_pylist(), per_chunk.tolist(), strict=True):
+            for name, size in zip(names, per_chunk.tolist(), strict=True):
                 starts.append(chunk_bytes.get(name, 0))
                 chunk_bytes[name] = starts[-1] + size
-            yield str(path), str(source), queued, codes, names.dictionary.to_pylist(), starts, str(chunk_dir)
+            yield str(path), str(source), queued, codes, names, starts, str(chunk_dir)
         if waiting_rows:
-            writer.write(pa.concat_tables(waiting).combine_chunks())
+            writer.write(pa.concat_tables(waiting))
 
     # Dictionaries only where values repeat: trying one on the unique ids and checksums cost more than the
     # rest of the encoding.
