@@ -85,6 +85,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -105,8 +106,10 @@ from atlas.fasta import (
     iter_blocks,
     iter_plain_blocks,
 )
-from atlas.seen import SeenTwice, bits_for
 from atlas.sql import sql_string
+
+if TYPE_CHECKING:
+    from atlas.seen import SeenTwice  # imported where used: numba loads in a thread of its own (split_drop)
 
 # What a chunk FASTA of ours looks like (stale-file cleanup); the hash-less form is the older naming.
 CHUNK_NAME = re.compile(r"^L\d+-\d+(-[0-9a-f]+)?\.fasta$")
@@ -659,7 +662,7 @@ def _header_metadata_column(descriptions):
     if not pc.any(pc.greater(pc.binary_length(descriptions), 0)).as_py():
         count = len(descriptions)
         empty = pa.MapArray.from_arrays(
-            pa.array([0] * (count + 1), pa.int32()), pa.array([], pa.string()), pa.array([], pa.string())
+            pa.array(np.zeros(count + 1, np.int32)), pa.array([], pa.string()), pa.array([], pa.string())
         )
         return empty, pa.nulls(count, pa.bool_())
     encoded = descriptions.dictionary_encode()
@@ -704,6 +707,8 @@ def _read_drop(
     copied there as well (_text_source); with `hashes_to`, the checksum hashes of the records that passed
     their checks are written there (Parquet, for the join with earlier drops)."""
     import pyarrow as pa
+
+    from atlas.seen import SeenTwice, bits_for
 
     try:
         identity = fasta.stat()
@@ -1339,6 +1344,7 @@ def _write_chunk_records(
     for code, name in enumerate(names):
         first, last = starts_in_text[code], starts_in_text[code + 1]
         _pwrite(str(Path(chunk_dir) / f"{name}.fasta"), text[first:last], starts[code])
+    Path(path).unlink()  # read for the last time: removed here, beside the other workers, not at the end
 
 
 def format_summary(drop: str, fasta: Path, summary: SplitSummary) -> str:
