@@ -142,10 +142,10 @@ def _crc64(table, data, start, end):  # pragma: no cover - compiled
     at, stop = np.uint64(start), np.uint64(end)
     eight, sixteen = np.uint64(8), np.uint64(16)
     while at + sixteen <= stop:
-        crc = _times_x128(crc ^ _word(data, at)) ^ _times_x64(_word(data, at + eight))
+        crc = _times_x128(crc ^ _word(data, at, 8)) ^ _times_x64(_word(data, at + eight, 8))
         at += sixteen
     if at + eight <= stop:
-        crc = _times_x64(crc ^ _word(data, at))
+        crc = _times_x64(crc ^ _word(data, at, 8))
         at += eight
     while at < stop:
         crc = table[(crc ^ np.uint64(data[at])) & np.uint64(255)] ^ (crc >> eight)
@@ -154,10 +154,11 @@ def _crc64(table, data, start, end):  # pragma: no cover - compiled
 
 
 @compiled
-def _word(data, at):  # pragma: no cover - compiled
-    """The 8 bytes at `at` as a little-endian word (the order in which the reflected CRC takes them)."""
+def _word(data, at, size):  # pragma: no cover - compiled
+    """The `size` bytes at `at` as a little-endian word (the order in which the reflected CRC and MD5 take
+    them): one load once compiled, `size` being a constant where it is called."""
     word = np.uint64(0)
-    for k in range(8):
+    for k in range(size):
         word |= np.uint64(data[at + np.uint64(k)]) << np.uint64(8 * k)
     return word
 
@@ -438,7 +439,7 @@ def _md5_lanes(data, offsets):  # pragma: no cover - compiled
                 if k < lane_whole[lane]:
                     at = lane_start[lane] + np.uint64(k * 64)
                     for g in range(16):
-                        x[g, lane] = _word32(data, at + np.uint64(4 * g))
+                        x[g, lane] = np.uint32(_word(data, at + np.uint64(4 * g), 4))
                 else:  # (past the message's end, any block of the lane's: its state is kept as it is)
                     at = np.uint64(lane * 32 + min(k - lane_whole[lane], 1) * 16)
                     for g in range(16):
@@ -448,15 +449,6 @@ def _md5_lanes(data, offsets):  # pragma: no cover - compiled
             for j in range(4):
                 out[lane_record[lane], j] = state[j, lane]
     return out
-
-
-@compiled
-def _word32(data, at):  # pragma: no cover - compiled
-    """The 4 bytes at `at` as a little-endian word (one load once compiled)."""
-    word = np.uint32(0)
-    for k in range(4):
-        word |= np.uint32(data[at + np.uint64(k)]) << np.uint32(8 * k)
-    return word
 
 
 @compiled
