@@ -899,7 +899,10 @@ def _dedupe_and_chunk(
             con.execute(
                 "CREATE TABLE earlier (checksum VARCHAR, id VARCHAR, drop VARCHAR, checksum_hash UBIGINT)"
             )
-        candidates = _write_candidates(part_paths, first_pass, temp / "candidates", pool)
+        bucket_of = _bucket_table(length_buckets)
+        candidates, passed_by_part = _write_candidates(
+            part_paths, first_pass, temp / "candidates", pool, bucket_of
+        )
         first_pass.ids = first_pass.checksums = None  # their memory back before DuckDB's
         _free_memory()
         con.execute(
@@ -958,9 +961,8 @@ def _dedupe_and_chunk(
         residues_per_chunk = chunk_size(chunk_residues, queued_residues, len(length_buckets), max_chunks)
         summary.chunk_residues = residues_per_chunk
         assigner = _ChunkAssigner(length_buckets, residues_per_chunk)
-        exception_rows = "SELECT line, status, reason FROM exceptions ORDER BY line"
-        for path, exceptions in _parts_with_exceptions(part_paths, con.sql(exception_rows)):
-            assigner.add(path, exceptions)
+        exception_rows = "SELECT line, status, reason, length FROM exceptions ORDER BY line"
+        assigner.add_parts(_parts_with_exceptions(part_paths, con.sql(exception_rows)), passed_by_part, pool)
         summary.stages["dedupe"] = time.monotonic() - clock
         clock = time.monotonic()
         rows = assigner.rows(part_paths, con.sql(exception_rows))
@@ -982,32 +984,40 @@ def _dedupe_and_chunk(
         con.close()
 
 
-def _write_candidates(part_paths: list[Path], first_pass: _FirstPass, folder: Path, pool: _Workers) -> str:
+def _write_candidates(
+    part_paths: list[Path], first_pass: _FirstPass, folder: Path, pool: _Workers, bucket_of: np.ndarray
+) -> tuple[str, list[np.ndarray]]:
     """The records whose id, or whose sequence if they passed their checks, the first pass flagged as maybe
     seen twice (or queued by an earlier drop), as plain Parquet files in `folder` for DuckDB (a file per
     part that has some, written by the workers, and an empty one): RECORD_COLUMNS and the hashes. All
-    others are seen once, so neither repeat an id nor duplicate a sequence. Returns the files' glob."""
+    others are seen once, so neither repeat an id nor duplicate a sequence. Returns the files' glob, and
+    each part's residues per length bucket (`bucket_of`: _bucket_table) of the records that passed their
+    checks (for _ChunkAssigner.add_parts)."""
     import pyarrow.parquet as pq
 
     folder.mkdir()
     columns = RECORD_COLUMNS + HASH_COLUMNS
     pq.write_table(_part_schema().empty_table().select(columns), folder / "empty.parquet")
-    tasks = ((path, folder / f"{path.stem}.parquet", first_pass, columns) for path in part_paths)
-    for _ in pool.map(_write_part_candidates, tasks, parallel=len(part_paths) > 1):
-        pass
-    return str(folder / "*.parquet")
+    tasks = ((path, folder / f"{path.stem}.parquet", first_pass, columns, bucket_of) for path in part_paths)
+    passed = list(pool.map(_write_part_candidates, tasks, parallel=len(part_paths) > 1))
+    return str(folder / "*.parquet"), passed
 
 
-def _write_part_candidates(part_path: Path, path: Path, first_pass: _FirstPass, columns: list[str]) -> None:
+def _write_part_candidates(
+    part_path: Path, path: Path, first_pass: _FirstPass, columns: list[str], bucket_of: np.ndarray
+) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     part = _read_part(part_path, columns)
+    buckets = int(bucket_of[-1]) + 1
     if not part.num_rows:
-        return
+        return np.zeros(buckets, np.int64)
+    passed = part.column("reason").is_null().to_numpy(zero_copy_only=False)
+    lengths = part.column("length").to_numpy()[passed]
+    passed_residues = np.bincount(bucket_of[np.minimum(lengths, len(bucket_of) - 1)], lengths, buckets)
     flagged = first_pass.ids.flagged(part.column("id_hash").to_numpy()) | (
-        part.column("reason").is_null().to_numpy(zero_copy_only=False)
-        & first_pass.checksums.flagged(part.column("checksum_hash").to_numpy())
+        passed & first_pass.checksums.flagged(part.column("checksum_hash").to_numpy())
     )
     if flagged.any():
         pq.write_table(
@@ -1017,6 +1027,7 @@ def _write_part_candidates(part_path: Path, path: Path, first_pass: _FirstPass, 
             use_dictionary=False,
             write_statistics=False,
         )
+    return passed_residues.astype(np.int64)
 
 
 def _parts_with_exceptions(part_paths: list[Path], relation):
@@ -1052,6 +1063,13 @@ def _parts_with_exceptions(part_paths: list[Path], relation):
         yield path, rows.slice(0, cut)
 
 
+def _bucket_table(length_buckets: list[int]) -> np.ndarray:
+    """Each length's bucket index, for lengths 0 to the last bound, in the smallest unsigned type that holds
+    them (uint8 for any real config: numpy then sorts them by radix)."""
+    bounds = np.array(length_buckets, np.int64)
+    return np.searchsorted(bounds, np.arange(bounds[-1] + 1)).astype(np.min_scalar_type(len(bounds)))
+
+
 class _ChunkAssigner:
     """Chunks per bucket in input order, cut every `size` residues (module docstring), assigned part by part
     with a running total of residues per bucket: pass 1 (`add`) XORs each chunk's members into its name,
@@ -1062,9 +1080,7 @@ class _ChunkAssigner:
     def __init__(self, length_buckets: list[int], size: int):
         self.bounds = np.array(length_buckets, np.int64)
         self.size = size
-        self.totals = np.zeros(len(length_buckets), np.int64)
-        bucket_of = np.searchsorted(self.bounds, np.arange(self.bounds[-1] + 1))  # length -> bucket index
-        self.bucket_of = bucket_of.astype(np.min_scalar_type(len(length_buckets)))  # uint8: a radix sort
+        self.bucket_of = _bucket_table(length_buckets)
         self.hashes: dict[int, int] = {}  # chunk key (_assign) -> XOR of its members
 
     def _assign(self, part, exceptions, totals):
@@ -1083,26 +1099,42 @@ class _ChunkAssigner:
         residues = lengths[rows]
         before = np.cumsum(residues) - residues  # residues of the queued before, in this order...
         sizes = np.bincount(buckets, minlength=len(totals))
-        firsts = np.cumsum(sizes) - sizes  # (the first row of each bucket)
-        if len(
-            rows
-        ):  # ... in its bucket only (an empty bucket's first row is the next one's, or past the end)
+        firsts = np.cumsum(sizes) - sizes  # (the first row of each bucket; of an empty one, the next's)
+        if len(rows):  # ... in its bucket only
             before -= np.repeat(before[np.minimum(firsts, len(rows) - 1)], sizes)
         numbers = (totals[buckets] + before) // self.size
         totals += np.bincount(buckets, weights=residues, minlength=len(totals)).astype(np.int64)
         keys = (buckets.astype(np.int64) << 40) | numbers
         return queued, rows, keys, np.flatnonzero(np.diff(keys, prepend=-1))
 
-    def add(self, path: Path, exceptions) -> None:
+    def add_parts(self, parts_with_exceptions, passed_by_part: list[np.ndarray], pool: _Workers) -> None:
+        """Pass 1: each chunk's members XORed into its name. The residues queued before each part are known
+        up front (what passed its checks, by part, less the exceptions' residues), so the parts are done by
+        the workers, in any order (XOR does not care)."""
+
+        def tasks():
+            totals = np.zeros(len(self.bounds), np.int64)
+            for (path, exceptions), passed in zip(parts_with_exceptions, passed_by_part, strict=True):
+                yield path, exceptions, totals.copy()
+                totals += passed
+                if exceptions is not None and exceptions.num_rows:
+                    lengths = exceptions.column("length").to_numpy()
+                    totals -= np.bincount(self.bucket_of[lengths], lengths, len(totals)).astype(np.int64)
+
+        for keys, xors in pool.map(self._xors, tasks(), parallel=len(passed_by_part) > 1):
+            for key, xor in zip(keys, xors, strict=True):
+                self.hashes[key] = self.hashes.get(key, 0) ^ xor
+
+    def _xors(self, path: Path, exceptions, totals) -> tuple[list[int], list[int]]:
+        """The chunk keys of one part's queued records and the XOR of each chunk's members among them."""
         part = _read_part(path, ["line", "length", "reason", "member"])
         if not part.num_rows:
-            return
-        _, rows, keys, starts = self._assign(part, exceptions, self.totals)
+            return [], []
+        _, rows, keys, starts = self._assign(part, exceptions, totals)
         if not len(rows):
-            return
+            return [], []
         xors = np.bitwise_xor.reduceat(part.column("member").to_numpy()[rows], starts)
-        for key, xor in zip(keys[starts].tolist(), xors.tolist(), strict=True):
-            self.hashes[key] = self.hashes.get(key, 0) ^ xor
+        return keys[starts].tolist(), xors.tolist()
 
     def rows(self, part_paths: list[Path], relation):
         """Pass 2: a RecordBatchReader of (checksum, status, reason, chunk), one batch per part, in order."""
