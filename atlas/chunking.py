@@ -451,13 +451,12 @@ def _part_schema():
 @dataclass
 class _PartCounts:
     """What the first pass adds up from a part as it is parsed (_parse_part): its records, the hashes of
-    their ids and of the sequences that passed their checks (for atlas.seen), the residues of those, and
-    the rejections by kind (_reason_kind)."""
+    their ids and of the sequences that passed their checks (for atlas.seen), and the rejections by kind
+    (_reason_kind)."""
 
     records: int
     id_hashes: np.ndarray
     passed_checksum_hashes: np.ndarray
-    passed_residues: int
     rejected: Counter
 
 
@@ -513,7 +512,6 @@ def _parse_part(
             1,
             np.array(columns["id_hash"], np.uint64),
             np.empty(0, np.uint64),
-            0,
             Counter([_reason_kind(reason)]),
         )
     data = item.data
@@ -579,7 +577,7 @@ def _parse_part(
     kinds: Counter = Counter()
     for reason, number in rejected.items():
         kinds[_reason_kind(reason)] += number
-    return _PartCounts(count, id_crcs, checksum_hashes[passed], int(lengths[passed].sum()), kinds)
+    return _PartCounts(count, id_crcs, checksum_hashes[passed], kinds)
 
 
 def _write_part(table, path, block: tuple[int, int] = (0, 0)) -> None:
@@ -674,19 +672,17 @@ def _header_metadata_column(descriptions):
 @dataclass
 class _FirstPass:
     """What pass 1 adds up over the parts (_PartCounts): records, the ids and the passed sequences by their
-    hashes (atlas.seen: which may be seen twice), the residues of the passed records, rejections by kind."""
+    hashes (atlas.seen: which may be seen twice), rejections by kind."""
 
     records: int
     ids: SeenTwice | None  # None once the candidates are written (_write_candidates)
     checksums: SeenTwice | None
-    passed_residues: int = 0
     rejected: Counter = field(default_factory=Counter)
 
     def add(self, counts: _PartCounts) -> None:
         self.records += counts.records
         self.ids.add(counts.id_hashes)
         self.checksums.add(counts.passed_checksum_hashes)
-        self.passed_residues += counts.passed_residues
         self.rejected.update(counts.rejected)
 
 
@@ -955,7 +951,7 @@ def _dedupe_and_chunk(
             UNION ALL SELECT * FROM repeats""",
             {"drop": drop},
         )
-        queued_residues = first_pass.passed_residues - int(
+        queued_residues = sum(int(passed.sum()) for passed in passed_by_part) - int(
             con.execute("SELECT coalesce(sum(length), 0) FROM exceptions").fetchall()[0][0]
         )
         residues_per_chunk = chunk_size(chunk_residues, queued_residues, len(length_buckets), max_chunks)
@@ -1015,7 +1011,7 @@ def _write_part_candidates(
         return np.zeros(buckets, np.int64)
     passed = part.column("reason").is_null().to_numpy(zero_copy_only=False)
     lengths = part.column("length").to_numpy()[passed]
-    passed_residues = np.bincount(bucket_of[np.minimum(lengths, len(bucket_of) - 1)], lengths, buckets)
+    passed_residues = np.bincount(bucket_of[lengths], lengths, buckets)  # a passed length has a bucket
     flagged = first_pass.ids.flagged(part.column("id_hash").to_numpy()) | (
         passed & first_pass.checksums.flagged(part.column("checksum_hash").to_numpy())
     )
@@ -1031,8 +1027,8 @@ def _write_part_candidates(
 
 
 def _parts_with_exceptions(part_paths: list[Path], relation):
-    """(part path, (lines, statuses, reasons) of the exceptions among its records) for each part, in order:
-    one ordered stream of exception rows cut at the parts' last lines."""
+    """(part path, the exception rows among its records, with the columns `relation` gives) for each part,
+    in order: one ordered stream of exception rows cut at the parts' last lines."""
     import pyarrow as pa
 
     batches = _arrow_reader(relation)
@@ -1072,7 +1068,7 @@ def _bucket_table(length_buckets: list[int]) -> np.ndarray:
 
 class _ChunkAssigner:
     """Chunks per bucket in input order, cut every `size` residues (module docstring), assigned part by part
-    with a running total of residues per bucket: pass 1 (`add`) XORs each chunk's members into its name,
+    with a running total of residues per bucket: pass 1 (`add_parts`) XORs each chunk's members into its name,
     pass 2 (`rows`) gives each record's (checksum, status, reason, chunk) for _write_outputs."""
 
     STATUSES = ("queued", "rejected", "duplicate")
