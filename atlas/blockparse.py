@@ -91,7 +91,7 @@ def parse_block_arrays(data: bytes) -> BlockArrays:
     if len(data) >= 1 << 31:
         raise ValueError("a block must be under 2 GiB (Arrow's 32-bit offsets)")
     text = np.frombuffer(data, np.uint8)
-    parsed = _parse(text, _newlines(text), _CRC_TABLE, _CLASSES, _UPPER, _KEEP, NUCLEOTIDE_WINDOW)
+    parsed = _parse(text, _newline_positions(text), _CRC_TABLE, _CLASSES, _UPPER, _KEEP, NUCLEOTIDE_WINDOW)
     residues, offsets = parsed[4], parsed[5]
     return BlockArrays(*parsed, md5=md5_digests(residues, offsets))
 
@@ -181,7 +181,7 @@ def _times_x128(value):  # pragma: no cover - compiled
     return product ^ over ^ (over >> np.uint64(1)) ^ (over >> np.uint64(3)) ^ (over >> np.uint64(4))
 
 
-def _newlines(text: np.ndarray) -> np.ndarray:
+def _newline_positions(text: np.ndarray) -> np.ndarray:
     """Where the newlines are, as np.flatnonzero(text == 10) (0.4 CPU-s per GB) in 0.2 (_find_newlines)."""
     positions = np.empty(len(text) // 32 + 8, np.int64)  # lines of 32 bytes or more on average
     count = _find_newlines(text, positions)
@@ -255,9 +255,7 @@ def _parse(data, newlines, table, classes, upper, keep, window):  # pragma: no c
         first = i
         while i < end and not classes[data[i]] & _SPACE:
             i += 1
-        base, target = np.uint64(first), np.uint64(id_out)
-        for j in range(np.uint64(i - first)):  # (loops: a slice costs more for a few bytes)
-            ids[target + j] = data[base + j]
+        _copy(data, first, ids, id_out, i - first)
         id_out += i - first
         id_offsets[record + 1] = id_out
         id_crc[record] = _crc64(table, data, first, i)
@@ -266,9 +264,7 @@ def _parse(data, newlines, table, classes, upper, keep, window):  # pragma: no c
         last = end
         while last > i and classes[data[last - 1]] & _SPACE:
             last -= 1
-        base, target = np.uint64(i), np.uint64(description_out)
-        for j in range(np.uint64(last - i)):
-            descriptions[target + j] = data[base + j]
+        _copy(data, i, descriptions, description_out, last - i)
         description_out += last - i
         base = np.uint64(header)
         for j in range(np.uint64(end - header)):
@@ -295,17 +291,13 @@ def _parse(data, newlines, table, classes, upper, keep, window):  # pragma: no c
         bodies[record, 1] = newlines[k - 1] + 1 if k < line_count else size  # the next '>', or the end
         seen |= other
         as_it_is = not other & _STANDARD  # standard residues only: the sequence is the lines' bytes
-        if (
-            not as_it_is
-            and out > start
-            and residues[out - 1] == 42
-            and _standard(residues, start, out - 1, classes)
-        ):
-            out -= 1  # standard residues and a terminal '*' (as prodigal writes proteins): the '*' goes
-            as_it_is = True
-        elif not as_it_is:  # lower case, whitespace or other letters: normalised in place
-            out = _normalise(residues, start, out, residues, start, upper, keep)
-            unusual[record] = not _standard(residues, start, out, classes)
+        if not as_it_is:
+            if out > start and residues[out - 1] == 42 and _standard(residues, start, out - 1, classes):
+                out -= 1  # standard residues and a terminal '*' (as prodigal writes proteins): the '*' goes
+                as_it_is = True
+            else:  # lower case, whitespace or other letters: normalised in place
+                out = _normalise(residues, start, out, residues, start, upper, keep)
+                unusual[record] = not _standard(residues, start, out, classes)
         bodies[record, 2] = _line_width(newlines, first_line, k, size) if as_it_is else 0
         others = 0
         base = np.uint64(start)
@@ -425,8 +417,7 @@ def _md5_lanes(data, offsets):  # pragma: no cover - compiled
             base, rest, at = np.uint64(lane * 128), np.uint64(length - whole * 64), np.uint64(offsets[record])
             at += np.uint64(whole * 64)
             end = base + np.uint64((blocks[record] - whole) * 64)  # one block, or two past 55 bytes
-            for j in range(rest):  # (unsigned indices: numba then checks for no negative ones)
-                tail_bytes[base + j] = data[at + j]
+            _copy(data, at, tail_bytes, base, rest)
             tail_bytes[base + rest] = 0x80
             for j in range(base + rest + np.uint64(1), end - np.uint64(8)):
                 tail_bytes[j] = 0
@@ -575,13 +566,8 @@ def _records_text(
     for n in range(len(rows)):
         row, out = rows[n], ends[groups[n]]
         text[out] = 62  # '>'
-        base, target, size = (
-            np.uint64(id_offsets[row]),
-            np.uint64(out + 1),
-            id_offsets[row + 1] - id_offsets[row],
-        )
-        for j in range(np.uint64(size)):  # (a loop: slices cost more for short ids)
-            text[target + j] = ids[base + j]
+        size = id_offsets[row + 1] - id_offsets[row]
+        _copy(ids, id_offsets[row], text, out + 1, size)
         out += size + 1
         text[out] = 10
         out += 1
@@ -591,7 +577,7 @@ def _records_text(
         else:
             copied = _normalise(data, bodies[row, 0], bodies[row, 1], scratch, 0, upper, keep)
             if copied == length:
-                text[out : out + length] = scratch[:length]
+                _copy(scratch, 0, text, out, length)
         if copied != length:
             return text, starts, n
         text[out + length] = 10
@@ -600,17 +586,26 @@ def _records_text(
 
 
 @compiled
+def _copy(source, at, target, out, size):  # pragma: no cover - compiled
+    """target[out:out + size] = source[at:at + size] as a loop over unsigned indices: numba then does not
+    check them for negative values, and LLVM turns the loop into vector moves (a slice costs more for the
+    few bytes of an id)."""
+    at, out = np.uint64(at), np.uint64(out)
+    for j in range(np.uint64(size)):
+        target[out + j] = source[at + j]
+
+
+@compiled
 def _copy_lines(data, at, length, width, text, out):  # pragma: no cover - compiled
     """Copy `length` residues from data[at:], lines of `width` each followed by a newline, to text[out:];
     returns how many were copied: fewer where a newline is missing (the text is not the one parsed).
-    Unsigned indices: numba then skips its check for negative ones, and the inner loop compiles to vector
-    moves (0.2 CPU-s per GB, against 0.9 for normalising byte by byte)."""
+    Each line by _copy, which compiles to vector moves (0.2 CPU-s per GB, against 0.9 for normalising byte by
+    byte)."""
     at, left, width, out = np.uint64(at), np.uint64(length), np.uint64(width), np.uint64(out)
     copied = np.uint64(0)
     while True:
         piece = min(width, left - copied)
-        for j in range(piece):
-            text[out + j] = data[at + j]
+        _copy(data, at, text, out, piece)
         out += piece
         at += piece
         copied += piece

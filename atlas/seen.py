@@ -56,12 +56,18 @@ def _mix(value):  # pragma: no cover - compiled
 
 
 @compiled
+def _slot(value, shift):  # pragma: no cover - compiled
+    """A hash's slot in a bitmap of 64-bit words: (its word, its bit in that word)."""
+    slot = _mix(value) >> shift
+    return slot >> np.uint64(6), np.uint64(1) << (slot & np.uint64(63))
+
+
+@compiled
 def _add(seen, again, hashes, shift):  # pragma: no cover - compiled
     """Each hash's slot: flagged in `again` when `seen` already has it, then set in `seen` (so with `seen`
     and `again` the same bitmap, it is flagged)."""
     for value in hashes:
-        slot = _mix(value) >> shift
-        word, bit = slot >> np.uint64(6), np.uint64(1) << (slot & np.uint64(63))
+        word, bit = _slot(value, shift)
         if seen[word] & bit:
             again[word] |= bit
         seen[word] |= bit
@@ -71,6 +77,6 @@ def _add(seen, again, hashes, shift):  # pragma: no cover - compiled
 def _flagged(again, hashes, shift):  # pragma: no cover - compiled
     flags = np.empty(len(hashes), np.bool_)
     for index in range(len(hashes)):
-        slot = _mix(hashes[index]) >> shift
-        flags[index] = again[slot >> np.uint64(6)] & (np.uint64(1) << (slot & np.uint64(63))) != 0
+        word, bit = _slot(hashes[index], shift)
+        flags[index] = again[word] & bit != 0
     return flags

@@ -333,13 +333,13 @@ def test_compiled_block_parser_cuts_records_as_the_reader_does(data):
 
 @pytest.mark.parametrize("share", [0.0, 0.02, 0.5, 1.0])  # none, lines of ~50 bytes, half, all newlines
 def test_compiled_newline_search_finds_every_newline(share):
-    from atlas.blockparse import _newlines
+    from atlas.blockparse import _newline_positions
 
     rng = np.random.default_rng(7)
     for size in (0, 1, 7, 8, 9, 100, 4099):
         text = np.where(rng.random(size + 3) < share, 10, 77).astype(np.uint8)
         for start in range(3):  # at any alignment
-            assert _newlines(text[start:]).tolist() == np.flatnonzero(text[start:] == 10).tolist()
+            assert _newline_positions(text[start:]).tolist() == np.flatnonzero(text[start:] == 10).tolist()
 
 
 def test_compiled_crc64_by_words_matches_the_table_at_every_length():
