@@ -426,12 +426,13 @@ def _part_schema():
 
     from atlas.tables import MANIFEST
 
+    # The manifest's hex columns are made in the write pass (_write_outputs), from 24 bytes a record where
+    # their text took 48: the MD5 digest, and the sequence's CRC64 from `member` and `id_hash` (_crc64_hex).
     return pa.schema(
         [
             ("line", pa.int64()),
             MANIFEST.field("id"),
-            ("checksum", pa.string()),  # MD5 hex of the sequence
-            MANIFEST.field("crc64"),
+            ("md5", pa.binary(16)),  # of the sequence: the manifest's checksum as bytes
             MANIFEST.field("length"),
             ("reason", pa.string()),  # why the record failed its checks; null: it passed
             MANIFEST.field("description"),
@@ -443,9 +444,21 @@ def _part_schema():
             ("body_end", pa.int32()),
             ("line_width", pa.int32()),  # of the sequence lines, when they can be copied as they are; else 0
             ("member", pa.uint64()),  # the record's share of its chunk's name (module docstring)
-            *((name, pa.uint64()) for name in HASH_COLUMNS),
+            ("id_hash", pa.uint64()),
         ]
     )
+
+
+def _candidate_schema():
+    """The dedupe's columns of a record (_write_part_candidates): RECORD_COLUMNS, then HASH_COLUMNS."""
+    import pyarrow as pa
+
+    part = _part_schema()
+    fields = [
+        pa.field("checksum", pa.string()) if name == "checksum" else part.field(name)
+        for name in RECORD_COLUMNS
+    ]
+    return pa.schema(fields + [pa.field(name, pa.uint64()) for name in HASH_COLUMNS])
 
 
 @dataclass
@@ -487,11 +500,11 @@ def _parse_part(
 
     if isinstance(item, SkippedRecord):
         reason = f"too long: {item.length} residues > max_length {max_length}" if item.id else "empty id"
+        id_crc = int(crc64_hex(item.id), 16)
         columns = {
             "line": [item.line],
             "id": [item.id.decode()],
-            "checksum": [item.checksum],
-            "crc64": [item.crc64],
+            "md5": [bytes.fromhex(item.checksum)],
             "length": [item.length],
             "reason": [reason],
             "description": [item.description.decode()],
@@ -500,13 +513,10 @@ def _parse_part(
             "body_start": [0],
             "body_end": [0],  # never queued, never cut again
             "line_width": [0],
-            "member": [0],
+            "member": [_member(id_crc, int(item.crc64, 16))],
+            "id_hash": [id_crc],
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
-        columns["id_hash"], columns["checksum_hash"] = (
-            [int(crc64_hex(item.id), 16)],
-            [int(item.checksum[:16], 16)],
-        )
         _write_part(pa.Table.from_pydict(columns, schema=_part_schema()), part)
         return _PartCounts(
             1,
@@ -541,17 +551,15 @@ def _parse_part(
     digests = block.md5
     sequence_crcs, id_crcs = block.sequence_crc64, block.id_crc64
     line_numbers = item.line + block.lines
-    # A record's share of its chunk's name: CRC64(id) rotated left by one bit, XOR CRC64(sequence).
-    members = ((id_crcs << np.uint64(1)) | (id_crcs >> np.uint64(63))) ^ sequence_crcs
+    members = _member(id_crcs, sequence_crcs)
 
     fields, fragments = _header_metadata_column(headers_description)
-    checksum_hashes = digests.reshape(count, 16)[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+    checksum_hashes = _checksum_hashes(digests.reshape(count, 16))
     table = pa.Table.from_arrays(
         [
             pa.array(line_numbers, pa.int64()),
             headers_id,
-            _hex(digests.reshape(count, 16), _LOWER_HEX_DIGITS),
-            _hex(sequence_crcs.astype(">u8").view(np.uint8).reshape(count, 8), _HEX_DIGITS),
+            pa.Array.from_buffers(pa.binary(16), count, [None, pa.py_buffer(digests)]),
             pa.array(lengths, pa.int64()),
             pa.array(reasons, pa.string()),
             headers_description,
@@ -562,7 +570,6 @@ def _parse_part(
             pa.array(block.bodies[:, 2]),
             pa.array(members, pa.uint64()),
             pa.array(id_crcs, pa.uint64()),
-            pa.array(checksum_hashes, pa.uint64()),
         ],
         schema=_part_schema(),
     )
@@ -578,6 +585,34 @@ def _parse_part(
     for reason, number in rejected.items():
         kinds[_reason_kind(reason)] += number
     return _PartCounts(count, id_crcs, checksum_hashes[passed], kinds)
+
+
+def _member(id_crc, sequence_crc):
+    """A record's share of its chunk's name (module docstring): CRC64(id) rotated left by one bit, XOR
+    CRC64(sequence); numpy uint64 arrays or Python ints."""
+    if isinstance(id_crc, int):
+        return (((id_crc << 1) | (id_crc >> 63)) & 0xFFFF_FFFF_FFFF_FFFF) ^ sequence_crc
+    return ((id_crc << np.uint64(1)) | (id_crc >> np.uint64(63))) ^ sequence_crc
+
+
+def _crc64_hex(part):
+    """The manifest's crc64 of a part's records, undone from `member` and `id_hash` (_member is its own
+    inverse in the sequence's CRC64)."""
+    crcs = _member(part.column("id_hash").to_numpy(), part.column("member").to_numpy())
+    return _hex(crcs.astype(">u8").view(np.uint8).reshape(len(crcs), 8), _HEX_DIGITS)
+
+
+def _md5_rows(column) -> np.ndarray:
+    """A `md5` column (binary(16)) as a (rows, 16) uint8 array (no copy)."""
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    data = array.buffers()[1]
+    return np.frombuffer(data, np.uint8, 16 * len(array), 16 * array.offset).reshape(len(array), 16)
+
+
+def _checksum_hashes(digests: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each MD5 digest (rows of 16 bytes), big-endian: the first 16 hex digits of the
+    checksum, as the dedupe's SQL reads them from earlier manifests."""
+    return digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)
 
 
 def _write_part(table, path, block: tuple[int, int] = (0, 0)) -> None:
@@ -992,32 +1027,41 @@ def _write_candidates(
     import pyarrow.parquet as pq
 
     folder.mkdir()
-    columns = RECORD_COLUMNS + HASH_COLUMNS
-    pq.write_table(_part_schema().empty_table().select(columns), folder / "empty.parquet")
-    tasks = ((path, folder / f"{path.stem}.parquet", first_pass, columns, bucket_of) for path in part_paths)
+    pq.write_table(_candidate_schema().empty_table(), folder / "empty.parquet")
+    tasks = ((path, folder / f"{path.stem}.parquet", first_pass, bucket_of) for path in part_paths)
     passed = list(pool.map(_write_part_candidates, tasks, parallel=len(part_paths) > 1))
     return str(folder / "*.parquet"), passed
 
 
 def _write_part_candidates(
-    part_path: Path, path: Path, first_pass: _FirstPass, columns: list[str], bucket_of: np.ndarray
+    part_path: Path, path: Path, first_pass: _FirstPass, bucket_of: np.ndarray
 ) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    part = _read_part(part_path, columns)
+    part = _read_part(part_path, ["line", "id", "md5", "length", "reason", "id_hash"])
     buckets = int(bucket_of[-1]) + 1
     if not part.num_rows:
         return np.zeros(buckets, np.int64)
     passed = part.column("reason").is_null().to_numpy(zero_copy_only=False)
     lengths = part.column("length").to_numpy()[passed]
     passed_residues = np.bincount(bucket_of[lengths], lengths, buckets)  # a passed length has a bucket
+    digests = _md5_rows(part.column("md5"))
+    checksum_hashes = _checksum_hashes(digests)
     flagged = first_pass.ids.flagged(part.column("id_hash").to_numpy()) | (
-        passed & first_pass.checksums.flagged(part.column("checksum_hash").to_numpy())
+        passed & first_pass.checksums.flagged(checksum_hashes)
     )
     if flagged.any():
+        rows = np.flatnonzero(flagged)
+        columns = {
+            name: part.column(name).take(pa.array(rows)) for name in ("line", "id", "length", "reason")
+        }
+        columns["checksum"] = _hex(digests[rows], _LOWER_HEX_DIGITS)
+        columns["id_hash"] = part.column("id_hash").take(pa.array(rows))
+        columns["checksum_hash"] = pa.array(checksum_hashes[rows], pa.uint64())
+        schema = _candidate_schema()
         pq.write_table(
-            part.filter(pa.array(flagged)),
+            pa.table([columns[name] for name in schema.names], schema=schema),
             path,
             compression="none",
             use_dictionary=False,
@@ -1158,7 +1202,7 @@ class _ChunkAssigner:
         def batches():
             totals = np.zeros(len(self.bounds), np.int64)
             for path, exceptions in _parts_with_exceptions(part_paths, relation):
-                part = _read_part(path, ["line", "checksum", "length", "reason"])
+                part = _read_part(path, ["line", "md5", "length", "reason"])
                 if not part.num_rows:
                     continue
                 queued, rows, keys, starts = self._assign(part, exceptions, totals)
@@ -1180,7 +1224,7 @@ class _ChunkAssigner:
                 chunk[rows] = np.repeat([codes[key] for key in keys[starts].tolist()], runs)
                 yield pa.record_batch(
                     [
-                        part.column("checksum").combine_chunks(),
+                        _hex(_md5_rows(part.column("md5")), _LOWER_HEX_DIGITS),
                         statuses.take(pa.array(status)),
                         reason,
                         names.take(pa.array(chunk, mask=~queued)),
@@ -1233,7 +1277,7 @@ def _write_outputs(
         waiting: list = []  # manifest rows not yet written
         waiting_rows = 0
         for path in parts:
-            part = _read_part(path, [name for name in MANIFEST.names if name in _part_schema().names])
+            part = _read_part(path, [*_MANIFEST_FROM_PART, "member", "id_hash"])
             if not part.num_rows:  # the one part of an empty drop
                 continue
             while pending_rows < part.num_rows:
@@ -1251,8 +1295,9 @@ def _write_outputs(
                 "status": mine.column("status"),
                 "reason": mine.column("reason"),
                 "chunk": chunk,
+                "crc64": _crc64_hex(part),
             }
-            columns.update({name: part.column(name) for name in MANIFEST.names if name not in columns})
+            columns.update({name: part.column(name) for name in _MANIFEST_FROM_PART if name not in columns})
             waiting.append(pa.table([columns[name] for name in MANIFEST.names], schema=MANIFEST))
             waiting_rows += part.num_rows
             if done is not None:
@@ -1339,6 +1384,8 @@ class _RowGroupWriter:
             self._thread.shutdown()
 
 
+# The manifest's columns that a part holds as they are.
+_MANIFEST_FROM_PART = ("id", "length", "description", "is_fragment", "header_fields")
 _BODY_COLUMNS = ("body_start", "body_end", "line_width")  # a record's `bodies` row (atlas.blockparse)
 
 

@@ -557,10 +557,21 @@ def iter_plain_blocks(
 
 
 def _newlines(data) -> int:
-    """The newlines in a block of text (numpy's vectorised compare: 0.2 CPU-s per GB, bytes.count 0.45)."""
+    """The newlines in a block of text: numpy's vectorised compare, a piece at a time into one small buffer
+    that stays in the cache (0.09 CPU-s per GB, bytes.count 0.37; comparing a whole block at once made a
+    block-sized temporary, fresh memory for every block)."""
     import numpy as np
 
-    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
+    text = np.frombuffer(data, np.uint8)
+    found = np.empty(min(len(text), _NEWLINE_PIECE), np.bool_)
+    count = 0
+    for start in range(0, len(text), _NEWLINE_PIECE):
+        piece = text[start : start + _NEWLINE_PIECE]
+        count += int(np.count_nonzero(np.equal(piece, 10, out=found[: len(piece)])))
+    return count
+
+
+_NEWLINE_PIECE = 1 << 18
 
 
 class _PositionalReader:

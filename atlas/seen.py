@@ -1,11 +1,12 @@
 """Which 64-bit hashes were seen more than once, in memory that does not grow with their number.
 
 `SeenTwice(bits)` keeps two bitmaps of 2**bits bits, indexed by a hash's top `bits` bits: one bit per slot
-for "seen", one for "seen again". `add(hashes)` records hashes, `mark(hashes)` flags them as if seen again,
-and `flagged(hashes)` says which of them were: every hash added twice (or marked) is flagged, and a hash
-added once is flagged too when another one shares its slot, about (hashes added) / 2**bits of them. So the
-flags are a superset, and exact comparisons of the flagged few decide (the split's dedupe, atlas.chunking):
-a hash that is not flagged was added once and never marked.
+for "seen", one for "seen again", their 64-bit words interleaved (a slot's two bits share a cache line: one
+miss per hash, where two bitmaps apart took two). `add(hashes)` records hashes, `mark(hashes)` flags them as
+if seen again, and `flagged(hashes)` says which of them were: every hash added twice (or marked) is
+flagged, and a hash added once is flagged too when another one shares its slot, about (hashes added) /
+2**bits of them. So the flags are a superset, and exact comparisons of the flagged few decide (the split's
+dedupe, atlas.chunking): a hash that is not flagged was added once and never marked.
 """
 
 from __future__ import annotations
@@ -29,17 +30,18 @@ def bits_for(expected: int) -> int:
 class SeenTwice:
     def __init__(self, bits: int):
         self.shift = np.uint64(64 - bits)
-        self.seen = np.zeros(1 << (bits - 6), np.uint64)  # calloc: pages that no slot touches stay unused
-        self.again = np.zeros(1 << (bits - 6), np.uint64)
+        # Word 2w: "seen" of the slots of word w; word 2w + 1: their "seen again". calloc: pages that no
+        # slot touches stay unused.
+        self.words = np.zeros(2 << (bits - 6), np.uint64)
 
     def add(self, hashes) -> None:
-        _add(self.seen, self.again, np.ascontiguousarray(hashes, np.uint64), self.shift)
+        _add(self.words, np.ascontiguousarray(hashes, np.uint64), self.shift, True)
 
     def mark(self, hashes) -> None:
-        _add(self.again, self.again, np.ascontiguousarray(hashes, np.uint64), self.shift)
+        _add(self.words, np.ascontiguousarray(hashes, np.uint64), self.shift, False)
 
     def flagged(self, hashes) -> np.ndarray:
-        return _flagged(self.again, np.ascontiguousarray(hashes, np.uint64), self.shift)
+        return _flagged(self.words, np.ascontiguousarray(hashes, np.uint64), self.shift)
 
 
 _MIX = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53), np.uint64(33)
@@ -57,26 +59,26 @@ def _mix(value):  # pragma: no cover - compiled
 
 @compiled
 def _slot(value, shift):  # pragma: no cover - compiled
-    """A hash's slot in a bitmap of 64-bit words: (its word, its bit in that word)."""
+    """A hash's slot: (the index of its "seen" word in the interleaved words, its bit in that word)."""
     slot = _mix(value) >> shift
-    return slot >> np.uint64(6), np.uint64(1) << (slot & np.uint64(63))
+    return (slot >> np.uint64(6)) << np.uint64(1), np.uint64(1) << (slot & np.uint64(63))
 
 
 @compiled
-def _add(seen, again, hashes, shift):  # pragma: no cover - compiled
-    """Each hash's slot: flagged in `again` when `seen` already has it, then set in `seen` (so with `seen`
-    and `again` the same bitmap, it is flagged)."""
+def _add(words, hashes, shift, seen):  # pragma: no cover - compiled
+    """Each hash's slot: with `seen`, flagged as seen again when already seen, then set as seen; else
+    flagged as seen again."""
     for value in hashes:
         word, bit = _slot(value, shift)
-        if seen[word] & bit:
-            again[word] |= bit
-        seen[word] |= bit
+        if not seen or words[word] & bit:
+            words[word + 1] |= bit
+        words[word] |= bit
 
 
 @compiled
-def _flagged(again, hashes, shift):  # pragma: no cover - compiled
+def _flagged(words, hashes, shift):  # pragma: no cover - compiled
     flags = np.empty(len(hashes), np.bool_)
     for index in range(len(hashes)):
         word, bit = _slot(hashes[index], shift)
-        flags[index] = again[word] & bit != 0
+        flags[index] = words[word + 1] & bit != 0
     return flags
