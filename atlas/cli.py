@@ -50,6 +50,10 @@ SINGLE_THREADED_BLAS = {"split", "lookup"}
 # Commands whose process ends as soon as they return, their outputs closed and the output streams flushed
 # (run): tearing down their imports (numba, pyarrow, DuckDB) at the interpreter's exit took 0.25 s.
 QUICK_EXIT = {"split"}
+# Commands that never use pandas (run): pyarrow imports it at its first array, to check whether the values
+# are pandas objects (0.3 CPU-s, while the split's workers wait on the GIL); where pandas cannot be imported,
+# pyarrow takes the values as they are.
+WITHOUT_PANDAS = {"split"}
 
 
 def usage() -> str:
@@ -89,9 +93,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The `atlas` program (its console script, `python -m atlas`): main(), then the exit."""
+    if sys.argv[1:2] and sys.argv[1] in WITHOUT_PANDAS:
+        sys.meta_path.insert(0, _WithoutPandas())  # for this process only, which ends with the command
     code = main()
     if sys.argv[1:2] and sys.argv[1] in QUICK_EXIT:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     raise SystemExit(code)
+
+
+class _WithoutPandas:
+    """An import hook under which pandas is not found (WITHOUT_PANDAS)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not used by this command", name=name)
+        return None
