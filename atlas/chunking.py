@@ -35,32 +35,33 @@ gzip through ISA-L); worker threads (one per CPU this process may run on: sched_
 aware; the compiled code releases the GIL) parse the blocks in parallel, each in one compiled pass
 (atlas.blockparse: records, normalisation, the alphabet and nucleotide checks, CRC64 of ids and sequences, MD5
 of 16 sequences at once, and a flag for the NUL, CR and non-ASCII bytes that atlas.fasta.check_block_text then
-names), then over whole arrays (hex columns, header metadata with each distinct description parsed once), with
-a call per record only for the few records that need a reason. Each block becomes one part: an uncompressed
-Arrow IPC file (memory-mapped when read back) with each record's length, MD5, CRC64, header metadata, 64-bit
-hashes of its id and sequence, and where its sequence lines lie in the block (and their width, when they can
-be copied as they are); no sequences (the write pass cuts the queued ones again from the text: a plain file is
-read again where it is, and must not change meanwhile (its inode, size and mtime are checked at the end, and
-each sequence's length as it is cut); gzip input and pipes are copied, as text, into the temporary directory
-during the first pass). A record longer than max_length is streamed through its checksums by the reader and
-never held whole. As the parts come in, this thread adds their hashes to bitmaps of a fixed size (atlas.seen:
-64 MB for 1 GB of text, at most 128 MB) that flag the ids and sequences that may be seen twice; only those
-records (a few percent of a drop) go to DuckDB, which spills to disk and finds the exceptions among them:
-repeated ids, later copies of a sequence and duplicates of earlier drops (exact strings decide; earlier drops
-are joined out of core on the hashes of the records that passed, never loaded into Python). Every other record
-is queued or rejected by its own checks, so the chunks are assigned in order, part by part, with a running
-total of residues per bucket (numpy; state per chunk only): a first pass XORs each chunk's members into its
-name, a second one, beside the parts, makes the manifest's rows in this thread (a thread of its own encodes
-them) while the workers write the chunk FASTAs (each part's records of a chunk go to a byte offset known from
-the parts before it, so the files are the same as one writer would make). Memory: a worker holds one block and
-its arrays, DuckDB is capped by $ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it;
-measured on a 1 GB drop with 2 workers: 610-640 MiB for the whole process (about 940 MiB when an earlier drop
-holds every sequence), whatever the size of the drop or the number of earlier drops. Temporary disk: about 0.5
-times the size of the uncompressed drop (1.5 for gzip input and pipes, with the text copy).
-Everything is written into a temporary directory beside the manifest and moved into place at the end, chunk
-FASTAs first and the manifest last; a failed or killed run leaves no manifest behind (chunk FASTAs, being
-named by content, are left for a later run to reuse or remove). Output is deterministic, byte for byte, for
-the same input and settings."""
+names), then over whole arrays (header metadata with each distinct description parsed once), with a call per
+record only for the few records that need a reason. Each block becomes one part: an uncompressed Arrow IPC
+file (memory-mapped when read back) with each record's length, MD5 digest (16 bytes; the manifest's hex
+columns are made in the write pass), header metadata, a 64-bit hash of its id and its share of its chunk's
+name (the sequence's CRC64 is undone from the two), and where its sequence lines lie in the block (and their
+width, when they can be copied as they are); no sequences (the write pass cuts the queued ones again from the
+text: a plain file is read again where it is, and must not change meanwhile (its inode, size and mtime are
+checked at the end, and each sequence's length as it is cut); gzip input and pipes are copied, as text, into
+the temporary directory during the first pass). A record longer than max_length is streamed through its
+checksums by the reader and never held whole. As the parts come in, this thread adds their hashes to bitmaps
+of a fixed size (atlas.seen: 64 MB for 1 GB of text, at most 128 MB; the hash of a sequence is the first 8
+bytes of its MD5) that flag the ids and sequences that may be seen twice; only those records (a few percent of
+a drop) go to DuckDB, which spills to disk and finds the exceptions among them: repeated ids, later copies of
+a sequence and duplicates of earlier drops (exact strings decide; earlier drops are joined out of core on the
+hashes of the records that passed, never loaded into Python). Every other record is queued or rejected by its
+own checks, so the chunks are assigned in order, part by part, with a running total of residues per bucket
+(numpy; state per chunk only): a first pass XORs each chunk's members into its name, a second one, beside the
+parts, makes the manifest's rows in this thread (a thread of its own encodes them) while the workers write the
+chunk FASTAs (each part's records of a chunk go to a byte offset known from the parts before it, so the files
+are the same as one writer would make). Memory: a worker holds one block and its arrays, DuckDB is capped by
+$ATLAS_SPLIT_MEMORY_LIMIT (e.g. `2GB`), else 320 MB, and spills past it; measured on a 1 GB drop with 2
+workers: 550-610 MiB for the whole process (about 910 MiB when an earlier drop holds every sequence), whatever
+the size of the drop or the number of earlier drops. Temporary disk: about 0.35 times the size of the
+uncompressed drop (1.35 for gzip input and pipes, with the text copy). Everything is written into a temporary
+directory beside the manifest and moved into place at the end, chunk FASTAs first and the manifest last; a
+failed or killed run leaves no manifest behind (chunk FASTAs, being named by content, are left for a later run
+to reuse or remove). Output is deterministic, byte for byte, for the same input and settings."""
 
 from __future__ import annotations
 

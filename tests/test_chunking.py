@@ -628,6 +628,38 @@ def test_vectorised_blocks_agree_with_the_per_record_definitions(test_data, tmp_
     assert {pair for members in chunk_files(manifest.parent).values() for pair in members} == queued
 
 
+def test_a_record_longer_than_a_block_is_rejected_with_its_checksums(test_data, tmp_path):
+    """A record too long to hold (past the reader's limit) is streamed through its checksums into a part of
+    its own; its manifest row has the same MD5, CRC64, length and header metadata as a record parsed in a
+    block, and the records around it are queued as usual."""
+    from atlas.chunking import split_drop
+
+    records = list(read_fasta(test_data / "mgnifam_all_seqs_concat.fa"))[:40]
+    rng = random.Random(5)
+    long_sequence = "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(200_000))
+    lines = "\n".join(long_sequence[i : i + 60] for i in range(0, len(long_sequence), 60))
+    texts = [f">{r.id} {r.description}\n{r.sequence}\n" for r in records]
+    texts.insert(20, f">MGYP000000000042 PL=10 FL=1 CR=0\n{lines}\n")
+    fasta = tmp_path / "drop.fasta"
+    fasta.write_text("".join(texts))
+    manifest = tmp_path / "out" / "manifest.parquet"
+    split_drop(fasta, "d", manifest, max_length=1000, block_size=4_000, workers=2, progress=False)
+
+    rows = manifest_rows(manifest)
+    assert len(rows) == 41
+    row = rows[20]
+    assert (row["id"], row["status"], row["length"]) == ("MGYP000000000042", "rejected", 200_000)
+    assert row["reason"] == "too long: 200000 residues > max_length 1000"
+    assert row["checksum"] == sequence_checksum(long_sequence)
+    assert row["crc64"] == crc64_hex(long_sequence.encode())
+    assert (row["is_fragment"], dict(row["header_fields"])["FL"]) == (False, "1")
+    others = rows[:20] + rows[21:]
+    for row, record in zip(others, records, strict=True):
+        assert (row["id"], row["checksum"]) == (record.id, sequence_checksum(record.sequence))
+        assert row["crc64"] == crc64_hex(record.sequence.encode())
+    assert Counter(row["status"] for row in others)["queued"] > 30
+
+
 def test_plain_gzip_and_pipe_input_give_the_same_output(test_data, tmp_path, fifo):
     """The write pass cuts the sequences again from the plain file itself, and from a copy of the text made
     while reading a gzip file or a pipe: the manifest and chunks are the same byte for byte."""
