@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atlas.compiled import compiled, without_blas_check
+from atlas.compiled import compiled
 from atlas.fasta import NUCLEOTIDE_RESIDUES, NUCLEOTIDE_WINDOW, STANDARD_RESIDUES, WHITESPACE, crc64_table
 
 # Byte classes, one bit each. _STRANGE: NUL, CR and non-ASCII, which need atlas.fasta.check_block_text.
@@ -100,8 +100,7 @@ def load() -> None:
     """Load the compiled functions (from numba's cache; LLVM's start-up, ~0.4 s, comes with the first), so
     that a caller can have it done in a thread of its own while it does something else."""
     text = np.frombuffer(b">a\nMK\n", np.uint8)
-    with without_blas_check():
-        block = parse_block_arrays(text.tobytes())
+    block = parse_block_arrays(text.tobytes())
     lengths, rows = np.diff(block.offsets).astype(np.int64), np.zeros(1, np.int64)
     records_text(text, block.bodies, block.ids, block.id_offsets, lengths, rows, rows, 1)
     hex_text(block.md5, np.frombuffer(b"0123456789abcdef", np.uint8))

@@ -229,8 +229,11 @@ def split_drop(
             raise SplitError(f"{path}: the manifest being written cannot be one of the earlier manifests")
         _check_earlier(path)
     with _split_settings():
-        # The compiled parser loads (numba, LLVM: ~0.5 s) in a thread of its own while this one sets up.
-        threading.Thread(target=_load_compiled, daemon=True).start()
+        # The compiled parser loads (numba, LLVM: ~0.4 s) in a thread of its own while this one sets up;
+        # numba looks for no BLAS meanwhile (atlas.compiled.skip_blas_check).
+        from atlas.compiled import skip_blas_check
+
+        threading.Thread(target=_load_compiled, args=(skip_blas_check(),), daemon=True).start()
         temp: Path | None = None
         pool = _Workers(workers or _cpus())
         try:
@@ -287,12 +290,15 @@ def split_drop(
     return summary
 
 
-def _load_compiled() -> None:
-    import pyarrow.compute  # noqa: F401 - imported here too, so that the imports overlap with LLVM's start
+def _load_compiled(restore_blas_check: Callable[[], None]) -> None:
+    try:
+        import pyarrow.compute  # noqa: F401 - imported here too, so that the imports overlap with LLVM's start
 
-    from atlas.blockparse import load
+        from atlas.blockparse import load
 
-    load()
+        load()
+    finally:
+        restore_blas_check()
     import duckdb  # noqa: F401 - for the dedupe, while the first pass runs
 
 
@@ -642,9 +648,13 @@ def _part_block(part) -> tuple[int, int]:
 
 
 def _read_block(path: str, offset: int, size: int) -> bytes:
-    """The `size` bytes at `offset` of a file the split reads again (a plain input, or its text copy)."""
+    """The `size` bytes at `offset` of a file the split reads again (a plain input, or its text copy), read
+    for the last time: their pages leave the page cache (a 100 GB drop would otherwise push out what the
+    node's other jobs cache, such as the MMseqs2 reference), and the chunk FASTAs written next take them."""
     with open(path, "rb") as handle:
         data = os.pread(handle.fileno(), size, offset)
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(handle.fileno(), offset, size, os.POSIX_FADV_DONTNEED)
     if len(data) != size:
         raise SplitError(f"{path}: changed while it was being split (shorter); split it again")
     return data
