@@ -14,7 +14,7 @@ user + system, from getrusage) the steps any split that keeps today's outputs mu
   from the input's bytes (here every record);
 - write: as many bytes as the chunk FASTAs hold, to a file in --workdir (the output's file system);
 - the same write again for what the split stores between its passes (its parts: the record columns, about
-  0.78 x the input; the sequences are cut again from the input).
+  0.34 x the input; the sequences are cut again from the input).
 
 and prints each per GB and the wall time they would take on all CPUs with perfect parallelism, beside
 issue #13's target of 200 MB/s. Compare with `atlas split`'s own figures from bench/split_throughput.py.
@@ -43,7 +43,7 @@ from atlas.blockparse import md5_digests, parse_block_arrays, records_text  # no
 from atlas.chunking import _split_settings  # noqa: E402
 from atlas.fasta import iter_plain_blocks  # noqa: E402
 
-PARTS_SHARE = 0.78  # the split's parts, as a share of the input (atlas.chunking's module docstring)
+PARTS_SHARE = 0.34  # the split's parts, as a share of the input (atlas.chunking's module docstring)
 
 
 def cpu() -> float:
