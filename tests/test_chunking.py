@@ -374,6 +374,35 @@ def test_atlas_cli_dispatch_and_example_gzip_drop(tmp_path):
     assert sum(len(m) for m in chunk_files(tmp_path).values()) == sum(r["status"] == "queued" for r in rows)
 
 
+def test_the_split_program_imports_neither_pandas_nor_scipy_linalg(test_data, tmp_path):
+    """`atlas split` as the rules run it: pyarrow's first array would import pandas to look for pandas
+    objects, and numba's first call scipy.linalg to look for a BLAS (0.3 and 0.12 s of start-up); the split
+    needs neither, and its outputs are whole without them."""
+    import subprocess
+    import sys
+
+    manifest = tmp_path / "out" / "manifest.parquet"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "atlas", "split", "--fasta"]
+        + [str(test_data / "mgnifam_all_seqs_concat.fa"), "--drop", "d", "--manifest", str(manifest)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "import time:" in line}
+    assert "numba" in imported and "pyarrow" in imported
+    # The refused attempts are listed too (pandas; scipy.linalg, and the cython_blas numba asked for): an
+    # import that ran lists the modules it loaded under them.
+    loaded = {name for name in imported if name.startswith(("pandas.", "scipy.linalg."))}
+    assert loaded <= {"scipy.linalg.cython_blas"}
+    rows = manifest_rows(manifest)
+    assert len(rows) == len(list(read_fasta(test_data / "mgnifam_all_seqs_concat.fa")))
+    assert sum(len(m) for m in chunk_files(manifest.parent).values()) == sum(
+        r["status"] == "queued" for r in rows
+    )
+
+
 def test_earlier_manifest_equal_to_the_output_is_refused_untouched(test_data, tmp_path, capsys):
     manifest = tmp_path / "manifest.parquet"
     assert run_split(test_data / "esmfold_structures_sequences.fasta", manifest) == 0
