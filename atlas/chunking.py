@@ -434,7 +434,8 @@ def _part_schema():
     from atlas.tables import MANIFEST
 
     # The manifest's hex columns are made in the write pass (_write_outputs), from 24 bytes a record where
-    # their text took 48: the MD5 digest, and the sequence's CRC64 from `member` and `id_hash` (_crc64_hex).
+    # their text took 48: the MD5 digest, and the sequence's CRC64 from `member` and `id_hash`
+    # (_crc64_column).
     return pa.schema(
         [
             ("line", pa.int64()),
@@ -507,7 +508,7 @@ def _parse_part(
 
     if isinstance(item, SkippedRecord):
         reason = f"too long: {item.length} residues > max_length {max_length}" if item.id else "empty id"
-        id_crc = int(crc64_hex(item.id), 16)
+        id_crc = np.array([int(crc64_hex(item.id), 16)], np.uint64)
         columns = {
             "line": [item.line],
             "id": [item.id.decode()],
@@ -520,8 +521,8 @@ def _parse_part(
             "body_start": [0],
             "body_end": [0],  # never queued, never cut again
             "line_width": [0],
-            "member": [_member(id_crc, int(item.crc64, 16))],
-            "id_hash": [id_crc],
+            "member": _member(id_crc, np.array([int(item.crc64, 16)], np.uint64)),
+            "id_hash": id_crc,
         }
         columns["header_fields"][0], columns["is_fragment"][0] = header_metadata(columns["description"][0])
         _write_part(pa.Table.from_pydict(columns, schema=_part_schema()), part)
@@ -594,24 +595,22 @@ def _parse_part(
     return _PartCounts(count, id_crcs, checksum_hashes[passed], kinds)
 
 
-def _member(id_crc, sequence_crc):
-    """A record's share of its chunk's name (module docstring): CRC64(id) rotated left by one bit, XOR
-    CRC64(sequence); numpy uint64 arrays or Python ints."""
-    if isinstance(id_crc, int):
-        return (((id_crc << 1) | (id_crc >> 63)) & 0xFFFF_FFFF_FFFF_FFFF) ^ sequence_crc
+def _member(id_crc: np.ndarray, sequence_crc: np.ndarray) -> np.ndarray:
+    """Records' shares of their chunk's name (module docstring): CRC64(id) rotated left by one bit, XOR
+    CRC64(sequence) (uint64 arrays)."""
     return ((id_crc << np.uint64(1)) | (id_crc >> np.uint64(63))) ^ sequence_crc
 
 
-def _crc64_hex(part):
-    """The manifest's crc64 of a part's records, undone from `member` and `id_hash` (_member is its own
-    inverse in the sequence's CRC64)."""
+def _crc64_column(part):
+    """The manifest's crc64 column of a part's records, undone from `member` and `id_hash` (_member is its
+    own inverse in the sequence's CRC64)."""
     crcs = _member(part.column("id_hash").to_numpy(), part.column("member").to_numpy())
     return _hex(crcs.astype(">u8").view(np.uint8).reshape(len(crcs), 8), _HEX_DIGITS)
 
 
 def _md5_rows(column) -> np.ndarray:
-    """A `md5` column (binary(16)) as a (rows, 16) uint8 array (no copy)."""
-    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    """A part's `md5` column (binary(16)) as a (rows, 16) uint8 array (no copy from one chunk)."""
+    array = column.combine_chunks()
     data = array.buffers()[1]
     return np.frombuffer(data, np.uint8, 16 * len(array), 16 * array.offset).reshape(len(array), 16)
 
@@ -1064,11 +1063,9 @@ def _write_part_candidates(
     )
     if flagged.any():
         rows = np.flatnonzero(flagged)
-        columns = {
-            name: part.column(name).take(pa.array(rows)) for name in ("line", "id", "length", "reason")
-        }
+        picked = part.select(["line", "id", "length", "reason", "id_hash"]).take(pa.array(rows))
+        columns = {name: picked.column(name) for name in picked.column_names}
         columns["checksum"] = _hex(digests[rows], _LOWER_HEX_DIGITS)
-        columns["id_hash"] = part.column("id_hash").take(pa.array(rows))
         columns["checksum_hash"] = pa.array(checksum_hashes[rows], pa.uint64())
         schema = _candidate_schema()
         pq.write_table(
@@ -1299,16 +1296,15 @@ def _write_outputs(
             mine, rest = rows.slice(0, part.num_rows), rows.slice(part.num_rows)
             pending, pending_rows = rest.to_batches(), rest.num_rows
             chunk = mine.column("chunk").combine_chunks()
-            columns = {
-                "id": part.column("id"),
-                "drop": pa.repeat(pa.scalar(drop), part.num_rows),
-                "checksum": mine.column("checksum"),
-                "status": mine.column("status"),
-                "reason": mine.column("reason"),
-                "chunk": chunk,
-                "crc64": _crc64_hex(part),
-            }
-            columns.update({name: part.column(name) for name in _MANIFEST_FROM_PART if name not in columns})
+            columns = {name: part.column(name) for name in _MANIFEST_FROM_PART}
+            columns.update(
+                drop=pa.repeat(pa.scalar(drop), part.num_rows),
+                checksum=mine.column("checksum"),
+                status=mine.column("status"),
+                reason=mine.column("reason"),
+                chunk=chunk,
+                crc64=_crc64_column(part),
+            )
             waiting.append(pa.table([columns[name] for name in MANIFEST.names], schema=MANIFEST))
             waiting_rows += part.num_rows
             if done is not None:
